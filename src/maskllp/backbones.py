@@ -1,0 +1,74 @@
+"""torchvision ResNet trunks, randomly initialised or loaded from a local ImageNet weights file.
+
+Nothing is downloaded: ``weights_path`` names a file the user has (a torchvision state dict saved
+with ``torch.save`` -- read with ``weights_only=True`` -- or a ``.safetensors`` file), e.g. the
+``resnet50-11ad3fa6.pth`` that torchvision's own cache holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from maskllp.errors import InputError
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any failure to decode means a wrong or damaged file
+        raise InputError(path, f"cannot read weights ({str(e).splitlines()[0][:200]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(path, "not a state dict of tensors")
+    return state
+
+
+def resnet(name: str, weights_path: str | Path | None = None) -> nn.Module:
+    """A torchvision ResNet (``resnet18``/``34``/``50``/``101``), ImageNet weights from a local file.
+
+    The classification head (``fc``) is kept so that torchvision's files load strictly; callers take
+    the trunk they need. Random initialisation when ``weights_path`` is None.
+    """
+    import torchvision
+
+    if name not in RESNETS:
+        raise ValueError(f"unknown backbone {name!r} (known: {', '.join(RESNETS)})")
+    model = getattr(torchvision.models, name)(weights=None)
+    if weights_path is not None:
+        state = load_state_dict_file(weights_path)
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        trunk_missing = [k for k in missing if not k.startswith("fc.")]
+        if trunk_missing or unexpected:
+            raise InputError(
+                weights_path,
+                f"not {name} weights ({len(trunk_missing)} missing, {len(unexpected)} unexpected "
+                f"keys, e.g. {(trunk_missing + list(unexpected))[:3]})",
+            )
+    return model
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise_rgb(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) float in [0, 1] -> ImageNet-normalised, as ResNet weights expect."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,134 @@
+"""The tool's cell and region classes, and how annotation class names map onto them.
+
+Cells (points) have one of four classes; regions (polygons) one of two. Annotation files name their
+classes the way QuPath does (``Positive``, ``Tumor: Negative``, ``Stroma``, ``Immune cells``...).
+:class:`ClassMapping` turns such a name into a tool class. Its default fits QuPath's standard names:
+
+* a name is split on ``:`` into parts (``"Tumor: Positive"`` -> ``["Tumor", "Positive"]``), compared
+  case-insensitively after trimming;
+* if any part is a **non-tumour** name (``Stroma``, ``Immune cells``, ``Non-tumor``, ``Other``,
+  ``Necrosis``, ``Lymphocyte``, ...), the object is non-tumour, whatever its stain
+  (``Stroma: Positive`` is a non-tumour cell, as TPS requires);
+* else if the last part is a **positive** name (``Positive``, ``1+``, ``2+``, ``3+``), the cell is a
+  positive tumour cell; a **negative** name (``Negative``) gives a negative tumour cell; these are
+  tumour cells because TPS point annotations click tumour cells;
+* else if a part is a **tumour** name (``Tumor``, ``Tumour``), the cell is a tumour cell of unknown
+  stain and a polygon is a tumour region;
+* an **ignored** name (``Ignore*``, ``Region*``, an unclassified object) gives ``None``: the object is
+  skipped; any other name is an error (so a typo is not silently read as something).
+
+Every list is overridable in the ``[classes]`` section of a config file.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class CellClass(enum.IntEnum):
+    """Class of one annotated or detected cell."""
+
+    POSITIVE_TUMOUR = 0
+    NEGATIVE_TUMOUR = 1
+    TUMOUR = 2  # tumour cell whose stain is not given
+    NON_TUMOUR = 3
+
+    @property
+    def is_tumour(self) -> bool:
+        return self is not CellClass.NON_TUMOUR
+
+
+class RegionClass(enum.IntEnum):
+    """Class of an annotated region (polygon). Values are the raster codes of region masks."""
+
+    TUMOUR = 1
+    NON_TUMOUR = 2
+
+
+# Class names and colours that maskllp writes (QuPath's own built-in names and colours).
+QUPATH_NAMES: dict[CellClass, tuple[list[str], tuple[int, int, int]]] = {
+    CellClass.POSITIVE_TUMOUR: (["Tumor", "Positive"], (200, 50, 50)),
+    CellClass.NEGATIVE_TUMOUR: (["Tumor", "Negative"], (90, 90, 180)),
+    CellClass.TUMOUR: (["Tumor"], (200, 0, 0)),
+    CellClass.NON_TUMOUR: (["Stroma"], (150, 200, 150)),
+}
+QUPATH_REGION_NAMES: dict[RegionClass, tuple[list[str], tuple[int, int, int]]] = {
+    RegionClass.TUMOUR: (["Tumor"], (200, 0, 0)),
+    RegionClass.NON_TUMOUR: (["Stroma"], (150, 200, 150)),
+}
+
+
+@dataclass
+class ClassMapping:
+    """Annotation class names -> tool classes (see the module doc for the rules)."""
+
+    positive: list[str] = field(default_factory=lambda: ["Positive", "1+", "2+", "3+"])
+    negative: list[str] = field(default_factory=lambda: ["Negative"])
+    tumour: list[str] = field(
+        default_factory=lambda: ["Tumor", "Tumour", "Tumor cell", "Tumour cell", "Cancer"]
+    )
+    non_tumour: list[str] = field(
+        default_factory=lambda: [
+            "Stroma",
+            "Immune cells",
+            "Immune cell",
+            "Non-tumor",
+            "Non-tumour",
+            "Nontumor",
+            "Non tumor",
+            "Non tumour",
+            "Normal",
+            "Other",
+            "Necrosis",
+            "Lymphocyte",
+            "Lymphocytes",
+            "Macrophage",
+            "Macrophages",
+            "Fibroblast",
+            "Fibroblasts",
+        ]
+    )
+    ignore: list[str] = field(default_factory=lambda: ["Ignore*", "Region*", "Ignore"])
+
+    def _parts(self, name: str) -> list[str]:
+        return [p.strip().casefold() for p in name.split(":") if p.strip()]
+
+    @staticmethod
+    def _in(part: str, names: list[str]) -> bool:
+        for n in names:
+            n = n.strip().casefold()
+            if n.endswith("*") and part.startswith(n[:-1]) or part == n:
+                return True
+        return False
+
+    def cell_class(self, name: str | None) -> CellClass | None:
+        """Tool class of a cell annotation named ``name``; ``None`` means "skip this object".
+
+        Raises ``ValueError`` for a name that no list holds.
+        """
+        parts = self._parts(name or "")
+        if not parts or any(self._in(p, self.ignore) for p in parts):
+            return None
+        if any(self._in(p, self.non_tumour) for p in parts):
+            return CellClass.NON_TUMOUR
+        if self._in(parts[-1], self.positive):
+            return CellClass.POSITIVE_TUMOUR
+        if self._in(parts[-1], self.negative):
+            return CellClass.NEGATIVE_TUMOUR
+        if any(self._in(p, self.tumour) for p in parts):
+            return CellClass.TUMOUR
+        raise ValueError(f"class {name!r} is not a known cell class")
+
+    def region_class(self, name: str | None) -> RegionClass | None:
+        """Tool class of a region (polygon) named ``name``; ``None`` means "skip"."""
+        parts = self._parts(name or "")
+        if not parts or any(self._in(p, self.ignore) for p in parts):
+            return None
+        if any(self._in(p, self.non_tumour) for p in parts):
+            return RegionClass.NON_TUMOUR
+        if any(self._in(p, self.tumour) for p in parts) or self._in(
+            parts[-1], self.positive + self.negative
+        ):
+            return RegionClass.TUMOUR
+        raise ValueError(f"class {name!r} is not a known region class")

@@ -1,0 +1,26 @@
+"""Options shared by several commands, and the config loading every command does the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+CONFIG_OPTION = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="Config file (TOML, YAML or JSON); see the README for its sections.",
+    exists=False,
+    dir_okay=False,
+)
+
+
+def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None):
+    """Load ``path`` (or defaults) with command-line overrides; return a ``maskllp.config.Config``."""
+    from maskllp.config import load_config
+
+    clean = {k: {kk: vv for kk, vv in v.items() if vv is not None}
+             for k, v in (overrides or {}).items()}
+    return load_config(path, {k: v for k, v in clean.items() if v})

@@ -1,0 +1,1 @@
+"""Stage 1: heatmap cell detector (U-Net), tumour classifier (ResNet-50 + linear head), tumour mask."""

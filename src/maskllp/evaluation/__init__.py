@@ -1,0 +1,1 @@
+"""Metrics (scikit-learn), cross-validation, and the Table 1 printer."""

@@ -1,0 +1,19 @@
+"""How Lightning runs training (section ``[trainer]``): one GPU, several, or the CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    """``auto``, ``cpu``, ``gpu``..., passed to ``lightning.Trainer``."""
+    devices: str = "auto"
+    """``auto``, a count such as ``"4"``, or a list such as ``"0,1"``."""
+    strategy: str = "auto"
+    """``auto`` or ``ddp`` (multi-GPU data parallel), passed to ``lightning.Trainer``."""
+    precision: str = "32-true"
+    num_workers: int = 0
+    seed: int = 0
+    progress_bar: bool = True

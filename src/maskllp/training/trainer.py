@@ -1,0 +1,114 @@
+"""One place that builds the ``lightning.Trainer`` every maskllp training run uses.
+
+Single CPU, one GPU or multi-GPU DDP is a matter of :class:`~maskllp.training.config.TrainerConfig`
+(``accelerator``, ``devices``, ``strategy``), never of the training code. Every run gets early
+stopping on its validation metric, the best weights restored at the end (kept in memory, so no
+pickled checkpoint is ever read back), optional Lightning checkpoints for resuming, a CSV log, and a
+progress bar.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from maskllp.training.config import TrainerConfig
+
+
+class BestWeights(Callback):
+    """Keep a CPU copy of the weights at the best value of ``monitor``; restore it at the end.
+
+    With no validation data (``monitor`` never logged) the final weights are kept.
+    """
+
+    def __init__(self, monitor: str, mode: str = "min") -> None:
+        self.monitor = monitor
+        self.mode = mode
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        v = float(value)
+        better = v < self.best if self.mode == "min" else v > self.best
+        if better or self.state is None:
+            self.best = v
+            self.best_epoch = trainer.current_epoch
+            self.state = {k: t.detach().to("cpu", copy=True)
+                          for k, t in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.load_state_dict(copy.deepcopy(self.state))
+
+
+def parse_devices(devices: str) -> str | int | list[int]:
+    """``"auto"`` -> ``"auto"``, ``"4"`` -> 4, ``"0,1"`` -> [0, 1] (Lightning's forms)."""
+    d = devices.strip()
+    if d == "auto" or d == "-1":
+        return d if d == "auto" else -1
+    if "," in d:
+        return [int(x) for x in d.split(",") if x.strip()]
+    return int(d)
+
+
+def build_trainer(
+    cfg: TrainerConfig,
+    out_dir: Path,
+    *,
+    max_epochs: int,
+    patience: int | None,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    max_steps: int = -1,
+    has_validation: bool = True,
+    save_checkpoints: bool = False,
+) -> tuple[L.Trainer, BestWeights]:
+    """A configured Trainer and its :class:`BestWeights` callback (call ``fit`` on the first).
+
+    ``out_dir`` receives ``logs/`` (CSV metrics) and, with ``save_checkpoints``, ``checkpoints/``.
+    """
+    out_dir = Path(out_dir)
+    best = BestWeights(monitor, mode)
+    callbacks: list[Callback] = [best]
+    if has_validation and patience is not None and patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    if save_checkpoints:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out_dir / "checkpoints",
+                monitor=monitor if has_validation else None,
+                mode=mode,
+                save_top_k=1,
+                save_last=True,
+            )
+        )
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=parse_devices(cfg.devices),
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        callbacks=callbacks,
+        logger=CSVLogger(out_dir, name="logs", version=""),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        enable_checkpointing=save_checkpoints,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        limit_val_batches=1.0 if has_validation else 0,
+        default_root_dir=out_dir,
+    )
+    return trainer, best
