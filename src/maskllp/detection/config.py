@@ -1,9 +1,16 @@
-"""Settings of stage 1: detector, tumour classifier, tumour mask, tiling."""
+"""Settings of stage 1: detector, tumour classifier, tumour mask, tiling.
+
+Lengths that describe tissue (heatmap sigma, peak distance, matching radius, mask radius) are in
+microns and converted with the pixel size of the image at hand, so one config serves scans of any
+resolution. Network inputs are resampled to the model's training pixel size (``mpp`` of the model
+folder) before either network sees them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass
@@ -15,6 +22,37 @@ class DetectorConfig:
     lr: float = 1e-3
     batch_size: int = 8
     max_epochs: int = 100
+    patience: int = 15
+    """Early stopping: epochs without a better validation loss before training stops."""
+    steps_per_epoch: int = 50
+    """Random crops drawn per epoch are ``steps_per_epoch * batch_size``."""
+    crop: int = 128
+    """Side of the random training crops, in model pixels (a multiple of the U-Net stride)."""
+    base_channels: int = 16
+    """Channels of the U-Net's first level; each level below doubles them."""
+    depth: int = 4
+    """U-Net levels (``depth - 1`` poolings, so the total stride is ``2 ** (depth - 1)``)."""
+    stain_jitter: float = 0.05
+    """Hematoxylin/eosin/DAB jitter: each stain channel is scaled by ``1 + U(-s, s)`` and shifted
+    by ``U(-s, s)`` (Tellez et al. 2018); 0 switches stain augmentation off."""
+    val_fraction: float = 0.25
+    """The bottom band of each point-annotated image (this fraction of its rows) is held out to
+    validate the network and choose the peak threshold and distance; 0 chooses them on the
+    training area (not recommended)."""
+    match_radius_um: float = 4.0
+    """A detection matches an annotated point within this distance (one-to-one, Hungarian)."""
+    min_distance_um: list[float] = field(default_factory=lambda: [2.0, 3.0, 4.0, 5.0])
+    """Candidate minimum distances between peaks, in microns; the best on validation is saved."""
+    thresholds: list[float] = field(
+        default_factory=lambda: [round(0.05 * k, 2) for k in range(1, 19)]
+    )
+    """Candidate peak thresholds (heatmap value); the best on validation is saved."""
+    mpp: float | None = None
+    """Training pixel size (microns per pixel) the networks work at; unset: the pixel size of the
+    first training image. Other images are resampled to it."""
+    default_mpp: float | None = None
+    """Pixel size assumed for an image whose manifest row and file metadata give none; unset: such
+    an image is an error."""
 
 
 @dataclass
@@ -24,22 +62,48 @@ class ClassifierConfig:
     lr: float = 2e-4
     batch_size: int = 16
     max_epochs: int = 100
+    patience: int = 15
+    steps_per_epoch: int = 25
     pretrained_weights: Path | None = None
     """Local ImageNet ResNet-50 weights file (torchvision state dict); random init when unset."""
+    backbone: str = "resnet50"
+    """torchvision ResNet whose trunk gives the feature map (``resnet18`` ... ``resnet101``)."""
+    feature_layer: Literal["layer1", "layer2", "layer3", "layer4"] = "layer3"
+    """Last ResNet stage of the trunk: its output is the feature map read at each cell (stride 4,
+    8, 16 or 32 pixels)."""
+    classes: Literal["tumour", "three"] = "tumour"
+    """``tumour``: tumour vs non-tumour (sigmoid, BCE). ``three``: positive tumour, negative
+    tumour, non-tumour (softmax, cross-entropy; the paper's Det baseline)."""
+    crop: int = 192
+    """Side of the training crops, in model pixels (a multiple of the feature stride)."""
+    stain_jitter: float = 0.0
+    """Stain augmentation as for the detector (the paper uses rotations and flips only)."""
+    balance: bool = True
+    """Centre training crops on cells drawn with equal probability per class."""
+    val_fraction: float = 0.25
+    """The bottom band of each annotated image is held out for validation (early stopping)."""
 
 
 @dataclass
 class MaskConfig:
     """Tumour mask M (section ``[mask]``)."""
 
-    alpha_um: float = 4.0
-    """Disk radius around each tumour cell, in microns."""
+    alpha_um: float = 5.0
+    """Disk radius around each tumour cell, in microns (about one tumour-cell radius)."""
     tumour_threshold: float = 0.5
+    """A cell is a tumour cell when its tumour score exceeds this."""
+    downsample: float = 1.0
+    """Resolution of the written mask: one mask pixel per ``downsample`` level-0 pixels."""
 
 
 @dataclass
 class TilingConfig:
-    """How large images are cut for stage 1 (section ``[tiling]``)."""
+    """How large images are cut for stage 1 (section ``[tiling]``).
+
+    Each tile's interior is ``tile`` model pixels square; the networks see it with ``overlap``
+    extra pixels of context on every side, so results do not depend on where tiles fall. Both are
+    rounded up to a multiple of the networks' stride.
+    """
 
     tile: int = 512
-    overlap: int = 64
+    overlap: int = 128

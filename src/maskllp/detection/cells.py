@@ -1,0 +1,94 @@
+"""Detected cells: positions, peak scores, tumour scores (and three-class probabilities)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from maskllp.classes import CellClass
+
+
+@dataclass
+class DetectedCells:
+    """The cells stage 1 found in one image.
+
+    yx: (N, 2) float64, level-0 index coordinates (centre of pixel (r, c) is (r, c)).
+    peak_score: (N,) float32, the detector's heatmap value at the peak.
+    tumour_score: (N,) float32 in [0, 1], the classifier's tumour probability; NaN before the
+      classifier has run.
+    class_probs: (N, 3) float32 (positive tumour, negative tumour, non-tumour) for a three-class
+      classifier, else None.
+    shape: (H, W) of the image's level 0; mpp: its pixel size in microns.
+    """
+
+    yx: np.ndarray
+    peak_score: np.ndarray
+    tumour_score: np.ndarray
+    class_probs: np.ndarray | None
+    shape: tuple[int, int]
+    mpp: float
+
+    def __len__(self) -> int:
+        return len(self.yx)
+
+    def is_tumour(self, threshold: float = 0.5) -> np.ndarray:
+        """(N,) bool: tumour score above ``threshold``."""
+        return self.tumour_score > threshold
+
+    def cell_classes(self, threshold: float = 0.5) -> np.ndarray:
+        """(N,) int8 :class:`~maskllp.classes.CellClass` values.
+
+        Binary classifier: TUMOUR / NON_TUMOUR by ``threshold``. Three classes: NON_TUMOUR when the
+        tumour probability is not above ``threshold``, else the likelier of POSITIVE_TUMOUR and
+        NEGATIVE_TUMOUR.
+        """
+        tumour = self.is_tumour(threshold)
+        out = np.full(len(self), CellClass.NON_TUMOUR, np.int8)
+        if self.class_probs is None:
+            out[tumour] = CellClass.TUMOUR
+            return out
+        positive = self.class_probs[:, 0] >= self.class_probs[:, 1]
+        out[tumour & positive] = CellClass.POSITIVE_TUMOUR
+        out[tumour & ~positive] = CellClass.NEGATIVE_TUMOUR
+        return out
+
+    def subset(self, keep: np.ndarray) -> DetectedCells:
+        """The cells selected by a boolean mask or index array."""
+        probs = None if self.class_probs is None else self.class_probs[keep]
+        return DetectedCells(self.yx[keep], self.peak_score[keep], self.tumour_score[keep], probs,
+                             self.shape, self.mpp)
+
+    def measurements(self) -> dict[str, np.ndarray]:
+        """Per-cell scores for GeoJSON measurements (names as QuPath shows them)."""
+        out = {"Peak score": self.peak_score, "Tumour score": self.tumour_score}
+        if self.class_probs is not None:
+            out["Positive tumour probability"] = self.class_probs[:, 0]
+            out["Negative tumour probability"] = self.class_probs[:, 1]
+            out["Non-tumour probability"] = self.class_probs[:, 2]
+        return out
+
+
+def empty_cells(shape: tuple[int, int], mpp: float, three_classes: bool = False) -> DetectedCells:
+    """No cells (an image of glass)."""
+    probs = np.zeros((0, 3), np.float32) if three_classes else None
+    return DetectedCells(np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros(0, np.float32), probs,
+                         shape, mpp)
+
+
+def count_proportion(cells: DetectedCells, threshold: float = 0.5) -> tuple[int, int, float | None]:
+    """Counting estimate of the TPS from three-class detections (the paper's Det baseline).
+
+    Returns (positive tumour cells, negative tumour cells, positive / (positive + negative)); the
+    proportion is None when no tumour cell was found (undefined, not 0). Raises ValueError for cells
+    from a binary tumour classifier, which cannot tell positive from negative.
+    """
+    if cells.class_probs is None:
+        raise ValueError(
+            "counting a proportion needs a three-class classifier (classifier.classes = 'three')"
+        )
+    classes = cells.cell_classes(threshold)
+    n_pos = int(np.count_nonzero(classes == CellClass.POSITIVE_TUMOUR))
+    n_neg = int(np.count_nonzero(classes == CellClass.NEGATIVE_TUMOUR))
+    total = n_pos + n_neg
+    return n_pos, n_neg, (n_pos / total if total else None)

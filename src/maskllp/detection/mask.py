@@ -1,0 +1,61 @@
+"""The tumour mask M: pixels closer than alpha to a tumour cell (section 2 of the paper)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from maskllp.detection.heatmap import disk_offsets
+
+
+def mask_shape(shape: tuple[int, int], downsample: float) -> tuple[int, int]:
+    """(h, w) of a mask with one pixel per ``downsample`` level-0 pixels: ceil(H / d), ceil(W / d)."""
+    if not downsample > 0:
+        raise ValueError(f"mask downsample must be positive, got {downsample}")
+    return math.ceil(shape[0] / downsample), math.ceil(shape[1] / downsample)
+
+
+def disk_mask(yx: np.ndarray, shape: tuple[int, int], radius: float, downsample: float = 1.0) -> np.ndarray:
+    """Union of open disks around points, rasterised at a chosen resolution.
+
+    yx: (N, 2) float, level-0 index coordinates. shape: level-0 (H, W). radius: level-0 pixels.
+    Mask pixel (i, j) covers level-0 pixels [i d, (i + 1) d) x [j d, (j + 1) d); it is True when its
+    centre, ((i + 0.5) d - 0.5, (j + 0.5) d - 0.5) in level-0 coordinates, lies closer than
+    ``radius`` to a point, and also when a point falls inside it (so no point is lost when the disk is
+    smaller than a mask pixel). Returns (ceil(H / d), ceil(W / d)) bool; memory is that array plus
+    a bounded work buffer, whatever the number of points.
+    """
+    h, w = mask_shape(shape, downsample)
+    out = np.zeros((h, w), bool)
+    pts = np.asarray(yx, np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        return out
+    own = np.floor((pts + 0.5) / downsample).astype(np.int64)
+    inside = (own[:, 0] >= 0) & (own[:, 0] < h) & (own[:, 1] >= 0) & (own[:, 1] < w)
+    out[own[inside, 0], own[inside, 1]] = True
+    if radius <= 0:
+        return out
+    centre = (pts + 0.5) / downsample - 0.5  # points in mask-pixel coordinates
+    r = radius / downsample
+    offsets = disk_offsets(r + 1)
+    chunk = max(1, 4_000_000 // len(offsets))
+    for start in range(0, len(pts), chunk):
+        c = centre[start : start + chunk]
+        base = np.rint(c).astype(np.int64)
+        rr = base[:, None, 0] + offsets[None, :, 0]
+        cc = base[:, None, 1] + offsets[None, :, 1]
+        d2 = (rr - c[:, None, 0]) ** 2 + (cc - c[:, None, 1]) ** 2
+        ok = (d2 < r * r) & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        out[rr[ok], cc[ok]] = True
+    return out
+
+
+def tumour_mask(yx: np.ndarray, tumour: np.ndarray, shape: tuple[int, int], alpha_px: float,
+                downsample: float = 1.0) -> np.ndarray:
+    """M at a chosen resolution: :func:`disk_mask` of the tumour cells.
+
+    yx: (N, 2) float64 level-0 index coordinates; tumour: (N,) bool; shape: level-0 (H, W);
+    alpha_px: the radius alpha in level-0 pixels. Returns (ceil(H / d), ceil(W / d)) bool.
+    """
+    return disk_mask(np.asarray(yx)[np.asarray(tumour, bool)], shape, alpha_px, downsample)

@@ -1,0 +1,260 @@
+"""Stage 1 at inference: detect every cell of an image of any size, classify it, build the mask M.
+
+A stage-1 model folder (kind ``stage1``) holds both networks::
+
+    config.json          kind, mpp (training pixel size), detector / classifier / mask / tiling
+    weights.safetensors  detector.* (U-Net), classifier.* (ResNet trunk + linear head)
+    thresholds.json      peak_threshold, min_distance_um (chosen on validation), tumour_threshold
+
+A detector-only folder (kind ``detector``) has the same layout without the classifier; it detects
+cells but gives no tumour scores. Images are resampled to the training pixel size before the
+networks (see :mod:`maskllp.inference.tiling`); cells come back in level-0 coordinates of the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskllp.detection.cells import DetectedCells
+from maskllp.detection.classifier import (
+    THREE_CLASSES,
+    CellClassifier,
+    class_probabilities,
+    tumour_probability,
+)
+from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.detection.mask import tumour_mask
+from maskllp.detection.peaks import peak_pixels, subpixel_offset
+from maskllp.detection.tensors import rgb_to_tensor
+from maskllp.detection.unet import UNet, receptive_radius
+from maskllp.errors import InputError
+from maskllp.inference.model_folder import ModelFolder, load_model_folder, save_model_folder
+from maskllp.inference.tiling import ImageSource, ModelGrid, Tile, iter_windows, tile_grid
+
+DETECTOR_KIND = "detector"
+STAGE1_KIND = "stage1"
+
+
+def image_mpp(image: ImageSource, default_mpp: float | None, source: Any = None) -> float:
+    """The image's pixel size (reader's, i.e. manifest or metadata), else ``default_mpp``.
+
+    InputError naming the image when neither is known.
+    """
+    mpp = image.mpp if image.mpp is not None else default_mpp
+    if mpp is None:
+        raise InputError(source or getattr(image, "path", None),
+                         "pixel size unknown: give it in the manifest's mpp column, with --mpp, or as "
+                         "detector.default_mpp in the config")
+    if not (math.isfinite(mpp) and mpp > 0):
+        raise InputError(source or getattr(image, "path", None), f"pixel size {mpp!r} is not positive")
+    return float(mpp)
+
+
+def build_unet(cfg: DetectorConfig) -> UNet:
+    return UNet(3, 1, cfg.base_channels, cfg.depth)
+
+
+def build_classifier(cfg: ClassifierConfig, weights_path: str | Path | None = None) -> CellClassifier:
+    n_outputs = 1 if cfg.classes == "tumour" else len(THREE_CLASSES)
+    return CellClassifier(cfg.backbone, cfg.feature_layer, n_outputs, weights_path)
+
+
+@dataclass
+class DetectorModel:
+    """The detector h with its chosen peak threshold and minimum distance."""
+
+    net: UNet
+    config: DetectorConfig
+    mpp: float
+    """Training pixel size: images are resampled to it."""
+    peak_threshold: float
+    min_distance_um: float
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def min_distance_px(self) -> float:
+        return self.min_distance_um / self.mpp
+
+    @property
+    def margin_needed(self) -> int:
+        """Context (model pixels) a tile needs so its peaks equal those of one pass."""
+        return receptive_radius(self.config.depth) + math.ceil(self.min_distance_px) + 2
+
+    @torch.no_grad()
+    def heatmap(self, rgb: torch.Tensor) -> np.ndarray:
+        """(1, 3, S, S) float32 in [0, 1] -> (S, S) float32 heatmap."""
+        self.net.eval()
+        return self.net(rgb)[0, 0].float().cpu().numpy()
+
+
+def tile_peaks(heatmap: np.ndarray, tile: Tile, grid_shape: tuple[int, int], threshold: float,
+               min_distance_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of one window's heatmap that this tile keeps.
+
+    heatmap: (S, S) float32 of the tile's window. Returns yx (N, 2) float64 in window coordinates
+    (sub-pixel refined) and scores (N,) float32, for the peaks whose pixel lies in the tile's
+    interior and inside the model grid.
+    """
+    rows, cols = peak_pixels(heatmap, threshold, min_distance_px)
+    top, left = tile.window_origin
+    r, c = rows + top, cols + left
+    keep = tile.holds(r, c) & (r >= 0) & (c >= 0) & (r < grid_shape[0]) & (c < grid_shape[1])
+    rows, cols = rows[keep], cols[keep]
+    yx = np.stack([rows, cols], axis=1).astype(np.float64)
+    if len(rows):
+        yx += subpixel_offset(heatmap, rows, cols)
+    return yx, heatmap[rows, cols].astype(np.float32)
+
+
+@dataclass
+class Stage1Model:
+    """Detector h, optional classifier g, and the mask / tiling settings."""
+
+    detector: DetectorModel
+    classifier: CellClassifier | None = None
+    classifier_config: ClassifierConfig | None = None
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    tiling: TilingConfig = field(default_factory=TilingConfig)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    # ------------------------------------------------------------------------------ folders
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu",
+             tiling: TilingConfig | None = None, mask: MaskConfig | None = None) -> Stage1Model:
+        """Load a ``stage1`` or ``detector`` folder. ``tiling`` / ``mask`` override the saved ones."""
+        from maskllp.config import section_from_mapping
+
+        folder = load_model_folder(path, (STAGE1_KIND, DETECTOR_KIND))
+        src = str(Path(path) / "config.json")
+        cfg = folder.config
+        try:
+            det_cfg = section_from_mapping(DetectorConfig, cfg["detector"], src)
+            model_mpp = float(cfg["mpp"])
+            net = build_unet(det_cfg)
+            net.load_state_dict(folder.weights["detector"])
+            detector = DetectorModel(net, det_cfg, model_mpp, float(folder.thresholds["peak_threshold"]),
+                                     float(folder.thresholds["min_distance_um"]),
+                                     dict(folder.thresholds.get("validation", {})))
+            classifier = cls_cfg = None
+            if folder.kind == STAGE1_KIND:
+                cls_cfg = section_from_mapping(ClassifierConfig, cfg["classifier"], src)
+                classifier = build_classifier(cls_cfg)
+                classifier.load_state_dict(folder.weights["classifier"])
+            saved_mask = section_from_mapping(MaskConfig, cfg.get("mask", {}), src)
+            saved_tiling = section_from_mapping(TilingConfig, cfg.get("tiling", {}), src)
+        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+            raise InputError(path, f"damaged stage-1 model folder ({str(e).splitlines()[0][:200]})") from None
+        dev = torch.device(device)
+        net.to(dev).eval()
+        if classifier is not None:
+            classifier.to(dev).eval()
+        return cls(detector, classifier, cls_cfg, mask or saved_mask, tiling or saved_tiling, dev)
+
+    def to_folder(self) -> ModelFolder:
+        from maskllp.config import to_mapping
+
+        det = self.detector
+        config: dict[str, Any] = {"mpp": det.mpp, "detector": to_mapping(det.config),
+                                  "mask": to_mapping(self.mask), "tiling": to_mapping(self.tiling)}
+        weights = {"detector": det.net.state_dict()}
+        thresholds: dict[str, Any] = {"peak_threshold": det.peak_threshold,
+                                      "min_distance_um": det.min_distance_um,
+                                      "tumour_threshold": self.mask.tumour_threshold,
+                                      "validation": det.validation}
+        kind = DETECTOR_KIND
+        if self.classifier is not None:
+            kind = STAGE1_KIND
+            cls_cfg = to_mapping(self.classifier_config or ClassifierConfig())
+            cls_cfg["pretrained_weights"] = None  # the folder's own weights replace it: self-contained
+            config["classifier"] = cls_cfg
+            weights["classifier"] = self.classifier.state_dict()
+        return ModelFolder(kind, config, weights, thresholds)
+
+    def save(self, path: str | Path) -> Path:
+        return save_model_folder(path, self.to_folder())
+
+    # ------------------------------------------------------------------------------ inference
+    @property
+    def stride(self) -> int:
+        return max(self.detector.net.stride, self.classifier.stride if self.classifier else 1)
+
+    @property
+    def margin(self) -> int:
+        return max(self.tiling.overlap, self.detector.margin_needed)
+
+    def pixel_size(self, image: ImageSource, mpp: float | None = None) -> float:
+        """``mpp`` when given, else the image's pixel size, else the config's ``default_mpp``."""
+        return float(mpp) if mpp is not None else image_mpp(image, self.detector.config.default_mpp)
+
+    def grid_for(self, image: ImageSource, mpp: float | None = None) -> ModelGrid:
+        """The model grid of ``image`` (``mpp`` overrides the reader's pixel size)."""
+        return ModelGrid.for_image(image.shape, self.pixel_size(image, mpp), self.detector.mpp)
+
+    def tiles(self, grid: ModelGrid, region: tuple[int, int, int, int] | None = None,
+              tile: int | None = None) -> list[Tile]:
+        """Tiles over ``region`` (model-grid top, left, height, width; default: the whole grid)."""
+        region = region or (0, 0, *grid.shape)
+        return tile_grid(region, tile or self.tiling.tile, self.margin, self.stride)
+
+    @torch.no_grad()
+    def detect(self, image: ImageSource, mpp: float | None = None,
+               region: tuple[int, int, int, int] | None = None, tile: int | None = None) -> DetectedCells:
+        """All cells of ``image`` (tiled; bounded memory), with tumour scores when a classifier is loaded.
+
+        ``region`` limits detection to part of the model grid; ``tile`` overrides the tile side.
+        """
+        size = self.pixel_size(image, mpp)
+        grid = ModelGrid.for_image(image.shape, size, self.detector.mpp)
+        det = self.detector
+        yx_parts, peak_parts, prob_parts = [], [], []
+        for tile_, window in iter_windows(image, grid, self.tiles(grid, region, tile)):
+            x = rgb_to_tensor(window, self.device)
+            heat = det.heatmap(x)
+            yx, scores = tile_peaks(heat, tile_, grid.shape, det.peak_threshold, det.min_distance_px)
+            if not len(yx):
+                continue
+            yx_parts.append(yx + np.asarray(tile_.window_origin, np.float64))
+            peak_parts.append(scores)
+            if self.classifier is not None:
+                prob_parts.append(self._classify(x, yx))
+        return self._cells(grid, size, yx_parts, peak_parts, prob_parts)
+
+    def _classify(self, x: torch.Tensor, yx: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, 1) or (N, 3) float32 of cells at window coordinates ``yx``."""
+        assert self.classifier is not None
+        self.classifier.eval()
+        points = torch.zeros((len(yx), 3), dtype=torch.float32, device=self.device)
+        points[:, 1:] = torch.as_tensor(yx, dtype=torch.float32, device=self.device)
+        logits = self.classifier(x, points)
+        return class_probabilities(logits).float().cpu().numpy()
+
+    def _cells(self, grid: ModelGrid, mpp: float, yx_parts: list, peak_parts: list,
+               prob_parts: list) -> DetectedCells:
+        n_out = self.classifier.n_outputs if self.classifier is not None else 0
+        yx = np.concatenate(yx_parts) if yx_parts else np.zeros((0, 2))
+        peaks = np.concatenate(peak_parts) if peak_parts else np.zeros(0, np.float32)
+        if self.classifier is None:
+            tumour = np.full(len(yx), np.nan, np.float32)
+            probs = None
+        else:
+            p = np.concatenate(prob_parts) if prob_parts else np.zeros((0, n_out), np.float32)
+            tumour = tumour_probability(torch.from_numpy(p)).numpy().astype(np.float32)
+            probs = p.astype(np.float32) if n_out == 3 else None
+        return DetectedCells(grid.to_level0(yx), peaks, tumour, probs, grid.image_shape, mpp)
+
+    def tumour_mask(self, cells: DetectedCells, shape: tuple[int, int] | None = None,
+                    downsample: float | None = None) -> np.ndarray:
+        """M for ``cells``: (ceil(H / d), ceil(W / d)) bool, d = ``downsample`` (default: the mask
+        config's). Pixels closer than alpha (microns, with the cells' pixel size) to a tumour cell."""
+        if self.classifier is None:
+            raise ValueError("a tumour mask needs a classifier: this is a detector-only model")
+        d = self.mask.downsample if downsample is None else downsample
+        alpha_px = self.mask.alpha_um / cells.mpp
+        return tumour_mask(cells.yx, cells.is_tumour(self.mask.tumour_threshold), shape or cells.shape,
+                           alpha_px, d)
