@@ -1,9 +1,45 @@
-"""Settings of stage 2, the proportion network and its training (section ``[proportion]``)."""
+"""Settings of stage 2, the proportion network, its losses and its training (section ``[proportion]``).
+
+The loss settings form a sub-section, ``[proportion.loss]``. Every default follows the paper where
+the paper says something (Adam, lr 1e-4, batch 16, 100 epochs, patience 30, gamma 0 for '0-1 %' and 2
+for the other intervals); ``input_size`` defaults to a CPU-friendly 256 (the paper: 2048).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class LossConfig:
+    """Hyper-parameters of the Table 1 losses (section ``[proportion.loss]``)."""
+
+    gammas: list[float] | None = None
+    """Weighted focal proportion loss ('Ours'): one gamma per interval of the scheme. Unset: 0 for the
+    first interval and 2 for the others (the paper's choice for its five intervals)."""
+    focal_gamma: float = 2.0
+    """FocalProp: the one gamma used for every interval."""
+    interval_weights: list[float] | None = None
+    """WProp: one weight per interval. Unset: proportional to 1 / interval width, normalised to mean 1
+    over the intervals (the narrow '0-1 %' interval weighs most)."""
+    listnet_weight: float = 1.0
+    """WProp + ListNet: weight of the ListNet ranking term added to WProp."""
+    eps: float = 1e-6
+    """Predicted proportions are clamped to [eps, 1 - eps] inside logarithms."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.eps < 0.01:
+            raise ValueError(f"loss.eps must lie in (0, 0.01), got {self.eps}")
+        if self.focal_gamma < 0:
+            raise ValueError(f"loss.focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.gammas is not None and any(g < 0 for g in self.gammas):
+            raise ValueError(f"loss.gammas must be >= 0, got {self.gammas}")
+        if self.interval_weights is not None and any(w <= 0 for w in self.interval_weights):
+            raise ValueError(f"loss.interval_weights must be > 0, got {self.interval_weights}")
+        if self.listnet_weight < 0:
+            raise ValueError(f"loss.listnet_weight must be >= 0, got {self.listnet_weight}")
 
 
 @dataclass
@@ -11,10 +47,32 @@ class ProportionConfig:
     method: str = "ours"
     """Name of a Table 1 method in the registry (``maskllp.methods``)."""
     input_size: int = 256
-    """Cores are resized to this side before the network (the paper: 2048)."""
+    """Cores are fitted into a square of this side before the network (the paper: 2048). A multiple
+    of 32 (the ResNet's total stride)."""
     lr: float = 1e-4
     batch_size: int = 16
     max_epochs: int = 100
     patience: int = 30
+    """Early stopping: epochs without improvement of ``monitor`` on the validation split."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (-1: no limit; for smoke tests and benchmarks)."""
+    val_fraction: float = 0.2
+    """Fraction of the training cores held out (stratified by interval) for early stopping."""
+    monitor: Literal["val_mf1", "val_loss"] = "val_mf1"
+    """What early stopping and best-weight selection watch: validation macro-F1 over the intervals
+    (comparable across methods) or the method's own validation loss."""
+    augment: bool = True
+    """Random 90-degree rotations and horizontal / vertical flips, the same for image and mask."""
     pretrained_weights: Path | None = None
     """Local ImageNet ResNet-18 weights file (torchvision state dict); random init when unset."""
+    cache_dir: Path | None = None
+    """Where resized cores and tumour masks are cached; unset: ``<cohort dir>/.maskllp-cache``."""
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.input_size < 32 or self.input_size % 32:
+            raise ValueError(f"input_size must be a multiple of 32 (>= 32), got {self.input_size}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.batch_size < 1 or self.lr <= 0 or self.max_epochs < 1:
+            raise ValueError("batch_size and max_epochs must be >= 1 and lr > 0")

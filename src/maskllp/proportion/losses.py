@@ -1,0 +1,233 @@
+"""The losses of Table 1, each a small ``nn.Module`` called as ``loss(prediction, interval)``.
+
+``interval`` is a (N,) int64 tensor of interval indices (the labels). ``prediction`` is what the
+method's head gives: the estimated proportion ``r_hat`` (N,) float in [0, 1] for the map methods,
+(N, K) logits for ``Class`` and (N, K - 1) cumulative logits for ``O-Reg``. Every loss is a mean over
+the N cores of a batch.
+
+The proportion-loss family is one module, :class:`FocalProportionLoss`:
+
+    loss_i = w[k_i] * |r_i - r_hat_i| ** gamma[k_i] * KL((r_i, 1 - r_i) || (r_hat_i, 1 - r_hat_i))
+
+with ``k_i`` the labelled interval and ``r_i`` its midpoint (0.005 for '0-1 %'). The paper's Eq. 1
+carries a spurious leading minus; this is the intended, non-negative loss. The four Table 1 variants
+differ only by ``w`` and ``gamma`` (see the factories below):
+
+* Prop: w = 1, gamma = 0 (the plain proportion loss, a KL divergence);
+* WProp: w_k proportional to 1 / width_k, normalised to mean 1 over the intervals, gamma = 0;
+* FocalProp: w = 1, gamma = 2 for every interval;
+* Ours (weighted focal proportion loss): w = 1, gamma = 0 for '0-1 %' and 2 for the others.
+
+``r_hat`` is clamped to [eps, 1 - eps] inside the KL, so the loss and its gradient stay finite for
+r = 0.005 and r_hat at 0 or 1, and at r_hat == r (|r - r_hat| ** 0 is 1 and ** 2 is smooth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from maskllp.intervals import IntervalScheme
+from maskllp.proportion.config import LossConfig
+
+_TINY = 1e-12
+
+
+def _per_interval(values: Sequence[float] | torch.Tensor, k: int, what: str) -> torch.Tensor:
+    t = torch.as_tensor(values, dtype=torch.float32).flatten()
+    if t.numel() != k:
+        raise ValueError(f"{what}: need one value per interval ({k}), got {t.numel()}")
+    return t
+
+
+def binary_kl(target: torch.Tensor, r_hat: torch.Tensor, eps: float) -> torch.Tensor:
+    """KL((r, 1 - r) || (r_hat, 1 - r_hat)) per core, (N,) float; r_hat clamped to [eps, 1 - eps].
+
+    ``target`` (N,) in [0, 1] (0 and 1 allowed: 0 log 0 = 0), ``r_hat`` (N,) in [0, 1].
+    """
+    q = r_hat.clamp(eps, 1.0 - eps)
+    p = target.to(q.dtype)
+    return (torch.special.xlogy(p, p) - p * torch.log(q)
+            + torch.special.xlogy(1 - p, 1 - p) - (1 - p) * torch.log1p(-q))
+
+
+class FocalProportionLoss(nn.Module):
+    """``w[k] * |r - r_hat| ** gamma[k] * KL(r || r_hat)``, r the midpoint of interval k; batch mean.
+
+    ``midpoints``, ``gammas`` and ``weights`` hold one value per interval. With gamma 0 and weight 1
+    everywhere this is the plain proportion loss (Prop).
+    """
+
+    midpoints: torch.Tensor
+    gammas: torch.Tensor
+    weights: torch.Tensor
+
+    def __init__(
+        self,
+        midpoints: Sequence[float],
+        gammas: Sequence[float] | None = None,
+        weights: Sequence[float] | None = None,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        k = len(midpoints)
+        self.register_buffer("midpoints", _per_interval(midpoints, k, "midpoints"))
+        self.register_buffer("gammas", _per_interval([0.0] * k if gammas is None else gammas, k, "gammas"))
+        self.register_buffer("weights", _per_interval([1.0] * k if weights is None else weights, k,
+                                                      "interval weights"))
+        self.eps = eps
+
+    def per_core(self, r_hat: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        """(N,) loss of each core (the batch mean of which :meth:`forward` returns)."""
+        r = self.midpoints[interval]
+        gamma = self.gammas[interval]
+        # clamp_min keeps the gradient finite for 0 < gamma < 1 at r_hat == r; gamma 0 gives exactly 1
+        focal = (r - r_hat).abs().clamp_min(_TINY) ** gamma
+        return self.weights[interval] * focal * binary_kl(r, r_hat, self.eps)
+
+    def forward(self, r_hat: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        return self.per_core(r_hat, interval).mean()
+
+
+def default_gammas(n_intervals: int) -> list[float]:
+    """The paper's gammas: 0 for the first interval ('0-1 %'), 2 for the others."""
+    return [0.0] + [2.0] * (n_intervals - 1)
+
+
+def inverse_width_weights(scheme: IntervalScheme) -> list[float]:
+    """WProp weights: 1 / width of each interval, normalised to mean 1 over the intervals.
+
+    For the paper's five intervals: 4.30 for '0-1 %' and 0.179, 0.172, 0.172, 0.172 for the others.
+    """
+    inv = 1.0 / scheme.widths
+    return [float(v) for v in inv / inv.mean()]
+
+
+def proportion_loss(scheme: IntervalScheme, cfg: LossConfig) -> FocalProportionLoss:
+    """Prop: the KL proportion loss to the interval midpoint."""
+    return FocalProportionLoss(scheme.midpoints.tolist(), eps=cfg.eps)
+
+
+def weighted_proportion_loss(scheme: IntervalScheme, cfg: LossConfig) -> FocalProportionLoss:
+    """WProp: the proportion loss weighted per interval, more for narrower intervals."""
+    weights = cfg.interval_weights if cfg.interval_weights is not None else inverse_width_weights(scheme)
+    return FocalProportionLoss(scheme.midpoints.tolist(), weights=weights, eps=cfg.eps)
+
+
+def focal_proportion_loss(scheme: IntervalScheme, cfg: LossConfig) -> FocalProportionLoss:
+    """FocalProp: the focal proportion loss with one gamma (default 2) for every interval."""
+    return FocalProportionLoss(scheme.midpoints.tolist(), gammas=[cfg.focal_gamma] * len(scheme),
+                               eps=cfg.eps)
+
+
+def weighted_focal_proportion_loss(scheme: IntervalScheme, cfg: LossConfig) -> FocalProportionLoss:
+    """Ours: the weighted focal proportion loss, gamma per interval (default 0, 2, 2, ...)."""
+    gammas = cfg.gammas if cfg.gammas is not None else default_gammas(len(scheme))
+    return FocalProportionLoss(scheme.midpoints.tolist(), gammas=gammas, eps=cfg.eps)
+
+
+class ListNetLoss(nn.Module):
+    """ListNet (Cao et al. 2007) over the cores of a batch: top-one probabilities, cross-entropy.
+
+    Scores are log-odds, ``log(r / (1 - r))``: for the truth, of the interval midpoints; for the
+    prediction, of the clamped ``r_hat`` (for the map methods ``log s_p - log s_n``). Then
+    ``loss = -sum_i softmax(true)_i * log softmax(pred)_i``. A batch of one core gives 0.
+    """
+
+    midpoints: torch.Tensor
+
+    def __init__(self, midpoints: Sequence[float], eps: float = 1e-6) -> None:
+        super().__init__()
+        self.register_buffer("midpoints", _per_interval(midpoints, len(midpoints), "midpoints"))
+        self.eps = eps
+
+    def forward(self, r_hat: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        if r_hat.numel() < 2:
+            return r_hat.sum() * 0.0
+        true_scores = torch.logit(self.midpoints[interval].to(r_hat.dtype), eps=self.eps)
+        pred_scores = torch.logit(r_hat.clamp(self.eps, 1.0 - self.eps))
+        return -(F.softmax(true_scores, dim=0) * F.log_softmax(pred_scores, dim=0)).sum()
+
+
+class WeightedSumLoss(nn.Module):
+    """``sum_j weight_j * term_j(prediction, interval)`` (e.g. WProp + ListNet)."""
+
+    def __init__(self, terms: Sequence[tuple[float, nn.Module]]) -> None:
+        super().__init__()
+        self.term_weights = [float(w) for w, _ in terms]
+        self.terms = nn.ModuleList([t for _, t in terms])
+
+    def forward(self, prediction: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        total = prediction.sum() * 0.0
+        for w, term in zip(self.term_weights, self.terms, strict=True):
+            total = total + w * term(prediction, interval)
+        return total
+
+
+def wprop_listnet_loss(scheme: IntervalScheme, cfg: LossConfig) -> WeightedSumLoss:
+    """WProp + ListNet: the weighted proportion loss plus ``listnet_weight`` times ListNet."""
+    return WeightedSumLoss([(1.0, weighted_proportion_loss(scheme, cfg)),
+                            (cfg.listnet_weight, ListNetLoss(scheme.midpoints.tolist(), cfg.eps))])
+
+
+class IntervalLoss(nn.Module):
+    """LPI interval loss (Bortsova et al. 2018): squared distance from r_hat to the labelled interval.
+
+    ``loss_i = (max(0, low_i - r_hat_i) + max(0, r_hat_i - high_i)) ** 2``: zero inside
+    [low, high], growing quadratically outside; batch mean.
+    """
+
+    lows: torch.Tensor
+    highs: torch.Tensor
+
+    def __init__(self, lows: Sequence[float], highs: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("lows", _per_interval(lows, len(lows), "lows"))
+        self.register_buffer("highs", _per_interval(highs, len(lows), "highs"))
+
+    def forward(self, r_hat: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        outside = F.relu(self.lows[interval] - r_hat) + F.relu(r_hat - self.highs[interval])
+        return (outside * outside).mean()
+
+
+def interval_loss(scheme: IntervalScheme, cfg: LossConfig) -> IntervalLoss:
+    """LPI: the interval loss with the scheme's bounds."""
+    b = scheme.boundaries
+    return IntervalLoss(b[:-1].tolist(), b[1:].tolist())
+
+
+class IntervalCrossEntropy(nn.Module):
+    """Class: K-way cross-entropy of (N, K) logits against the interval index."""
+
+    def forward(self, logits: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, interval)
+
+
+class CumulativeBCELoss(nn.Module):
+    """O-Reg (Cheng et al. 2008): (N, K - 1) logits; output j is trained towards [interval > j].
+
+    Interval 2 of 5 has targets [1, 1, 0, 0]. Binary cross-entropy summed over the K - 1 outputs,
+    averaged over the batch.
+    """
+
+    def forward(self, logits: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(
+            logits, ordinal_targets(interval, logits.shape[1]).to(logits.dtype), reduction="sum"
+        ) / logits.shape[0]
+
+
+def ordinal_targets(interval: torch.Tensor, n_outputs: int) -> torch.Tensor:
+    """(N,) interval indices -> (N, n_outputs) float {0, 1}, row k = [1] * k + [0] * (n_outputs - k)."""
+    j = torch.arange(n_outputs, device=interval.device)
+    return (interval.unsqueeze(1) > j.unsqueeze(0)).float()
+
+
+def class_loss(scheme: IntervalScheme, cfg: LossConfig) -> IntervalCrossEntropy:
+    return IntervalCrossEntropy()
+
+
+def ordinal_loss(scheme: IntervalScheme, cfg: LossConfig) -> CumulativeBCELoss:
+    return CumulativeBCELoss()

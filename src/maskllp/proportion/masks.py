@@ -1,0 +1,126 @@
+"""Where stage 2's tumour masks come from: a :class:`MaskSource` gives, for a cohort entry, a bool mask
+of the whole core at a requested (h, w).
+
+* :class:`Stage1MaskSource` -- the paper's pipeline: stage 1 (a ``stage1`` model folder) detects the
+  cells of the core, classifies them, and M is the union of disks of radius alpha around the tumour
+  cells (the folder's ``[mask]`` settings).
+* :class:`TruthMaskSource` -- an **oracle** for experiments on synthetic cohorts: the same disks
+  around the *true* tumour cells of ``maskllp.synth`` truth. Results obtained with it measure stage 2
+  alone and must be labelled as such.
+* :class:`NoMaskSource` -- M = 1 over the whole core: for runs that need no tumour mask (only
+  "w/o mask", ``Class``, ``O-Reg`` methods, whose networks ignore the mask anyway), so that no stage-1
+  model has to run.
+
+``cache_key`` names what a source produces (model weights hash, truth file hash, settings) so that
+masks can be cached with the cohort and reused across methods and folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from maskllp.errors import InputError
+from maskllp.proportion.data import resize_mask
+
+
+class MaskSource(Protocol):
+    """A cohort entry -> its tumour mask over the whole core image."""
+
+    name: str
+    """``stage1``, ``truth`` or ``none`` (written into predictions and tables)."""
+
+    @property
+    def cache_key(self) -> str:
+        """A short string that changes whenever the masks this source makes would change."""
+        ...
+
+    def mask(self, entry: Any, shape: tuple[int, int]) -> np.ndarray:
+        """(h, w) = ``shape`` bool mask covering ``entry``'s whole image (level 0 extent)."""
+        ...
+
+
+def file_digest(*paths: Path, extra: str = "") -> str:
+    """First 16 hex digits of the SHA-256 of the files' bytes (and ``extra``)."""
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+class NoMaskSource:
+    """M = 1 everywhere on the core image (False on the padding that squares it)."""
+
+    name = "none"
+    cache_key = "none"
+
+    def mask(self, entry: Any, shape: tuple[int, int]) -> np.ndarray:
+        return np.ones(shape, dtype=bool)
+
+
+class Stage1MaskSource:
+    """Tumour masks from a stage-1 model folder (detector + tumour classifier)."""
+
+    name = "stage1"
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
+        from maskllp.inference.model_folder import CONFIG_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
+        from maskllp.inference.stage1 import Stage1Model
+
+        self.model_dir = Path(model_dir)
+        self.model = Stage1Model.load(self.model_dir, device=device)
+        if self.model.classifier is None:
+            raise InputError(self.model_dir, "a detector-only model gives no tumour mask (need stage1)")
+        files = [self.model_dir / n for n in (WEIGHTS_FILE, CONFIG_FILE, THRESHOLDS_FILE)]
+        self._key = "stage1-" + file_digest(*[f for f in files if f.is_file()])
+
+    @property
+    def cache_key(self) -> str:
+        return self._key
+
+    def mask(self, entry: Any, shape: tuple[int, int]) -> np.ndarray:
+        from maskllp.io.images import open_image
+
+        with open_image(entry.image, entry.mpp) as reader:
+            cells = self.model.detect(reader)
+            h0, w0 = reader.shape
+        downsample = max(h0 / shape[0], w0 / shape[1])
+        return resize_mask(self.model.tumour_mask(cells, downsample=downsample), shape)
+
+
+class TruthMaskSource:
+    """ORACLE masks: disks of radius ``alpha_um`` around the true tumour cells of a synthetic cohort.
+
+    ``cells`` maps an image file name to (N, 2) float64 level-0 ``yx`` of its tumour cells and the
+    image's pixel size; see :func:`maskllp.evaluation.cv.truth_cells`.
+    """
+
+    name = "truth"
+
+    def __init__(self, cells: dict[str, tuple[np.ndarray, float]], alpha_um: float, key: str) -> None:
+        self.cells = cells
+        self.alpha_um = alpha_um
+        self._key = f"truth-{key}-a{alpha_um:g}"
+
+    @property
+    def cache_key(self) -> str:
+        return self._key
+
+    def mask(self, entry: Any, shape: tuple[int, int]) -> np.ndarray:
+        from maskllp.detection.mask import tumour_mask
+        from maskllp.io.images import open_image
+
+        name = Path(entry.image).name
+        if name not in self.cells:
+            raise InputError(entry.image, "no synthetic truth for this image (oracle masks need it)")
+        yx, mpp = self.cells[name]
+        with open_image(entry.image, entry.mpp) as reader:
+            h0, w0 = reader.shape
+        downsample = max(h0 / shape[0], w0 / shape[1])
+        m = tumour_mask(yx, np.ones(len(yx), bool), (h0, w0), self.alpha_um / mpp, downsample)
+        return resize_mask(m, shape)

@@ -1,0 +1,167 @@
+"""Training of every stage-2 method of Table 1: one Lightning module, one data module, one function.
+
+:func:`train_proportion_model` holds out a stratified validation split of the training cores
+(``proportion.val_fraction``), trains with Adam (``proportion.lr``, batch ``proportion.batch_size``,
+up to ``proportion.max_epochs``) through :func:`maskllp.training.trainer.build_trainer`, stops early
+after ``proportion.patience`` epochs without improvement of ``proportion.monitor`` (validation
+macro-F1 by default, the table's own measure and comparable across methods; or the method's
+validation loss) and returns the weights of the best epoch.
+
+Cores whose r_hat is undefined (a masked method and an empty tumour mask) cannot contribute to a
+proportion loss: they are left out of training and validation, with a warning that counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from maskllp.config import Config
+from maskllp.errors import InputError
+from maskllp.evaluation.metrics import interval_metrics
+from maskllp.intervals import IntervalScheme
+from maskllp.methods import Method, get_method
+from maskllp.proportion.data import Stage2Dataset, Stage2Item
+from maskllp.proportion.model import ProportionModel, TrainingSummary, predicted_intervals
+from maskllp.proportion.network import ProportionNet
+from maskllp.training.trainer import build_trainer
+
+log = logging.getLogger("maskllp")
+
+
+class ProportionModule(L.LightningModule):
+    """A stage-2 network and its method's loss; logs ``train_loss``, ``val_loss`` and ``val_mf1``."""
+
+    def __init__(self, net: ProportionNet, loss: nn.Module, scheme: IntervalScheme, lr: float) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.scheme = scheme
+        self.lr = lr
+        self._val_true: list[torch.Tensor] = []
+        self._val_pred: list[torch.Tensor] = []
+
+    def _step_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        out = self.net(batch["image"], batch["mask"])
+        keep = out.defined
+        loss = self.loss(out.loss_input[keep], batch["interval"][keep]) if bool(keep.any()) else None
+        return loss, predicted_intervals(out, self.scheme)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        loss, _ = self._step_loss(batch)
+        if loss is not None:
+            self.log("train_loss", loss, prog_bar=True, batch_size=batch["interval"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, pred = self._step_loss(batch)
+        if loss is not None:
+            self.log("val_loss", loss, on_epoch=True, sync_dist=True, batch_size=pred.shape[0])
+        self._val_true.append(batch["interval"].detach())
+        self._val_pred.append(pred)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_true:
+            return
+        true, pred = torch.cat(self._val_true), torch.cat(self._val_pred)
+        self._val_true, self._val_pred = [], []
+        if self.trainer.world_size > 1:
+            true, pred = self.all_gather(true).flatten(), self.all_gather(pred).flatten()
+        mf1 = interval_metrics(true.cpu().numpy(), pred.cpu().numpy(), len(self.scheme)).mf1
+        self.log("val_mf1", mf1, prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+
+class ProportionDataModule(L.LightningDataModule):
+    """Training items (augmented, shuffled) and validation items (as they are)."""
+
+    def __init__(self, train: list[Stage2Item], val: list[Stage2Item], batch_size: int,
+                 augment: bool, num_workers: int = 0) -> None:
+        super().__init__()
+        self.train_items, self.val_items = train, val
+        self.batch_size, self.augment, self.num_workers = batch_size, augment, num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        # drop a last batch of one core: batch-norm statistics of a 1-core batch are degenerate
+        drop_last = len(self.train_items) % self.batch_size == 1 and len(self.train_items) > 1
+        return DataLoader(Stage2Dataset(self.train_items, self.augment), batch_size=self.batch_size,
+                          shuffle=True, drop_last=drop_last, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(Stage2Dataset(self.val_items), batch_size=self.batch_size,
+                          num_workers=self.num_workers)
+
+
+def validation_split(intervals: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): ``fraction`` of the cores held out, stratified by interval.
+
+    Stratified when every interval present has at least two cores and the split leaves at least one
+    core per interval on the validation side; otherwise a plain random split. ``fraction`` 0 or
+    fewer than 2 cores: no validation.
+    """
+    n = len(intervals)
+    idx = np.arange(n)
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n < 2:
+        return idx, idx[:0]
+    n_val = min(n_val, n - 1)
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(intervals)
+    stratify = intervals if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
+    train, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def usable_items(items: list[Stage2Item], method: Method) -> tuple[list[Stage2Item], int]:
+    """Labelled items a method can learn from, and how many were left out for an empty mask."""
+    labelled = [it for it in items if it.interval is not None]
+    if not method.uses_mask:
+        return labelled, 0
+    kept = [it for it in labelled if it.has_tumour]
+    return kept, len(labelled) - len(kept)
+
+
+def train_proportion_model(
+    items: list[Stage2Item], method: Method | str, config: Config, out_dir: str | Path
+) -> ProportionModel:
+    """Train ``method`` on ``items`` (prepared cores with labels); logs go to ``out_dir/logs``.
+
+    Returns the fitted model (weights of the best validation epoch), its ``summary`` filled in.
+    """
+    method = get_method(method) if isinstance(method, str) else method
+    if method.head == "count":
+        raise ValueError("method 'det' is trained through stage 1 (maskllp.detection), not here")
+    pc, scheme = config.proportion, config.intervals.build()
+    if items and items[0].load_image().shape[:2] != (pc.input_size, pc.input_size):
+        raise ValueError(f"items are {items[0].load_image().shape[:2]}, not input_size {pc.input_size}")
+    kept, skipped = usable_items(items, method)
+    if skipped:
+        log.warning("%s: %d training core(s) with an empty tumour mask left out (r_hat undefined)",
+                    method.name, skipped)
+    if not kept:
+        raise InputError(None, "no labelled training core with tumour in its mask", method.name)
+    train_idx, val_idx = validation_split(np.array([it.interval for it in kept]), pc.val_fraction,
+                                          config.trainer.seed)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    net = ProportionNet(method.network_spec(len(scheme)), pc.pretrained_weights)
+    module = ProportionModule(net, method.build_loss(scheme, pc.loss), scheme, pc.lr)
+    data = ProportionDataModule([kept[i] for i in train_idx], [kept[i] for i in val_idx],
+                                pc.batch_size, pc.augment, config.trainer.num_workers)
+    trainer, best = build_trainer(
+        config.trainer, Path(out_dir), max_epochs=pc.max_epochs, patience=pc.patience,
+        monitor=pc.monitor, mode="max" if pc.monitor == "val_mf1" else "min",
+        max_steps=pc.max_steps, has_validation=len(val_idx) > 0,
+    )
+    trainer.fit(module, datamodule=data)
+    summary = TrainingSummary(len(train_idx), len(val_idx), skipped, best.best_epoch,
+                              None if best.best_epoch is None else float(best.best))
+    return ProportionModel(module.net.cpu(), method, scheme, pc.input_size, summary)

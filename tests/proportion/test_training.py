@@ -1,0 +1,50 @@
+"""Training of every stage-2 entry of the registry (two steps on tiny random cores), then prediction."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from maskllp.methods import METHODS, get_method
+from maskllp.training.proportion import train_proportion_model
+
+MASKED = {m.name for m in METHODS.values() if m.uses_mask}
+
+
+def test_det_is_not_trained_by_the_stage2_function(items, cpu_config, tmp_path) -> None:
+    with pytest.raises(ValueError, match="stage 1"):
+        train_proportion_model(items, "det", cpu_config, tmp_path)
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if n != "det"])
+def test_each_entry_trains_two_steps_and_predicts(name: str, items, cpu_config, tmp_path, caplog) -> None:
+    before = {k: v.clone() for k, v in _fresh_net_state(name).items()}
+    with caplog.at_level(logging.WARNING, logger="maskllp"):
+        model = train_proportion_model(items, name, cpu_config, tmp_path)
+    assert model.summary is not None and model.summary.n_train + model.summary.n_val <= len(items)
+    if name in MASKED:  # the core with an empty mask is left out, and the log says so
+        assert model.summary.n_skipped == 1 and "empty tumour mask" in caplog.text
+    else:
+        assert model.summary.n_skipped == 0
+    after = model.net.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    preds = model.predict_items(items)
+    assert len(preds) == len(items)
+    for p, it in zip(preds, items, strict=True):
+        if name in MASKED and not it.has_tumour:  # w/o-mask methods use M = 1: always defined
+            assert p.proportion is None and p.interval is None
+        else:
+            assert 0 <= p.proportion <= 1 and 0 <= p.interval < 5
+    assert (tmp_path / "logs" / "metrics.csv").is_file()
+
+
+def _fresh_net_state(name: str) -> dict[str, torch.Tensor]:
+    """The initial weights training starts from (same seed as training)."""
+    import lightning as L
+
+    from maskllp.proportion.network import ProportionNet
+
+    L.seed_everything(0, verbose=False)
+    return ProportionNet(get_method(name).network_spec(5)).state_dict()
