@@ -728,9 +728,7 @@ def _checked_tiles(
     grid = [(top, left) for top in range(0, h, tile) for left in range(0, w, tile)]
     count = 0
     for pos, piece in tiles:
-        if count >= len(grid):
-            raise ValueError(f"more tiles than the {len(grid)} of a {w} x {h} image")
-        want = grid[count]
+        want = grid[count]  # the writer pulls exactly len(grid) tiles; extra ones are checked after
         top, left = int(pos[0]), int(pos[1])
         if (top, left) != want:
             raise ValueError(f"tiles must come in row-major order: expected {want}, got {(top, left)}")
@@ -778,7 +776,8 @@ def write_tiled_tiff(
         raise ValueError("cannot write an image of zero size")
     shapes = pyramid_shapes((height, width), tile) if pyramid else [(height, width)]
     ome = path.name.lower().endswith((".ome.tif", ".ome.tiff"))
-    options: dict[str, Any] = {"photometric": "rgb", "tile": (tile, tile), "software": "maskllp"}
+    options: dict[str, Any] = {"photometric": "rgb", "tile": (tile, tile), "software": "maskllp",
+                               "maxworkers": 1, "buffersize": 4 * tile * tile * 3}
     if jpeg_quality is not None:
         options["compression"] = "jpeg"
         options["compressionargs"] = {"level": int(jpeg_quality)}
@@ -800,9 +799,12 @@ def write_tiled_tiff(
         if len(shapes) > 1:
             half = np.lib.format.open_memmap(Path(scratch) / "level1.npy", mode="w+", dtype=np.uint8,
                                              shape=(*shapes[1], 3))
+        pieces = iter(tiles)
         with tifffile.TiffWriter(tmp, bigtiff=bigtiff, ome=ome) as writer:
-            writer.write(_checked_tiles(tiles, (height, width), tile, half), shape=(height, width, 3),
+            writer.write(_checked_tiles(pieces, (height, width), tile, half), shape=(height, width, 3),
                          dtype=np.uint8, subifds=len(shapes) - 1, metadata=metadata, **options)
+            if next(pieces, None) is not None:
+                raise ValueError(f"more tiles than a {width} x {height} image holds")
             level = half
             for k in range(1, len(shapes)):
                 assert level is not None
@@ -810,15 +812,15 @@ def write_tiled_tiff(
                 writer.write(_tiles_of(level, tile), shape=(*shapes[k], 3), dtype=np.uint8,
                              subfiletype=1, **sub)
                 if k + 1 < len(shapes):
-                    level = _halve_on_disk(level, Path(scratch) / f"level{k + 1}.npy", tile)
+                    level = _halve_on_disk(level, Path(scratch) / f"level{k + 1}.npy")
         del half, level
 
 
-def _halve_on_disk(level: np.ndarray, target: Path, tile: int) -> np.ndarray:
+def _halve_on_disk(level: np.ndarray, target: Path) -> np.ndarray:
     """The next pyramid level of a (possibly memory-mapped) level, computed band by band."""
     h, w = level.shape[:2]
     out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=(-(-h // 2), -(-w // 2), 3))
-    band = 2 * tile
+    band = 64  # rows per step (even): memory stays a few rows of the level wide
     for top in range(0, h, band):
         small = _halve(np.asarray(level[top : top + band]))
         out[top // 2 : top // 2 + small.shape[0]] = small
