@@ -110,7 +110,9 @@ class _Problems:
     def all(self) -> list[InputError]:
         out = list(self.items)
         for name, places in self.unknown.items():
-            shown = ", ".join(places[:_MAX_LISTED])
+            kind = places[0].split(" ")[0]  # "feature" or "line"
+            numbers = [p.split(" ", 1)[-1] for p in places[:_MAX_LISTED]]
+            shown = (f"{kind}s " if len(places) > 1 else f"{kind} ") + ", ".join(numbers)
             more = f" and {len(places) - _MAX_LISTED} more" if len(places) > _MAX_LISTED else ""
             out.append(InputError(
                 self.path,
