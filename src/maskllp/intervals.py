@@ -174,25 +174,23 @@ class IntervalScheme:
                     f"({', '.join(self.names)})"
                 )
             return Label(k)
-        m = _LESS_RE.match(t)
-        if m:
-            v = float(m.group(1)) / (100 if (m.group(2) or float(m.group(1)) > 1) else 1)
-            k = self._match_range(0.0, v)
-            if k is None:
-                raise LabelError(f"label {raw!r} is not an interval of the {self.name!r} scheme")
-            return Label(k)
-        m = _GEQ_RE.match(t)
-        if m:
-            v = float(m.group(1)) / (100 if (m.group(2) or float(m.group(1)) > 1) else 1)
-            k = self._match_range(v, 1.0)
-            if k is None:
-                raise LabelError(f"label {raw!r} is not an interval of the {self.name!r} scheme")
-            return Label(k)
+        for pattern, below in ((_LESS_RE, True), (_GEQ_RE, False)):
+            m = pattern.match(t)
+            if m:
+                k = self._match_one_sided(float(m.group(1)), bool(m.group(2)), below)
+                if k is None:
+                    raise LabelError(
+                        f"label {raw!r} is not an interval of the {self.name!r} scheme "
+                        f"({', '.join(self.names)})"
+                    )
+                return Label(k)
         m = _EXACT_RE.match(t)
         if m:
             v = float(m.group(1))
             if m.group(2):
                 return self._exact(v / 100, raw)
+            if v > 100:
+                raise LabelError(f"proportion {raw!r} is not in [0, 1] (0-100 %)")
             if v > 1:
                 raise LabelError(
                     f"label {raw!r} is ambiguous: write a fraction in [0, 1] or a percent "
@@ -208,6 +206,16 @@ class IntervalScheme:
         if not math.isfinite(p) or p < 0 or p > 1:
             raise LabelError(f"proportion {raw!r} is not in [0, 1] (0-100 %)")
         return Label(int(self.index_of(p)), float(p))
+
+    def _match_one_sided(self, value: float, percent: bool, below: bool) -> int | None:
+        """``<value`` (``below``) or ``>=value``: read as percent when marked or > 1, else as a
+        fraction and, failing that, as percent (``'<1'`` is ``'<1 %'``), like ranges."""
+        candidates = [value / 100] if percent or value > 1 else [value, value / 100]
+        for v in candidates:
+            k = self._match_range(0.0, v) if below else self._match_range(v, 1.0)
+            if k is not None:
+                return k
+        return None
 
     def _match_range(self, low: float, high: float) -> int | None:
         for k, it in enumerate(self.intervals):
@@ -244,7 +252,7 @@ CLINICAL_TIERS = IntervalScheme(
     "clinical3",
     (
         Interval(0.0, 0.01, "<1 %", ("0-1 %", "negative", "tps<1%")),
-        Interval(0.01, 0.5, "1-49 %", ("1-50 %", "low", "tps1-49%")),
+        Interval(0.01, 0.5, "1-49 %", ("1-49", "1-50 %", "low", "tps1-49%")),
         Interval(0.5, 1.0, ">=50 %", ("50-100 %", "high", "tps>=50%")),
     ),
 )
