@@ -15,7 +15,8 @@ classes the way QuPath does (``Positive``, ``Tumor: Negative``, ``Stroma``, ``Im
 * else if a part is a **tumour** name (``Tumor``, ``Tumour``), the cell is a tumour cell of unknown
   stain and a polygon is a tumour region;
 * an **ignored** name (``Ignore*``, ``Region*``, an unclassified object) gives ``None``: the object is
-  skipped; any other name is an error (so a typo is not silently read as something).
+  skipped; a name with any part that no list holds is an error (so a typo is not silently read as
+  something: ``"Strom: Positive"`` is refused, not counted as a positive tumour cell).
 
 Every list is overridable in the ``[classes]`` section of a config file.
 """
@@ -102,6 +103,13 @@ class ClassMapping:
                 return True
         return False
 
+    def _check_known(self, name: str | None, parts: list[str]) -> None:
+        """Every part of a name must be in some list: a typo in any part is an error."""
+        known = self.positive + self.negative + self.tumour + self.non_tumour
+        for p in parts:
+            if not self._in(p, known):
+                raise ValueError(f"class {name!r}: {p!r} is not a known class name")
+
     def cell_class(self, name: str | None) -> CellClass | None:
         """Tool class of a cell annotation named ``name``; ``None`` means "skip this object".
 
@@ -110,6 +118,7 @@ class ClassMapping:
         parts = self._parts(name or "")
         if not parts or any(self._in(p, self.ignore) for p in parts):
             return None
+        self._check_known(name, parts)
         if any(self._in(p, self.non_tumour) for p in parts):
             return CellClass.NON_TUMOUR
         if self._in(parts[-1], self.positive):
@@ -125,6 +134,7 @@ class ClassMapping:
         parts = self._parts(name or "")
         if not parts or any(self._in(p, self.ignore) for p in parts):
             return None
+        self._check_known(name, parts)
         if any(self._in(p, self.non_tumour) for p in parts):
             return RegionClass.NON_TUMOUR
         if any(self._in(p, self.tumour) for p in parts) or self._in(
