@@ -220,6 +220,14 @@ def test_16_bit_is_scaled(tmp_path, random_rgb):
     assert np.abs(read_image(tmp_path / "b.tif").astype(int) - random_rgb).max() <= 1
 
 
+def test_16_bit_png_is_scaled(tmp_path, random_rgb):
+    import imagecodecs
+
+    sixteen = np.minimum(random_rgb.astype(np.uint32) * 257 + 100, 65535).astype(np.uint16)
+    (tmp_path / "a.png").write_bytes(imagecodecs.png_encode(sixteen))
+    assert np.abs(read_image(tmp_path / "a.png").astype(int) - random_rgb).max() <= 1
+
+
 def test_alpha_is_composited_on_white(tmp_path):
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 3] = [[0], [255], [128], [64]]
