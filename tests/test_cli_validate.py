@@ -38,7 +38,7 @@ def test_validate_prints_summary_and_exits_0(monkeypatch, capsys, good_cohort, t
     assert code in (0, None)
     assert f"Cohort {good_cohort}: 3 cores" in out
     assert "Labels (paper5): 0-1 %: 1, 1-25 %: 1, 25-50 %: 0, 50-75 %: 1, 75-100 %: 0" in out
-    assert "Patients: 2" in out and "Cell points: 1 cores, 4 cells" in out
+    assert "Patients: 2" in out and "Cell points: 1 core, 4 cells" in out
     assert "unclassified points skipped" in out
     assert os.listdir(tmp_path) == ["cohort.csv"]  # validate writes nothing
 

@@ -77,7 +77,7 @@ def test_delimiters_bom_blank_lines_spaces(cohort_dir):
         text += delimiter.join([" images/c1.png", "<1 % ", " A "]) + "\n  \n"
         text += delimiter.join(["images/c3.png", "", ""]) + "\n"
         path = cohort_dir / "m.csv"
-        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n" if delimiter == "," else "\n").encode())
         cohort = read_cohort(path, PAPER_FIVE)
         assert [(e.line, e.patient, e.label.interval if e.label else None) for e in cohort] == [
             (3, "A", 0), (5, "c3", None)], delimiter
@@ -176,9 +176,9 @@ def test_validation_summary(cohort_dir):
     assert "Labels (paper5): 0-1 %: 0, 1-25 %: 1, 25-50 %: 0, 50-75 %: 1, 75-100 %: 0" in summary
     assert "2 labelled, 1 given as exact proportions (binned above), 1 unlabelled" in summary
     assert "Patients: 2 (1-2 cores per patient, median 1.5)" in summary
-    assert "Cell points: 1 cores, 3 cells (positive tumour 1, negative tumour 1" in summary
+    assert "Cell points: 1 core, 3 cells (positive tumour 1, negative tumour 1" in summary
     assert "non-tumour 1)" in summary
-    assert "Regions: 1 cores; mean area annotated: tumour 50.0 %, non-tumour 0.0 %" in summary
+    assert "Regions: 1 core; mean area annotated: tumour 50.0 %, non-tumour 0.0 %" in summary
     clinical = Config(intervals=IntervalsConfig(scheme="clinical3"))
     with pytest.raises(ProblemList, match="'1-25 %' is not an interval of the 'clinical3' scheme"):
         validate_cohort(path, clinical)

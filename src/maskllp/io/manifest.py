@@ -434,6 +434,10 @@ def write_cohort(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> No
 
 
 # ================================================================================ validation
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 @dataclass
 class ValidationReport:
     """A checked cohort and what its files hold; :meth:`summary` is what ``maskllp validate`` prints."""
@@ -451,7 +455,7 @@ class ValidationReport:
         return {name: counts.get(k, 0) for k, name in enumerate(self.cohort.scheme.names)}
 
     def summary(self) -> str:
-        lines = [f"Cohort {self.cohort.path}: {len(self.cohort)} cores"]
+        lines = [f"Cohort {self.cohort.path}: {_count(len(self.cohort), 'core')}"]
         lines += self._image_lines() + self._label_lines() + self._patient_lines()
         lines += self._annotation_lines()
         if self.warnings:
@@ -471,13 +475,13 @@ class ValidationReport:
                f"heights {min(heights)}-{max(heights)}, widths {min(widths)}-{max(widths)})"]
         pyramids = sum(1 for c in self.cores if c.levels > 1)
         if pyramids:
-            out.append(f"  {pyramids} images have pyramid levels")
+            out.append(f"  {_count(pyramids, 'image')} with pyramid levels")
         mpps = [c.entry.mpp for c in self.cores if c.entry.mpp is not None]
         unknown = len(self.cores) - len(mpps)
         if mpps:
             text = f"{min(mpps):.4g}-{max(mpps):.4g}" if max(mpps) > min(mpps) else f"{mpps[0]:.4g}"
-            out.append(f"Pixel size: {text} µm/px ({len(mpps)} cores)"
-                       + (f"; unknown for {unknown} cores (add an mpp column)" if unknown else ""))
+            out.append(f"Pixel size: {text} µm/px ({_count(len(mpps), 'core')})"
+                       + (f"; unknown for {_count(unknown, 'core')} (add an mpp column)" if unknown else ""))
         else:
             out.append("Pixel size: unknown for every core (add an mpp column)")
         return out
@@ -511,7 +515,8 @@ class ValidationReport:
                 total.update({k: v for k, v in (c.cell_counts or {}).items()})
             names = ", ".join(f"{CELL_NAMES[k]} {total.get(k, 0)}" for k in CellClass)
             skipped = sum(c.skipped_points for c in with_points)
-            out.append(f"Cell points: {len(with_points)} cores, {sum(total.values())} cells ({names})"
+            cells = _count(sum(total.values()), "cell")
+            out.append(f"Cell points: {_count(len(with_points), 'core')}, {cells} ({names})"
                        + (f"; {skipped} unclassified points skipped" if skipped else ""))
         else:
             out.append("Cell points: none")
@@ -521,7 +526,8 @@ class ValidationReport:
             for cls in RegionClass:
                 values = [(c.region_fractions or {}).get(cls, 0.0) for c in with_regions]
                 parts.append(f"{cls.name.lower().replace('_', '-')} {100 * float(np.mean(values)):.1f} %")
-            out.append(f"Regions: {len(with_regions)} cores; mean area annotated: " + ", ".join(parts))
+            out.append(f"Regions: {_count(len(with_regions), 'core')}; mean area annotated: "
+                       + ", ".join(parts))
         else:
             out.append("Regions: none")
         return out
