@@ -14,4 +14,4 @@ def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"expected (H, W, 3) or (N, H, W, 3) RGB, got {arr.shape}")
     t = torch.from_numpy(np.ascontiguousarray(arr)).to(device)
-    return t.permute(0, 3, 1, 2).float().div_(255.0)
+    return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()

@@ -187,7 +187,8 @@ def tile_grid(region: tuple[int, int, int, int], tile: int, margin: int, stride:
     top, left, height, width = region
     if height <= 0 or width <= 0:
         return []
-    tile, margin = round_up(max(tile, stride), stride), round_up(max(margin, 0), stride)
+    tile = min(round_up(max(tile, stride), stride), round_up(max(height, width), stride))
+    margin = round_up(max(margin, 0), stride)
     tiles = []
     for r in range(top, top + height, tile):
         for c in range(left, left + width, tile):

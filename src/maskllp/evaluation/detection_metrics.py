@@ -1,0 +1,141 @@
+"""Stage-1 metrics: detection precision / recall / F1 against points (one-to-one matching within a
+radius, Hungarian), cell-classification accuracy / F1 on matched cells, and tumour-mask Dice.
+
+Undefined values (precision with no detection, Dice of two empty masks...) are None, never 0 or NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+
+def match_points(pred: np.ndarray, truth: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching of predicted to true points within ``radius``.
+
+    pred: (N, 2), truth: (M, 2) float, same coordinates and units as ``radius``. Among all
+    matchings that pair only points closer than ``radius`` (<=), the one with the most pairs and,
+    among those, the least total distance (Hungarian algorithm on each connected group of nearby
+    points, so large images stay cheap). Returns (pred index (K,), truth index (K,)) int64.
+    """
+    pred = np.asarray(pred, np.float64).reshape(-1, 2)
+    truth = np.asarray(truth, np.float64).reshape(-1, 2)
+    if len(pred) == 0 or len(truth) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs = cKDTree(pred).query_ball_tree(cKDTree(truth), r=radius)
+    rows = np.repeat(np.arange(len(pred)), [len(p) for p in pairs])
+    cols = np.fromiter((j for p in pairs for j in p), np.int64, count=len(rows))
+    if len(rows) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    n, m = len(pred), len(truth)
+    graph = coo_matrix((np.ones(len(rows)), (rows, n + cols)), shape=(n + m, n + m))
+    _, label = connected_components(graph, directed=False)
+    edge_group = label[rows]
+    order = np.argsort(edge_group, kind="stable")
+    rows, cols, edge_group = rows[order], cols[order], edge_group[order]
+    bounds = np.flatnonzero(np.diff(edge_group)) + 1
+    out_p, out_t = [], []
+    for r, c in zip(np.split(rows, bounds), np.split(cols, bounds), strict=True):
+        pu, pi = np.unique(r, return_inverse=True)
+        tu, ti = np.unique(c, return_inverse=True)
+        dist = np.linalg.norm(pred[pu][pi] - truth[tu][ti], axis=1)
+        big = 1.0 + radius * (len(pu) + len(tu) + 1)  # any extra pair beats any distance saving
+        cost = np.full((len(pu), len(tu)), 2.0 * big)
+        cost[pi, ti] = dist - big
+        a, b = linear_sum_assignment(cost)
+        ok = cost[a, b] < 0
+        out_p.append(pu[a[ok]])
+        out_t.append(tu[b[ok]])
+    p, t = np.concatenate(out_p), np.concatenate(out_t)
+    order = np.argsort(t, kind="stable")
+    return p[order].astype(np.int64), t[order].astype(np.int64)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num) / float(den) if den else None
+
+
+def _f1(precision: float | None, recall: float | None) -> float | None:
+    if precision is None or recall is None:
+        return None
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+@dataclass
+class DetectionScores:
+    """Counts and rates of a point matching (rates None when undefined)."""
+
+    tp: int
+    fp: int
+    fn: int
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+    @staticmethod
+    def from_counts(tp: int, fp: int, fn: int) -> DetectionScores:
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        return DetectionScores(int(tp), int(fp), int(fn), precision, recall, _f1(precision, recall))
+
+    def __add__(self, other: DetectionScores) -> DetectionScores:
+        return DetectionScores.from_counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def detection_scores(pred: np.ndarray, truth: np.ndarray, radius: float) -> DetectionScores:
+    """Precision / recall / F1 of detections against true points (see :func:`match_points`)."""
+    p, _ = match_points(pred, truth, radius)
+    tp = len(p)
+    return DetectionScores.from_counts(tp, len(np.asarray(pred).reshape(-1, 2)) - tp,
+                                       len(np.asarray(truth).reshape(-1, 2)) - tp)
+
+
+@dataclass
+class ClassificationScores:
+    """Agreement of predicted and true classes on matched cells."""
+
+    n: int
+    accuracy: float | None
+    f1: float | None
+    """Binary: F1 of the positive class (tumour). Several classes: macro F1 over the true classes."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def classification_scores(
+    pred: np.ndarray, truth: np.ndarray, positive: int | None = 1
+) -> ClassificationScores:
+    """Accuracy and F1 of class labels (N,) int.
+
+    ``positive``: the class whose F1 is reported (binary task); None: macro F1 over the classes
+    present in ``truth`` or ``pred``. With no cells everything is None.
+    """
+    from sklearn.metrics import f1_score
+
+    pred, truth = np.asarray(pred).ravel(), np.asarray(truth).ravel()
+    if len(truth) == 0:
+        return ClassificationScores(0, None, None)
+    accuracy = float(np.mean(pred == truth))
+    if positive is not None:
+        tp = int(np.sum((pred == positive) & (truth == positive)))
+        f1 = _f1(_ratio(tp, int(np.sum(pred == positive))), _ratio(tp, int(np.sum(truth == positive))))
+    else:
+        f1 = float(f1_score(truth, pred, average="macro"))
+    return ClassificationScores(len(truth), accuracy, f1)
+
+
+def mask_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    """Dice 2|A & B| / (|A| + |B|) of two boolean masks of one shape; None when both are empty."""
+    a, b = np.asarray(pred, bool), np.asarray(truth, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
+    total = int(a.sum()) + int(b.sum())
+    return None if total == 0 else 2.0 * int(np.sum(a & b)) / total

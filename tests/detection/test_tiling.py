@@ -1,0 +1,73 @@
+"""Tiled stage-1 inference gives the cells of one pass (random-init networks, tiny images)."""
+
+import numpy as np
+import pytest
+import torch
+
+from maskllp.detection.config import ClassifierConfig, DetectorConfig, TilingConfig
+from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
+from maskllp.inference.tiling import ArrayImage, ModelGrid, read_model_window, tile_grid
+
+
+def _model(overlap: int, classifier: bool = True) -> Stage1Model:
+    torch.manual_seed(0)
+    cfg = DetectorConfig(base_channels=4, depth=3)
+    net = build_unet(cfg)
+    for m in net.modules():  # non-trivial batch-norm statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    det = DetectorModel(net, cfg, mpp=0.5, peak_threshold=-1e9, min_distance_um=1.0)
+    cls_cfg = ClassifierConfig(backbone="resnet18", feature_layer="layer2")
+    cls = build_classifier(cls_cfg) if classifier else None
+    return Stage1Model(det, cls, cls_cfg, tiling=TilingConfig(tile=32, overlap=overlap))
+
+
+def _sorted(cells):
+    order = np.lexsort(cells.yx.T[::-1])
+    return cells.subset(order)
+
+
+@pytest.mark.parametrize("image_mpp", [0.5, 0.3])
+def test_tiled_equals_one_pass(image_mpp):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    model = _model(overlap=64)
+    sizes = []
+    heatmap = model.detector.heatmap
+    model.detector.heatmap = lambda x: sizes.append(x.shape[-1]) or heatmap(x)  # type: ignore[method-assign]
+    tiled = _sorted(model.detect(ArrayImage(img, image_mpp)))
+    one = _sorted(model.detect(ArrayImage(img, image_mpp), tile=4096))
+    grid = model.grid_for(ArrayImage(img, image_mpp))
+    n_tiles = len(model.tiles(grid))
+    assert n_tiles >= 4 and set(sizes[:n_tiles]) == {32 + 2 * model.margin}  # no whole-image heatmap
+    assert len(tiled) == len(one) > 50
+    np.testing.assert_allclose(tiled.yx, one.yx, atol=1e-3)  # same pixels; sub-pixel refinement ~1e-5
+    np.testing.assert_allclose(tiled.peak_score, one.peak_score, atol=1e-5)
+    np.testing.assert_allclose(tiled.tumour_score, one.tumour_score, atol=1e-4)
+    assert tiled.shape == (100, 90) and tiled.mpp == image_mpp
+    assert tiled.yx.min() >= -0.5 and tiled.yx[:, 0].max() < 100 and tiled.yx[:, 1].max() < 90
+    # no duplicates across tile borders
+    assert len(np.unique(np.round(tiled.yx, 3), axis=0)) == len(tiled)
+
+
+def test_tile_grid_partitions_the_region():
+    tiles = tile_grid((3, 5, 70, 41), tile=30, margin=10, stride=8)
+    cover = np.zeros((80, 50), int)
+    for t in tiles:
+        assert (t.top - 3) % 8 == 0 and (t.left - 5) % 8 == 0 and t.window == 32 + 32
+        cover[t.top : t.top + t.height, t.left : t.left + t.width] += 1
+    assert cover[3:73, 5:46].min() == 1 and cover.sum() == 70 * 41
+
+
+def test_model_window_resamples_by_pixel_centres():
+    # a linear ramp resampled at scale 2 gives the ramp at the model pixel centres
+    ramp = np.tile(np.arange(64, dtype=np.uint8)[None, :, None] * 2, (40, 1, 3))
+    grid = ModelGrid.for_image((40, 64), image_mpp=0.25, model_mpp=0.5)
+    assert grid.scale == 2.0 and grid.shape == (20, 32)
+    win = read_model_window(ArrayImage(ramp, 0.25), grid, 5, 4, 6, 10)
+    expected = 2 * ((np.arange(4, 14) + 0.5) * 2 - 0.5)
+    np.testing.assert_allclose(win[2, :, 0], expected, atol=1.0)
+    np.testing.assert_allclose(grid.from_level0(grid.to_level0(np.array([[3.0, 7.5]]))), [[3.0, 7.5]])
+    # outside the image is white, as glass
+    assert (read_model_window(ArrayImage(ramp, 0.25), grid, -8, 0, 4, 4) == 255).all()
