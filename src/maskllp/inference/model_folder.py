@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskllp.errors import InputError
+from maskllp.io.atomic import current_umask
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -47,6 +48,7 @@ def save_model_folder(path: str | Path, model: ModelFolder, overwrite: bool = Tr
         raise InputError(path, "model folder exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         flat: dict[str, torch.Tensor] = {}
         for net, state in model.weights.items():
