@@ -83,7 +83,9 @@ def build_trainer(
     best = BestWeights(monitor, mode)
     callbacks: list[Callback] = [best]
     if has_validation and patience is not None and patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+        # checked after each validation only: a run stopped by max_steps mid-epoch has none to check
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                       check_on_train_epoch_end=False))
     if save_checkpoints:
         callbacks.append(
             ModelCheckpoint(
