@@ -48,3 +48,25 @@ def _fresh_net_state(name: str) -> dict[str, torch.Tensor]:
 
     L.seed_everything(0, verbose=False)
     return ProportionNet(get_method(name).network_spec(5)).state_dict()
+
+
+def test_a_step_budget_ending_mid_epoch_stops_cleanly(items, cpu_config, tmp_path) -> None:
+    cpu_config.proportion.max_steps = 3  # 8 training cores in batches of 4: stops inside epoch 2
+    model = train_proportion_model(items, "ours", cpu_config, tmp_path)
+    assert model.summary.best_epoch == 0
+
+
+def test_validation_split_is_stratified_and_seeded() -> None:
+    import numpy as np
+
+    from maskllp.training.proportion import validation_split
+
+    intervals = np.repeat(np.arange(5), 10)
+    train, val = validation_split(intervals, 0.2, seed=0)
+    assert len(val) == 10 and np.bincount(intervals[val]).tolist() == [2] * 5
+    assert not set(train) & set(val) and len(train) + len(val) == 50
+    assert np.array_equal(val, validation_split(intervals, 0.2, seed=0)[1])
+    assert len(validation_split(intervals, 0.0, seed=0)[1]) == 0
+    # an interval with a single core: a plain random split instead
+    train, val = validation_split(np.array([0, 1, 1, 1, 2, 2]), 0.5, seed=0)
+    assert len(val) == 3

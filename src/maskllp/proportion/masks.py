@@ -18,6 +18,7 @@ masks can be cached with the cohort and reused across methods and folds.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,13 +97,13 @@ class Stage1MaskSource:
 class TruthMaskSource:
     """ORACLE masks: disks of radius ``alpha_um`` around the true tumour cells of a synthetic cohort.
 
-    ``cells`` maps an image file name to (N, 2) float64 level-0 ``yx`` of its tumour cells and the
-    image's pixel size; see :func:`maskllp.evaluation.cv.truth_cells`.
+    ``cells`` maps an image file name to the (N, 2) float64 level-0 ``yx`` of its true tumour cells
+    (see :func:`truth_cells`); ``key`` identifies the truth (e.g. its file hash).
     """
 
     name = "truth"
 
-    def __init__(self, cells: dict[str, tuple[np.ndarray, float]], alpha_um: float, key: str) -> None:
+    def __init__(self, cells: dict[str, np.ndarray], alpha_um: float, key: str) -> None:
         self.cells = cells
         self.alpha_um = alpha_um
         self._key = f"truth-{key}-a{alpha_um:g}"
@@ -118,9 +119,61 @@ class TruthMaskSource:
         name = Path(entry.image).name
         if name not in self.cells:
             raise InputError(entry.image, "no synthetic truth for this image (oracle masks need it)")
-        yx, mpp = self.cells[name]
+        yx = self.cells[name]
         with open_image(entry.image, entry.mpp) as reader:
-            h0, w0 = reader.shape
+            (h0, w0), mpp = reader.shape, reader.mpp
+        if mpp is None:
+            raise InputError(entry.image, "pixel size unknown (give the manifest's mpp column)")
         downsample = max(h0 / shape[0], w0 / shape[1])
         m = tumour_mask(yx, np.ones(len(yx), bool), (h0, w0), self.alpha_um / mpp, downsample)
         return resize_mask(m, shape)
+
+
+def truth_cells(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Image file name -> (N, 2) float64 level-0 yx of its true tumour cells (for oracle masks)."""
+    from maskllp.classes import CellClass
+    from maskllp.io.annotations import read_annotations
+    from maskllp.synth.truth import read_truth
+
+    truth = read_truth(path)
+    out = {}
+    for name in names:
+        if name in truth:
+            points = read_annotations(truth[name].cells_path).points
+            out[name] = points.yx[points.classes != CellClass.NON_TUMOUR]
+    return out
+
+
+def torch_device(trainer: Any) -> str:
+    """``cuda`` when the trainer settings allow a GPU and one is present, else ``cpu``."""
+    import torch
+
+    gpu_ok = trainer.accelerator in ("gpu", "cuda", "auto")
+    return "cuda" if gpu_ok and torch.cuda.is_available() else "cpu"
+
+
+def build_mask_source(needed_by: Sequence[str], kind: str | None, stage1: Path | None,
+                      truth: Path | None, entries: Sequence[Any], config: Any) -> MaskSource:
+    """The mask source a run asks for.
+
+    ``needed_by``: the methods that use a mask (none: :class:`NoMaskSource`, nothing to run);
+    ``kind``: ``stage1`` (the default when ``stage1`` is given) or ``truth`` (oracle, needs ``truth``).
+    InputError, naming the option, when the methods need a mask and none is given.
+    """
+    kind = kind or ("stage1" if stage1 is not None else None)
+    if not needed_by:
+        return NoMaskSource()
+    if kind is None or kind == "none":
+        raise InputError(None, f"methods {', '.join(needed_by)} need a tumour mask: give --stage1 "
+                               "MODEL_DIR (or, for an oracle experiment on synthetic data, --mask-source "
+                               "truth with --truth TRUTH.csv)", "--methods")
+    if kind == "stage1":
+        if stage1 is None:
+            raise InputError(None, "--mask-source stage1 needs --stage1 MODEL_DIR", "--mask-source")
+        return Stage1MaskSource(stage1, torch_device(config.trainer))
+    if kind == "truth":
+        if truth is None:
+            raise InputError(None, "--mask-source truth needs --truth TRUTH.csv", "--mask-source")
+        cells = truth_cells(truth, [Path(e.image).name for e in entries])
+        return TruthMaskSource(cells, config.mask.alpha_um, file_digest(truth))
+    raise InputError(None, f"unknown mask source {kind!r} (stage1, truth)", "--mask-source")

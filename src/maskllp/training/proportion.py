@@ -165,3 +165,50 @@ def train_proportion_model(
     summary = TrainingSummary(len(train_idx), len(val_idx), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
     return ProportionModel(module.net.cpu(), method, scheme, pc.input_size, summary)
+
+
+def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Config, out_dir: str | Path, *,
+                    stage1: Path | None = None, mask_source: str | None = None,
+                    truth: Path | None = None, overwrite: bool = False) -> ProportionModel:
+    """Train ``method`` on every labelled core of a cohort and save the model folder ``out_dir``.
+
+    Tumour masks come from ``stage1`` (or oracle ``truth`` masks with ``mask_source = "truth"``) and
+    are cached with the cohort. ``out_dir`` receives the model folder, its ``logs/`` and the resolved
+    ``config.yaml``.
+    """
+    import shutil
+    import tempfile
+
+    from maskllp.config import save_config
+    from maskllp.io.atomic import check_output_dir
+    from maskllp.io.manifest import read_cohort
+    from maskllp.proportion.cache import ItemCache, default_cache_root, prepare_items
+    from maskllp.proportion.masks import build_mask_source
+
+    method = get_method(method) if isinstance(method, str) else method
+    if method.head == "count":
+        raise InputError(None, "Det is a stage-1 model: train it with the stage-1 trainer and "
+                               "classifier.classes = 'three'", "method")
+    out_dir = check_output_dir(out_dir, overwrite)
+    scheme = config.intervals.build()
+    cohort = read_cohort(cohort_path, scheme)
+    entries = [e for e in cohort.entries if e.label is not None]
+    if len(entries) < len(cohort.entries):
+        log.warning("%d unlabelled core(s) left out of training", len(cohort.entries) - len(entries))
+    if not entries:
+        raise InputError(cohort_path, "no labelled core to train on")
+    source = build_mask_source([method.name] if method.uses_mask else [], mask_source, stage1, truth,
+                               entries, config)
+    root = default_cache_root(cohort_path, config.proportion.cache_dir)
+    items = prepare_items(entries, scheme, source, ItemCache(root, config.proportion.input_size))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))
+    try:
+        model = train_proportion_model(items, method, config, work)
+        model.save(out_dir, {"mask_source": source.name})
+        if (work / "logs").is_dir():
+            shutil.move(str(work / "logs"), str(out_dir / "logs"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    save_config(config, out_dir / "config.yaml")
+    return model

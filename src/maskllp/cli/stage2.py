@@ -1,0 +1,107 @@
+"""Stage-2 commands: ``maskllp cv``, ``maskllp train proportion``, ``maskllp plot-loss``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from maskllp.cli import app, train_app
+from maskllp.cli.common import CONFIG_OPTION
+
+STAGE1_OPTION = typer.Option(None, "--stage1", help="Stage-1 model folder: tumour masks for the masked "
+                             "methods (computed once, cached with the cohort).")
+MASK_SOURCE_OPTION = typer.Option(None, "--mask-source", help="'stage1' (default with --stage1) or "
+                                  "'truth': ORACLE masks from synthetic truth (needs --truth).")
+TRUTH_OPTION = typer.Option(None, "--truth", help="Synthetic truth CSV: exact proportions (MAE, "
+                            "agreement at the cut-offs) and cells for oracle masks.")
+INPUT_SIZE_OPTION = typer.Option(None, "--input-size", help="Side of the network input (multiple of "
+                                 "32; the paper: 2048). Overrides proportion.input_size.")
+MAX_EPOCHS_OPTION = typer.Option(None, "--max-epochs", help="Overrides proportion.max_epochs.")
+OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
+
+
+def _quiet_lightning() -> None:
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.command("cv")
+def cross_validate(
+    cohort: Path = typer.Argument(..., help="Cohort manifest (CSV) with a label for every core."),
+    methods: str = typer.Option("all", "--methods", help="Comma-separated method names or 'all': "
+                                "det, class, o-reg, prop-nomask, ours-nomask, lpi, prop, wprop, "
+                                "wprop-listnet, focalprop, ours."),
+    folds: int | None = typer.Option(None, "--folds", help="Number of folds (default: cv.folds, 4)."),
+    out: Path = typer.Option(..., "--out", help="Run folder for predictions, tables, logs."),
+    stage1: Path | None = STAGE1_OPTION,
+    mask_source: str | None = MASK_SOURCE_OPTION,
+    truth: Path | None = TRUTH_OPTION,
+    det_model: Path | None = typer.Option(None, "--det-model", help="Three-class stage-1 model folder "
+                                          "for Det (default: --stage1)."),
+    input_size: int | None = INPUT_SIZE_OPTION,
+    max_epochs: int | None = MAX_EPOCHS_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Cross-validate Table 1 methods (same folds for all); print and save the table."""
+    from maskllp.cli.common import load_run_config
+    from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
+    from maskllp.methods import parse_methods
+
+    cfg = load_run_config(config, {"cv": {"folds": folds},
+                                   "proportion": {"input_size": input_size, "max_epochs": max_epochs}})
+    _quiet_lightning()
+    request = CrossValidationRequest(cohort, parse_methods(methods), out, stage1, mask_source, truth,
+                                     det_model, overwrite)
+    run_cross_validation(request, cfg, echo=typer.echo)
+
+
+@train_app.command("proportion")
+def train_proportion(
+    cohort: Path = typer.Argument(..., help="Cohort manifest (CSV); labelled cores are used."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write."),
+    method: str | None = typer.Option(None, "--method", help="Table 1 method (default: "
+                                      "proportion.method, 'ours')."),
+    stage1: Path | None = STAGE1_OPTION,
+    mask_source: str | None = MASK_SOURCE_OPTION,
+    truth: Path | None = TRUTH_OPTION,
+    input_size: int | None = INPUT_SIZE_OPTION,
+    max_epochs: int | None = MAX_EPOCHS_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Train a stage-2 proportion model on a cohort and save it as a model folder."""
+    from maskllp.cli.common import load_run_config
+    from maskllp.training.proportion import train_on_cohort
+
+    cfg = load_run_config(config, {"proportion": {"method": method, "input_size": input_size,
+                                                  "max_epochs": max_epochs}})
+    model = train_on_cohort(cohort, cfg.proportion.method, cfg, out, stage1=stage1,
+                            mask_source=mask_source, truth=truth, overwrite=overwrite)
+    s = model.summary
+    if s is not None:
+        typer.echo(f"{model.method.display_name}: {s.n_train} training and {s.n_val} validation cores"
+                   f"{f', {s.n_skipped} left out (empty tumour mask)' if s.n_skipped else ''}; "
+                   f"best epoch {s.best_epoch}; model written to {out}")
+
+
+@app.command("plot-loss")
+def plot_loss(
+    out: Path = typer.Option(Path("loss-curves.png"), "--out", help="Figure file (.png, .pdf, .svg)."),
+    scheme: str | None = typer.Option(None, "--scheme", help="Interval scheme (paper5, clinical3); "
+                                      "default: intervals.scheme."),
+    ymax: float = typer.Option(1.0, "--ymax", help="Upper limit of the loss axis."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Draw the paper's Fig. 3: focal and weighted focal proportion loss per interval."""
+    from maskllp.cli.common import load_run_config
+    from maskllp.config import save_config
+    from maskllp.report.loss_curves import plot_loss_curves
+
+    cfg = load_run_config(config, {"intervals": {"scheme": scheme}})
+    path = plot_loss_curves(out, cfg.intervals.build(), cfg.proportion.loss, ymax)
+    save_config(cfg, path.with_name(path.stem + ".config.yaml"))
+    typer.echo(f"wrote {path}")

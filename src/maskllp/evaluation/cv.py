@@ -1,0 +1,273 @@
+"""Cross-validation of Table 1 methods on a cohort: ``maskllp cv``.
+
+Folds come from scikit-learn's ``StratifiedGroupKFold`` (strata: the labelled interval; groups: the
+patient, so no patient has cores on both sides; shuffled with ``cv.seed``); every method sees the
+same folds. For each method and fold a model is trained on the other folds (with its own validation
+split for early stopping) and predicts the held-out cores. Stage-2 inputs (fitted cores and tumour
+masks) are computed once and cached with the cohort (:mod:`maskllp.proportion.cache`), then shared by
+every method and fold. Outputs under ``RUN_DIR`` (each file written atomically)::
+
+    predictions.csv        method, fold, image, patient, label, truth, proportion, interval, s_p, s_n
+    table.txt/.csv/.md     the table in the paper's layout, with its footer
+    confusion/<method>.csv rows: labelled interval, columns: predicted interval and "undefined"
+    metrics.json           every number of the table, per-fold mF1, counts
+    folds.csv              image, patient, label, fold
+    config.yaml            the resolved configuration
+    training/<method>/fold<k>/logs/   Lightning CSV logs; models/ with ``cv.save_models``
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskllp.config import Config, save_config
+from maskllp.errors import InputError, ProblemList
+from maskllp.evaluation.metrics import UNDEFINED, interval_metrics, proportion_metrics
+from maskllp.evaluation.table import (
+    MethodScores,
+    format_csv,
+    format_markdown,
+    format_text,
+    table_cells,
+    table_footer,
+)
+from maskllp.intervals import IntervalScheme
+from maskllp.io.atomic import check_output_dir, write_text_atomic
+from maskllp.methods import Method
+from maskllp.proportion.data import Stage2Item
+from maskllp.proportion.model import ProportionPrediction
+
+log = logging.getLogger("maskllp")
+
+PREDICTION_COLUMNS = ("method", "fold", "image", "patient", "label", "truth", "proportion", "interval",
+                      "s_p", "s_n")
+
+
+@dataclass(frozen=True)
+class CrossValidationRequest:
+    """What ``maskllp cv`` was asked to do."""
+
+    cohort: Path
+    methods: list[Method]
+    out_dir: Path
+    stage1: Path | None = None
+    """Stage-1 model folder for the tumour masks of the masked methods."""
+    mask_source: str | None = None
+    """``stage1`` (default when ``stage1`` is given), ``truth`` (oracle masks from ``truth``)."""
+    truth: Path | None = None
+    """Synthetic truth CSV: exact proportions (and cells, for oracle masks)."""
+    det_model: Path | None = None
+    """Three-class stage-1 model folder for Det (default: ``stage1``)."""
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class FoldPrediction:
+    """One held-out core's prediction by one method."""
+
+    method: str
+    fold: int
+    item: Stage2Item
+    prediction: ProportionPrediction
+
+
+# ------------------------------------------------------------------------------------------ folds
+def make_folds(intervals: Sequence[int], patients: Sequence[str], n_folds: int, seed: int) -> np.ndarray:
+    """(N,) int fold index of each core: stratified by interval, grouped by patient, seeded.
+
+    Raises ValueError when there are fewer patients than folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = np.unique(np.asarray(patients), return_inverse=True)[1]
+    if len(np.unique(groups)) < n_folds:
+        raise ValueError(f"{len(np.unique(groups))} patients cannot make {n_folds} folds")
+    folds = np.full(len(intervals), -1, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(intervals)), np.asarray(intervals), groups)):
+        folds[test] = k
+    return folds
+
+
+# ------------------------------------------------------------------------------------------ truth
+def read_exact_truth(path: Path) -> dict[str, float | None]:
+    """Image file name -> exact TPS (None: no tumour cell) from a synthetic truth CSV."""
+    from maskllp.synth.truth import read_truth
+
+    return {name: t.tps for name, t in read_truth(path).items()}
+
+
+# ------------------------------------------------------------------------------------------ setup
+def _check_labels(cohort: Any) -> None:
+    problems = [InputError(cohort.path, "no label (cross-validation needs one for every core)",
+                           f"line {e.line}") for e in cohort.entries if e.label is None]
+    if problems:
+        raise ProblemList(problems, f"{cohort.path}: {len(problems)} core(s) without a label")
+
+
+# ------------------------------------------------------------------------------------------ run
+def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarray, config: Config,
+                       out_dir: Path, det: Any, entries: Sequence[Any]) -> list[FoldPrediction]:
+    """Out-of-fold predictions of one method for every core."""
+    from maskllp.training.proportion import train_proportion_model
+
+    preds: list[FoldPrediction] = []
+    for k in range(int(folds.max()) + 1):
+        test = np.flatnonzero(folds == k)
+        if method.head == "count":
+            out = [det.predict_entry(entries[i]) for i in test]
+        else:
+            train = [items[i] for i in np.flatnonzero(folds != k)]
+            work = out_dir / "training" / method.name / f"fold{k}"
+            model = train_proportion_model(train, method, config, work)
+            if config.cv.save_models:
+                model.save(out_dir / "models" / f"{method.name}-fold{k}")
+            out = model.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
+        preds += [FoldPrediction(method.name, k, items[i], p) for i, p in zip(test, out, strict=True)]
+        log.info("%s fold %d: %d cores predicted", method.name, k, len(test))
+    return preds
+
+
+def _scores(method: Method, preds: list[FoldPrediction], scheme: IntervalScheme, mask: str,
+            cutoffs: Sequence[float]) -> MethodScores:
+    def interval(p: FoldPrediction) -> int:
+        return UNDEFINED if p.prediction.interval is None else p.prediction.interval
+
+    true = [p.item.interval for p in preds]
+    pooled = interval_metrics(true, [interval(p) for p in preds], len(scheme))
+    fold_mf1 = tuple(
+        interval_metrics([p.item.interval for p in preds if p.fold == k],
+                         [interval(p) for p in preds if p.fold == k], len(scheme)).mf1
+        for k in sorted({p.fold for p in preds})
+    )
+    exact = proportion_metrics([p.item.proportion for p in preds], [p.prediction.proportion for p in preds],
+                               cutoffs)
+    return MethodScores(method.name, method.display_name, mask, pooled, exact, fold_mf1,
+                        interval_only=not method.predicts_proportion)
+
+
+def _num(v: float | None, fmt: str = "{:.6g}") -> str:
+    return "" if v is None else fmt.format(v)
+
+
+def predictions_csv(preds: Sequence[FoldPrediction], scheme: IntervalScheme) -> str:
+    """The per-core predictions (empty cells: undefined or unknown)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(PREDICTION_COLUMNS)
+    for p in preds:
+        it, pr = p.item, p.prediction
+        w.writerow([p.method, p.fold, it.name, it.patient, scheme.names[it.interval], _num(it.proportion),
+                    _num(pr.proportion), "" if pr.interval is None else scheme.names[pr.interval],
+                    _num(pr.s_p), _num(pr.s_n)])
+    return buf.getvalue()
+
+
+def confusion_csv(scores: MethodScores, scheme: IntervalScheme) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label \\ predicted", *scheme.names, "undefined"])
+    for name, row in zip(scheme.names, scores.intervals.confusion, strict=True):
+        w.writerow([name, *[int(v) for v in row]])
+    return buf.getvalue()
+
+
+def _metrics_json(scores: Sequence[MethodScores], scheme: IntervalScheme) -> str:
+    data = []
+    for s in scores:
+        m, p = s.intervals, s.proportions
+        data.append({
+            "method": s.name, "display_name": s.display_name, "mask": s.mask,
+            "recall": dict(zip(scheme.names, m.recall.round(6).tolist(), strict=True)),
+            "precision": dict(zip(scheme.names, m.precision.round(6).tolist(), strict=True)),
+            "mrecall": round(m.mrecall, 6), "mprecision": round(m.mprecision, 6), "mf1": round(m.mf1, 6),
+            "fold_mf1": [round(v, 6) for v in s.fold_mf1], "n": m.n, "n_undefined": m.n_undefined,
+            "exact": None if p is None else {"n": p.n, "n_undefined": p.n_undefined, "mae": p.mae,
+                                             "agreement": {str(c): a for c, a in p.agreement.items()}},
+        })
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _folds_csv(items: Sequence[Stage2Item], folds: np.ndarray, scheme: IntervalScheme) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "patient", "label", "fold"])
+    for it, k in zip(items, folds, strict=True):
+        w.writerow([it.name, it.patient, scheme.names[it.interval], int(k)])
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class CrossValidationResult:
+    scores: list[MethodScores]
+    table: str
+    """The table as printed (with its footer)."""
+    predictions: list[FoldPrediction]
+
+
+def run_cross_validation(req: CrossValidationRequest, config: Config,
+                         echo: Callable[[str], None] = print) -> CrossValidationResult:
+    """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``."""
+    from maskllp.io.manifest import read_cohort
+    from maskllp.proportion.cache import ItemCache, default_cache_root, prepare_items
+    from maskllp.proportion.counting import CountingModel
+    from maskllp.proportion.masks import build_mask_source, torch_device
+
+    out_dir = check_output_dir(req.out_dir, req.overwrite)
+    scheme = config.intervals.build()
+    cohort = read_cohort(req.cohort, scheme)
+    _check_labels(cohort)
+    entries = list(cohort.entries)
+    exact = read_exact_truth(req.truth) if req.truth is not None else None
+    try:
+        folds = make_folds([e.label.interval for e in entries], [e.patient for e in entries],
+                           config.cv.folds, config.cv.seed)
+    except ValueError as e:
+        raise InputError(req.cohort, str(e), "cv.folds") from None
+    det = None
+    if any(m.head == "count" for m in req.methods):
+        det_path = req.det_model or req.stage1
+        if det_path is None:
+            raise InputError(None, "Det needs a three-class stage-1 model: give --det-model MODEL_DIR",
+                             "--methods")
+        det = CountingModel.load(det_path, scheme, torch_device(config.trainer))
+    needs_mask = [m.name for m in req.methods if m.uses_mask]
+    source = build_mask_source(needs_mask, req.mask_source, req.stage1, req.truth, entries, config)
+    root = default_cache_root(req.cohort, config.proportion.cache_dir)
+    cache = ItemCache(root, config.proportion.input_size)
+    echo(f"preparing {len(entries)} cores at {config.proportion.input_size} px (masks: {source.name}; "
+         f"cache {cache.root})")
+    items = prepare_items(entries, scheme, source, cache, exact)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "folds.csv", _folds_csv(items, folds, scheme))
+    save_config(config, out_dir / "config.yaml")
+    mask_label = "oracle" if source.name == "truth" else "yes"
+    preds: list[FoldPrediction] = []
+    scores: list[MethodScores] = []
+    for method in req.methods:
+        echo(f"{method.display_name}: {config.cv.folds} folds")
+        mpreds = _train_and_predict(method, items, folds, config, out_dir, det, entries)
+        preds += mpreds
+        write_text_atomic(out_dir / "predictions.csv", predictions_csv(preds, scheme))
+        scores.append(_scores(method, mpreds, scheme, mask_label if method.uses_mask else "",
+                              config.cv.cutoffs))
+        write_text_atomic(out_dir / "confusion" / f"{method.name}.csv", confusion_csv(scores[-1], scheme))
+    header, rows = table_cells(scores, scheme, config.cv.cutoffs)
+    masked_used = source.name if any(m.uses_mask for m in req.methods) else None
+    footer = table_footer(scores, len(items), config.cv.folds, masked_used, config.cv.seed)
+    text = format_text(header, rows, footer)
+    write_text_atomic(out_dir / "table.txt", text)
+    write_text_atomic(out_dir / "table.csv", format_csv(header, rows))
+    write_text_atomic(out_dir / "table.md", format_markdown(header, rows, footer))
+    write_text_atomic(out_dir / "metrics.json", _metrics_json(scores, scheme))
+    echo(text)
+    return CrossValidationResult(scores, text, preds)

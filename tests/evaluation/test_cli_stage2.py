@@ -1,0 +1,95 @@
+"""``maskllp cv``, ``maskllp train proportion``, ``maskllp plot-loss`` from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from maskllp.cli import main
+from maskllp.intervals import PAPER_FIVE
+from maskllp.proportion.config import LossConfig
+from maskllp.proportion.losses import focal_proportion_loss, weighted_focal_proportion_loss
+from maskllp.report.loss_curves import loss_curves
+
+TINY = ["--input-size", "64", "--max-epochs", "1"]
+
+
+def _run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["maskllp", *map(str, args)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+@pytest.fixture
+def tiny_toml(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text('[proportion]\nbatch_size = 4\nmax_steps = 2\n\n[trainer]\naccelerator = "cpu"\n'
+                    'devices = "1"\nprogress_bar = false\n')
+    return path
+
+
+def test_cv_refuses_masked_methods_without_stage1(monkeypatch, capsys, cohort_csv, tmp_path) -> None:
+    code, out, err = _run(monkeypatch, capsys, "cv", cohort_csv, "--methods", "prop,ours", "--folds", "2",
+                          "--out", tmp_path / "run")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: --methods: methods prop, ours need a tumour mask: give --stage1 MODEL_DIR (or, for an "
+        "oracle experiment on synthetic data, --mask-source truth with --truth TRUTH.csv)"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_cv_unknown_method_is_one_line(monkeypatch, capsys, cohort_csv, tmp_path) -> None:
+    code, _, err = _run(monkeypatch, capsys, "cv", cohort_csv, "--methods", "ours,magic", "--out", tmp_path)
+    assert code == 2 and "unknown method 'magic'" in err and "Traceback" not in err
+
+
+def test_cv_from_the_command_line(monkeypatch, capsys, cohort_csv, tiny_toml, tmp_path) -> None:
+    code, out, err = _run(monkeypatch, capsys, "cv", cohort_csv, "--methods", "prop-nomask", "--folds", "2",
+                          "--out", tmp_path / "run", "--config", tiny_toml, *TINY)
+    assert code in (0, None), err
+    assert "Prop w/o mask" in out and "mF1" in out
+    assert (tmp_path / "run" / "table.md").is_file()
+    resolved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "input_size: 64" in resolved and "folds: 2" in resolved
+
+
+def test_train_proportion_writes_a_model_folder(monkeypatch, capsys, cohort_csv, stage1_dir, tiny_toml,
+                                                tmp_path) -> None:
+    out_dir = tmp_path / "model"
+    code, out, err = _run(monkeypatch, capsys, "train", "proportion", cohort_csv, "--method", "wprop",
+                          "--stage1", stage1_dir, "--out", out_dir, "--config", tiny_toml, *TINY)
+    assert code in (0, None), err
+    assert "WProp:" in out and "model written to" in out
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["method"] == "wprop" and config["mask_source"] == "stage1"
+    assert (out_dir / "config.yaml").is_file() and (out_dir / "logs" / "metrics.csv").is_file()
+    assert not list(tmp_path.glob(".model.*"))
+
+    code, _, err = _run(monkeypatch, capsys, "train", "proportion", cohort_csv, "--method", "wprop",
+                        "--out", out_dir, "--config", tiny_toml, *TINY)
+    assert code == 2 and "output folder exists" in err
+
+
+def test_plot_loss_draws_fig3(monkeypatch, capsys, tmp_path) -> None:
+    code, out, err = _run(monkeypatch, capsys, "plot-loss", "--out", tmp_path / "fig3.png")
+    assert code in (0, None), err
+    assert (tmp_path / "fig3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "fig3.config.yaml").is_file()
+
+
+def test_fig3_curves_show_the_paper_point() -> None:
+    """Focal loss (gamma 2): the '0-1 %' curve is nearly flat around 3 %, lower there than the
+    '1-25 %' curve; the weighted focal loss (gamma 0 for '0-1 %') penalises 3 % clearly more."""
+    cfg = LossConfig()
+    x, focal = loss_curves(focal_proportion_loss(PAPER_FIVE, cfg), 5)
+    _, weighted = loss_curves(weighted_focal_proportion_loss(PAPER_FIVE, cfg), 5)
+    i3 = int(np.argmin(np.abs(x - 0.03)))
+    assert focal[0, i3] < focal[1, i3]
+    assert weighted[0, i3] > 10 * focal[0, i3]
+    assert x[np.argmin(weighted[0])] == pytest.approx(0.005, abs=1e-3)
+    assert np.array_equal(weighted[1:], focal[1:])  # gamma 2 elsewhere: the same curves

@@ -1,0 +1,104 @@
+"""Cross-validation: folds, refusals, and a 2-fold run on a tiny cohort that writes the table."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from maskllp.errors import InputError, ProblemList
+from maskllp.evaluation.cv import CrossValidationRequest, make_folds, run_cross_validation
+from maskllp.methods import parse_methods
+
+
+def test_folds_are_grouped_by_patient_stratified_and_seeded() -> None:
+    rng = np.random.default_rng(0)
+    intervals = rng.integers(0, 5, 120)
+    patients = [f"p{i // 3}" for i in range(120)]
+    folds = make_folds(intervals, patients, 4, seed=0)
+    assert set(folds.tolist()) == {0, 1, 2, 3}
+    for p in set(patients):
+        assert len({folds[i] for i in range(120) if patients[i] == p}) == 1
+    for k in range(4):  # every interval in every fold, in roughly its share
+        counts = np.bincount(intervals[folds == k], minlength=5)
+        assert (counts > 0).all()
+    assert np.array_equal(folds, make_folds(intervals, patients, 4, seed=0))
+    assert not np.array_equal(folds, make_folds(intervals, patients, 4, seed=1))
+
+
+def test_too_few_patients_for_the_folds() -> None:
+    with pytest.raises(ValueError, match="2 patients cannot make 4 folds"):
+        make_folds([0, 1, 2, 3], ["a", "a", "b", "b"], 4, 0)
+
+
+def test_masked_methods_without_a_mask_source_are_refused(cohort_csv, cv_config, tmp_path) -> None:
+    req = CrossValidationRequest(cohort_csv, parse_methods("class,ours"), tmp_path / "run")
+    with pytest.raises(InputError, match="ours need a tumour mask: give --stage1"):
+        run_cross_validation(req, cv_config, echo=lambda s: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unlabelled_cores_are_refused_with_their_line(cohort_csv, cv_config, tmp_path) -> None:
+    lines = cohort_csv.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 2)[0] + ",,0.5"
+    cohort_csv.write_text("\n".join(lines) + "\n")
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), tmp_path / "run")
+    with pytest.raises(ProblemList, match="line 4"):
+        run_cross_validation(req, cv_config, echo=lambda s: None)
+
+
+def test_two_fold_cv_writes_predictions_and_the_table(cohort_csv, stage1_dir, cv_config, tmp_path) -> None:
+    out = tmp_path / "run"
+    printed: list[str] = []
+    req = CrossValidationRequest(cohort_csv, parse_methods("det,class,ours"), out,
+                                 stage1=stage1_dir)
+    result = run_cross_validation(req, cv_config, echo=printed.append)
+
+    for name in ("predictions.csv", "table.txt", "table.csv", "table.md", "metrics.json", "folds.csv",
+                 "config.yaml", "confusion/ours.csv", "confusion/det.csv"):
+        assert (out / name).is_file(), name
+    assert not list(out.rglob("*.partial"))
+
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 3 * 12
+    folds = {r["image"]: r["fold"] for r in rows if r["method"] == "ours"}
+    for method in ("det", "class"):  # every method sees the same folds
+        assert {r["image"]: r["fold"] for r in rows if r["method"] == method} == folds
+    assert set(folds.values()) == {"0", "1"}
+    ours = [r for r in rows if r["method"] == "ours"]
+    assert all(r["proportion"] == "" or 0 <= float(r["proportion"]) <= 1 for r in ours)
+    assert all(r["s_p"] != "" for r in ours)
+    assert {r["truth"] for r in rows if r["image"] == "core03.png"} == {"0.12"}  # exact label kept
+
+    table = (out / "table.txt").read_text()
+    assert table == result.table and printed[-1] == table
+    header = table.splitlines()[0].split()
+    assert header[:2] == ["Method", "mask"] and "mF1" in header and "MAE" in header
+    assert "0-1 %" in table and "75-100 %" in table and "Ours" in table and "Det" in table
+    assert "2-fold cross-validation" in table and "tumour masks from stage1" in table
+
+    metrics = {m["method"]: m for m in json.loads((out / "metrics.json").read_text())}
+    assert set(metrics) == {"det", "class", "ours"}
+    for m in metrics.values():
+        assert m["n"] == 12 and len(m["fold_mf1"]) == 2
+        assert 0 <= m["mf1"] <= 1
+        assert m["mrecall"] == pytest.approx(np.mean(list(m["recall"].values())), abs=1e-5)
+        assert m["exact"]["n"] == 6  # the six cores with an exact label
+    confusion = list(csv.reader((out / "confusion" / "ours.csv").open()))
+    assert confusion[0][-1] == "undefined" and sum(int(v) for r in confusion[1:] for v in r[1:]) == 12
+
+    # stage-2 inputs were cached with the cohort: 12 fitted images and 12 stage-1 masks
+    cache = cohort_csv.parent / ".maskllp-cache"
+    assert len(list(cache.glob("images-64/*.npy"))) == 12
+    assert len(list(cache.glob("masks-stage1-*-64/*.npy"))) == 12
+
+
+def test_existing_run_folder_needs_overwrite(cohort_csv, cv_config, tmp_path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "something").write_text("x")
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), out)
+    with pytest.raises(InputError, match="--overwrite"):
+        run_cross_validation(req, cv_config, echo=lambda s: None)
