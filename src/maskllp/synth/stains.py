@@ -1,0 +1,76 @@
+"""Hematoxylin-DAB brightfield optics: stain vectors, per-core jitter, Beer-Lambert mixing.
+
+A pixel's transmitted light in channel c is ``I0_c * 10 ** -(H * h_c + D * d_c + g_c)``, where
+``H``/``D`` are hematoxylin and DAB concentrations (optical density units, log10), ``h``/``d`` the unit
+stain vectors (scikit-image's ``rgb_from_hed`` rows, the Ruifrok-Johnston values) and ``g`` the glass
+and mounting medium.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Ruifrok & Johnston (2001) H-DAB vectors, as in skimage.color.rgb_from_hed (rows H, E, DAB).
+HEMATOXYLIN = np.array([0.65, 0.70, 0.29])
+DAB = np.array([0.27, 0.57, 0.78])
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+@dataclass(frozen=True)
+class Optics:
+    """Stain vectors and imaging of one core (all per-core draws)."""
+
+    hematoxylin: np.ndarray
+    """(3,) unit OD vector of hematoxylin (RGB)."""
+    dab: np.ndarray
+    """(3,) unit OD vector of DAB (RGB)."""
+    glass_od: np.ndarray
+    """(3,) OD of glass and mounting medium."""
+    white: np.ndarray
+    """(3,) white level (0-1) of the illumination, i.e. the white balance."""
+    illumination: float
+    """Amplitude of the uneven background (share of the white level)."""
+    blur_px: float
+    noise: float
+    """Sensor noise SD in 8-bit levels."""
+
+
+def jitter_vector(rng: np.random.Generator, v: np.ndarray, sd: float) -> np.ndarray:
+    """A unit stain vector moved by a normal error of SD ``sd`` per component (kept positive)."""
+    w = np.clip(unit(v) + rng.normal(0.0, sd, 3), 0.02, None)
+    return unit(w)
+
+
+def od_to_rgb(od: np.ndarray, white: np.ndarray) -> np.ndarray:
+    """Beer-Lambert: (..., 3) optical densities -> (..., 3) float32 intensities in [0, white]."""
+    return (np.asarray(white, np.float32) * np.power(np.float32(10.0), -od)).astype(np.float32)
+
+
+def mix_stains(h: np.ndarray, d: np.ndarray, optics: Optics) -> np.ndarray:
+    """Concentration maps (H, W) float32 -> (H, W, 3) float32 optical density."""
+    hv = optics.hematoxylin.astype(np.float32)
+    dv = optics.dab.astype(np.float32)
+    gv = optics.glass_od.astype(np.float32)
+    return h[..., None] * hv + d[..., None] * dv + gv
+
+
+def rgb_to_od(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (..., 3) float64 optical density, -log10(I / 255), I floored at 1."""
+    return -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
+
+
+def unmix_hd(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colour deconvolution with the standard H-E-DAB matrix: (H, W, 3) uint8 -> (H OD, DAB OD).
+
+    Uses ``skimage.color.hed_from_rgb`` on log10 optical densities, so values are in the same
+    units the generator draws concentrations in.
+    """
+    from skimage.color import hed_from_rgb
+
+    hed = rgb_to_od(rgb) @ hed_from_rgb
+    return hed[..., 0], hed[..., 2]
