@@ -40,6 +40,7 @@ def _root(
 def _register() -> None:
     # Importing a command module registers its commands on ``app`` / ``train_app``.
     from maskllp.cli import validate  # noqa: F401
+    from maskllp.cli import synth  # noqa: F401
     from maskllp.cli import stage2  # noqa: F401
 
 
