@@ -1,0 +1,127 @@
+"""Core layouts: the cells that exist, their classes and stains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from maskllp.classes import CellClass
+from maskllp.config import load_config
+from maskllp.errors import InputError
+from maskllp.synth.cells import Subtype
+from maskllp.synth.config import SynthConfig, TissueConfig
+from maskllp.synth.truth import core_counts, exact_tps
+
+from .conftest import make_layout
+
+
+@pytest.mark.parametrize("tps", [0.0, 0.003, 0.2, 0.5, 1.0])
+def test_positive_count_is_the_target_share_of_tumour_cells(tps):
+    layout = make_layout(seed=1, tps=tps)
+    cells = layout.cells
+    tumour = cells.subtype == Subtype.TUMOUR
+    positive = cells.cls == CellClass.POSITIVE_TUMOUR
+    assert tumour.sum() > 20
+    assert positive.sum() == round(tps * tumour.sum())
+    assert np.all(tumour[positive])  # only tumour cells are ever counted positive
+    assert np.all(cells.stained[positive]) and np.all(cells.dab[positive, 0] > 0)
+    negative = cells.cls == CellClass.NEGATIVE_TUMOUR
+    assert np.all(cells.dab[negative] == 0) and not cells.stained[negative].any()
+
+
+def test_tps_excludes_stained_non_tumour_cells(confounded_layout):
+    cells = confounded_layout.cells
+    counts = core_counts(cells)
+    assert counts["n_stained_non_tumour"] > 10  # DAB-positive macrophages and lymphocytes exist
+    stained_immune = (cells.cls == CellClass.NON_TUMOUR) & cells.stained
+    assert stained_immune.sum() == counts["n_stained_non_tumour"]
+    n_tumour = counts["n_positive_tumour"] + counts["n_negative_tumour"]
+    tps = exact_tps(counts["n_positive_tumour"], counts["n_negative_tumour"])
+    assert tps == pytest.approx(0.3, abs=0.5 / n_tumour)
+    naive = (counts["n_positive_tumour"] + counts["n_stained_non_tumour"]) / len(cells)
+    assert abs(naive - 0.3) > 0.02  # counting every brown cell would give another answer
+
+
+def test_tumour_free_core_has_no_tumour_and_undefined_tps():
+    layout = make_layout(seed=2, tps=None)
+    counts = core_counts(layout.cells)
+    assert counts["n_positive_tumour"] == counts["n_negative_tumour"] == 0
+    assert counts["n_non_tumour"] > 0
+    assert exact_tps(0, 0) is None
+    assert layout.architecture == "none"
+
+
+def test_nuclei_do_not_overlap_and_cells_lie_inside_the_core():
+    layout = make_layout(seed=4, size=384, tissue=TissueConfig(lymphoid_aggregates=(0.3, 0.3)))
+    cells = layout.cells
+    assert len(cells) > 40
+    assert (layout.geometry.depth(cells.yx) > 0).all()
+    pairs = cKDTree(cells.yx).query_pairs(2 * cells.nucleus_axes.max(), output_type="ndarray")
+    gap = np.hypot(*(cells.yx[pairs[:, 0]] - cells.yx[pairs[:, 1]]).T)
+    assert (gap > cells.nucleus_axes[pairs[:, 0], 1] + cells.nucleus_axes[pairs[:, 1], 1]).all()
+
+
+def test_cell_types_differ_by_size_and_shape_not_by_class_colour():
+    layouts = [make_layout(seed=s, size=512, tps=0.5, tissue=TissueConfig(architecture_weights=[1, 1, 0]))
+               for s in range(4)]
+    mpp = layouts[0].mpp
+    axes = np.concatenate([lay.cells.nucleus_axes for lay in layouts]) * mpp
+    subtype = np.concatenate([lay.cells.subtype for lay in layouts])
+    cls = np.concatenate([lay.cells.cls for lay in layouts])
+    chromatin = np.concatenate([lay.cells.chromatin for lay in layouts])
+    diameter = 2 * np.sqrt(axes[:, 0] * axes[:, 1])
+    elong = axes[:, 0] / axes[:, 1]
+    by = {s: subtype == s for s in Subtype}
+    assert by[Subtype.TUMOUR].sum() > 150
+    assert 8 < np.median(diameter[by[Subtype.TUMOUR]]) < 14
+    assert 4.5 < np.median(diameter[by[Subtype.LYMPHOCYTE]]) < 7.5
+    assert np.median(elong[by[Subtype.FIBROBLAST]]) > 2.5 * np.median(elong[by[Subtype.TUMOUR]])
+    # positive and negative tumour cells share one morphology and hematoxylin: only the DAB differs
+    pos, neg = cls == CellClass.POSITIVE_TUMOUR, cls == CellClass.NEGATIVE_TUMOUR
+    assert abs(np.median(diameter[pos]) - np.median(diameter[neg])) < 0.1 * np.median(diameter[neg])
+    assert abs(np.median(chromatin[pos, 0]) - np.median(chromatin[neg, 0])) < 0.05
+    # and the hematoxylin of tumour and immune nuclei overlaps from core to core (no colour code)
+    per_core_tumour = [np.median(lay.cells.chromatin[lay.cells.subtype == Subtype.TUMOUR, 0])
+                       for lay in layouts]
+    per_core_mac = [np.median(lay.cells.chromatin[lay.cells.subtype == Subtype.MACROPHAGE, 0])
+                    for lay in layouts if (lay.cells.subtype == Subtype.MACROPHAGE).any()]
+    assert max(per_core_mac) > min(per_core_tumour)
+
+
+def test_nucleus_marker_stains_nuclei_not_membranes():
+    layout = make_layout(seed=6, tps=0.5, marker="nucleus")
+    cells = layout.cells
+    pos = cells.cls == CellClass.POSITIVE_TUMOUR
+    assert pos.sum() > 5
+    assert (cells.dab[pos, 2] > 0).all() and (cells.dab[pos, 0] == 0).all()
+
+
+def test_weak_and_partial_positives_exist():
+    layout = make_layout(seed=7, size=512, tps=0.9)
+    cells = layout.cells
+    pos = cells.cls == CellClass.POSITIVE_TUMOUR
+    assert (cells.dab[pos, 0] < 0.16).any() and (cells.dab[pos, 0] > 0.3).any()
+    partial = cells.ring[pos, 2] > -1
+    assert 0 < partial.sum() < pos.sum()
+
+
+def test_same_seed_same_layout_and_seed_matters():
+    a, b, c = make_layout(seed=8), make_layout(seed=8), make_layout(seed=9)
+    assert np.array_equal(a.cells.yx, b.cells.yx) and np.array_equal(a.cells.dab, b.cells.dab)
+    assert len(a.cells) != len(c.cells) or not np.array_equal(a.cells.yx, c.cells.yx)
+
+
+def test_bad_settings_are_input_errors_naming_the_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[synth]\nsize = 50\n")
+    with pytest.raises(InputError, match=r"bad.toml: section synth: size must lie in \[128, 20000\]"):
+        load_config(path)
+    path.write_text("[synth.cohort]\ntps_bin_weights = [1, 2]\n")
+    with pytest.raises(InputError, match="section synth.cohort: tps_bin_weights needs 5"):
+        load_config(path)
+    path.write_text("[synth.stain]\nnoise = [3, 1]\n")
+    with pytest.raises(InputError, match="section synth.stain: noise must be a range"):
+        load_config(path)
+    with pytest.raises(ValueError, match="marker"):
+        SynthConfig(marker="cytoplasm")  # type: ignore[arg-type]
