@@ -1,0 +1,648 @@
+"""Training of stage 1: the detector h and the tumour classifier g (Lightning modules, data, drivers).
+
+Detector: random crops of the point-annotated cores (read by window, resampled to the model pixel
+size), flips / 90-degree rotations / stain jitter, Gaussian heatmap targets, MSE, Adam. The bottom
+band of each core (``detector.val_fraction`` of its rows) is held out: its loss drives early
+stopping, and after training the peak threshold and minimum distance that give the best F1 there
+are saved with the model.
+
+Classifier: the trained detector runs over every annotated core; a detected cell gets a label when
+it matches an annotated point (one-to-one within ``detector.match_radius_um``) or lies in an
+annotated region, and is ignored otherwise (as in the paper, where 5.7 % of the area is
+annotated). Crops centred on labelled cells, flips / rotations, BCE (or cross-entropy for three
+classes), Adam. The bottom band of each core is held out for early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from maskllp.classes import CellClass, RegionClass
+from maskllp.config import Config
+from maskllp.detection.augment import Dihedral, stain_jitter
+from maskllp.detection.classifier import CellClassLoss, class_probabilities
+from maskllp.detection.config import ClassifierConfig, DetectorConfig
+from maskllp.detection.heatmap import centre_heatmap
+from maskllp.errors import InputError
+from maskllp.evaluation.detection_metrics import (
+    ClassificationScores,
+    DetectionScores,
+    classification_scores,
+    detection_scores,
+    match_points,
+)
+from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet, image_mpp
+from maskllp.inference.tiling import ImageSource, ModelGrid, read_model_window, round_up, tile_grid
+from maskllp.training.trainer import build_trainer
+
+log = logging.getLogger("maskllp")
+
+
+# =============================================================================== annotated images
+@dataclass
+class TrainingImage:
+    """One annotated core: where its pixels are, its pixel size, its annotations (level-0 coords).
+
+    ``source`` is a path (opened lazily, once per process, with ``maskllp.io.images.open_image``) or
+    an open image (anything with the reader interface, e.g. ``ArrayImage``).
+    """
+
+    source: Path | ImageSource
+    mpp: float
+    points_yx: np.ndarray
+    """(N, 2) float64 level-0 index coordinates of annotated cells."""
+    point_classes: np.ndarray
+    """(N,) int8 CellClass values."""
+    regions: list[Any] = field(default_factory=list)
+    """``maskllp.io.annotations.Region`` polygons (QuPath coordinates)."""
+    name: str = ""
+
+    @property
+    def has_points(self) -> bool:
+        return len(self.points_yx) > 0
+
+
+class _Readers:
+    """Open readers by path, one per process (readers are not shared across worker processes)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, ImageSource] = {}
+        self._pid = os.getpid()
+
+    def get(self, image: TrainingImage) -> ImageSource:
+        if not isinstance(image.source, (str, Path)):
+            return image.source
+        if os.getpid() != self._pid:
+            self._open, self._pid = {}, os.getpid()
+        key = str(image.source)
+        if key not in self._open:
+            from maskllp.io.images import open_image
+
+            self._open[key] = open_image(image.source, image.mpp)
+        return self._open[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_open": {}, "_pid": -1}
+
+
+def images_from_cohort(cohort: Any, config: Config) -> list[TrainingImage]:
+    """The annotated cores of a cohort (``maskllp.io.manifest.Cohort``), pixel sizes resolved.
+
+    Pixel size: the manifest's, else the image file's, else ``detector.default_mpp``; an InputError
+    naming the image and its manifest line when none is known.
+    """
+    from maskllp.io.annotations import read_annotations
+    from maskllp.io.images import open_image
+
+    out = []
+    for entry in cohort.entries:
+        if entry.points is None and entry.regions is None:
+            continue
+        mpp = entry.mpp
+        if mpp is None:
+            with open_image(entry.image) as reader:
+                mpp = image_mpp(reader, config.detector.default_mpp, f"{entry.image} (line {entry.line})")
+        yx, classes, regions = np.zeros((0, 2)), np.zeros(0, np.int8), []
+        for path in dict.fromkeys(p for p in (entry.points, entry.regions) if p is not None):
+            ann = read_annotations(path, config.classes)
+            if len(ann.points):
+                yx = np.concatenate([yx, ann.points.yx])
+                classes = np.concatenate([classes, ann.points.classes])
+            regions += list(ann.regions)
+        out.append(TrainingImage(entry.image, float(mpp), yx, classes, regions, entry.image.name))
+    return out
+
+
+@dataclass(frozen=True)
+class BandSplit:
+    """Model-grid rows [0, val_top) train, [val_top, height) validate."""
+
+    height: int
+    width: int
+    val_top: int
+
+    @staticmethod
+    def of(grid: ModelGrid, val_fraction: float) -> BandSplit:
+        h, w = grid.shape
+        val_top = h - int(round(h * val_fraction)) if val_fraction > 0 else h
+        return BandSplit(h, w, max(val_top, 0))
+
+    @property
+    def train_region(self) -> tuple[int, int, int, int]:
+        return 0, 0, self.val_top, self.width
+
+    @property
+    def val_region(self) -> tuple[int, int, int, int]:
+        return self.val_top, 0, self.height - self.val_top, self.width
+
+    def in_train(self, yx: np.ndarray) -> np.ndarray:
+        return np.rint(yx[:, 0]) < self.val_top
+
+
+def _crop_origin(rng: np.random.Generator, centre: float, size: int, low: int, high: int) -> int:
+    """Top (or left) of a crop of ``size`` near ``centre`` kept inside [low, high) when it fits."""
+    start = int(round(centre)) - size // 2 + int(rng.integers(-(size // 4), size // 4 + 1))
+    if high - low >= size:
+        return int(np.clip(start, low, high - size))
+    return low - (size - (high - low)) // 2
+
+
+def _augment(rgb: np.ndarray, rng: np.random.Generator, jitter: float) -> tuple[np.ndarray, Dihedral]:
+    d = Dihedral.random(rng)
+    return stain_jitter(d.apply(rgb), rng, jitter), d
+
+
+def _chw(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0).contiguous()
+
+
+class _Seeded:
+    """A fresh random stream per drawn item (seed, item index, draw count, worker)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.draws = 0
+
+    def rng(self, index: int) -> np.random.Generator:
+        self.draws += 1
+        info = torch.utils.data.get_worker_info()
+        return np.random.default_rng([self.seed, index, self.draws, info.id if info else 0])
+
+
+# =============================================================================== detector data
+@dataclass
+class _DetectorImage:
+    image: TrainingImage
+    grid: ModelGrid
+    split: BandSplit
+    points: np.ndarray
+    """(N, 2) model-grid coordinates of every annotated cell."""
+
+
+def _heatmap_crop(readers: _Readers, item: _DetectorImage, top: int, left: int, size: int,
+                  sigma_px: float) -> tuple[np.ndarray, np.ndarray]:
+    rgb = read_model_window(readers.get(item.image), item.grid, top, left, size, size)
+    target = centre_heatmap(item.points - np.array([top, left]), (size, size), sigma_px)
+    return rgb, target
+
+
+class RandomHeatmapCrops(Dataset):
+    """Random training crops of the train bands: (3, S, S) float image, (1, S, S) heatmap target."""
+
+    def __init__(self, items: list[_DetectorImage], cfg: DetectorConfig, sigma_px: float, seed: int) -> None:
+        self.items = [it for it in items if it.split.val_top > 0]
+        self.cfg = cfg
+        self.sigma_px = sigma_px
+        self.readers = _Readers()
+        self.seeded = _Seeded(seed)
+        area = np.array([it.split.val_top * it.split.width for it in self.items], np.float64)
+        self.weights = area / area.sum()
+
+    def __len__(self) -> int:
+        return self.cfg.steps_per_epoch * self.cfg.batch_size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self.seeded.rng(index)
+        item = self.items[int(rng.choice(len(self.items), p=self.weights))]
+        s, split = self.cfg.crop, item.split
+        top = _crop_origin(rng, rng.uniform(0, split.val_top), s, 0, split.val_top)
+        left = _crop_origin(rng, rng.uniform(0, split.width), s, 0, split.width)
+        rgb, target = _heatmap_crop(self.readers, item, top, left, s, self.sigma_px)
+        rgb, d = _augment(rgb, rng, self.cfg.stain_jitter)
+        return _chw(rgb), torch.from_numpy(d.apply(target))[None]
+
+
+class FixedHeatmapCrops(Dataset):
+    """Crops tiling the validation bands (no augmentation)."""
+
+    def __init__(self, items: list[_DetectorImage], crop: int, sigma_px: float) -> None:
+        self.crops = [(it, t.top, t.left) for it in items
+                      for t in tile_grid(it.split.val_region, crop, 0, 1)]
+        self.crop = crop
+        self.sigma_px = sigma_px
+        self.readers = _Readers()
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        item, top, left = self.crops[index]
+        rgb, target = _heatmap_crop(self.readers, item, top, left, self.crop, self.sigma_px)
+        return _chw(rgb), torch.from_numpy(target)[None]
+
+
+class DetectorModule(L.LightningModule):
+    """The U-Net h trained by MSE between predicted and target heatmaps (Adam)."""
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.net = build_unet(cfg)
+        self.lr = cfg.lr
+        self.loss = nn.MSELoss()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss(self.net(x), y)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", self.loss(self.net(x), y), prog_bar=True, batch_size=len(x))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class CropDataModule(L.LightningDataModule):
+    """Train / validation datasets with their batch size, workers and collate function."""
+
+    def __init__(self, train: Dataset, val: Dataset | None, batch_size: int, num_workers: int,
+                 collate: Callable | None = None) -> None:
+        super().__init__()
+        self.train, self.val = train, val
+        self.batch_size, self.num_workers, self.collate = batch_size, num_workers, collate
+
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          collate_fn=self.collate, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val, False) if self.val is not None else []
+
+
+# =============================================================================== training runs
+def _fit(module: L.LightningModule, data: CropDataModule, config: Config, work_dir: Path,
+         max_epochs: int, patience: int) -> None:
+    trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=max_epochs, patience=patience,
+                               has_validation=data.val is not None and len(data.val) > 0)
+    trainer.fit(module, datamodule=data)
+
+
+def _model_mpp(images: list[TrainingImage], cfg: DetectorConfig) -> float:
+    return float(cfg.mpp) if cfg.mpp is not None else images[0].mpp
+
+
+def _detector_items(images: list[TrainingImage], model_mpp: float, val_fraction: float
+                    ) -> list[_DetectorImage]:
+    items = []
+    for im in images:
+        grid = ModelGrid.for_image(_image_shape(im), im.mpp, model_mpp)
+        split = BandSplit.of(grid, val_fraction)
+        items.append(_DetectorImage(im, grid, split, grid.from_level0(im.points_yx)))
+    return items
+
+
+def _image_shape(image: TrainingImage) -> tuple[int, int]:
+    if isinstance(image.source, (str, Path)):
+        from maskllp.io.images import open_image
+
+        with open_image(image.source, image.mpp) as reader:
+            return reader.shape
+    return image.source.shape
+
+
+def train_detector(images: list[TrainingImage], config: Config, work_dir: Path) -> DetectorModel:
+    """Train h on the images that have point annotations; choose the peak settings on validation.
+
+    ``work_dir`` receives Lightning's logs. Raises InputError when no image has points.
+    """
+    pointed = [im for im in images if im.has_points]
+    if not pointed:
+        raise InputError(None, "no core of the cohort has point annotations: the detector needs some")
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    model_mpp = _model_mpp(pointed, config.detector)
+    cfg = replace(config.detector, crop=round_up(config.detector.crop, 2 ** (config.detector.depth - 1)))
+    sigma_px = cfg.sigma_um / model_mpp
+    items = _detector_items(pointed, model_mpp, cfg.val_fraction)
+    if all(it.split.val_top <= 0 for it in items):
+        raise InputError(None, f"detector.val_fraction {cfg.val_fraction} leaves no rows to train on")
+    train = RandomHeatmapCrops(items, cfg, sigma_px, config.trainer.seed)
+    val = FixedHeatmapCrops(items, cfg.crop, sigma_px) if cfg.val_fraction > 0 else None
+    module = DetectorModule(cfg)
+    _fit(module, CropDataModule(train, val, cfg.batch_size, config.trainer.num_workers), config, work_dir,
+         cfg.max_epochs, cfg.patience)
+    net = module.net.cpu().eval()
+    detector = DetectorModel(net, cfg, model_mpp, cfg.thresholds[0], cfg.min_distance_um[0])
+    choose_peak_settings(detector, items, config)
+    return detector
+
+
+def _truth_in(item: _DetectorImage, region: tuple[int, int, int, int]) -> np.ndarray:
+    top, left, h, w = region
+    r, c = np.rint(item.points[:, 0]), np.rint(item.points[:, 1])
+    keep = (r >= top) & (r < top + h) & (c >= left) & (c < left + w)
+    return item.image.points_yx[keep]
+
+
+def choose_peak_settings(detector: DetectorModel, items: list[_DetectorImage], config: Config) -> None:
+    """Set ``detector.peak_threshold`` / ``min_distance_um`` to the pair of candidates with the best
+    F1 on the validation bands (the training area when there is none); record the scores."""
+    cfg = config.detector
+    use_val = cfg.val_fraction > 0
+    best: tuple[float, float, float, DetectionScores] | None = None
+    lowest = min(cfg.thresholds)
+    for distance in cfg.min_distance_um:
+        detector.min_distance_um, detector.peak_threshold = distance, lowest
+        model = Stage1Model(detector, tiling=config.tiling)
+        totals = {t: DetectionScores.from_counts(0, 0, 0) for t in cfg.thresholds}
+        readers = _Readers()
+        for it in items:
+            region = it.split.val_region if use_val else it.split.train_region
+            if region[2] <= 0:
+                continue
+            cells = model.detect(readers.get(it.image), mpp=it.image.mpp, region=region)
+            truth = _truth_in(it, region)
+            radius = cfg.match_radius_um / it.image.mpp
+            for t in cfg.thresholds:
+                totals[t] = totals[t] + detection_scores(cells.yx[cells.peak_score >= t], truth, radius)
+        for t, s in totals.items():
+            f1 = -1.0 if s.f1 is None else s.f1
+            if best is None or f1 > best[0]:
+                best = (f1, t, distance, s)
+    assert best is not None
+    _, detector.peak_threshold, detector.min_distance_um, scores = best
+    detector.validation = {"on": "validation bands" if use_val else "training area", **scores.as_dict()}
+    log.info("detector: peak threshold %.2f, min distance %.1f um, F1 %s", detector.peak_threshold,
+             detector.min_distance_um, scores.f1)
+
+
+# =============================================================================== classifier data
+def cell_labels(cells_yx: np.ndarray, image: TrainingImage, classes: str, radius_px: float) -> np.ndarray:
+    """Training labels of detected cells: (N,) int64, -1 where no annotation says anything.
+
+    cells_yx: (N, 2) level-0 coordinates. A cell matched one-to-one (within ``radius_px``) to an
+    annotated point takes the point's class; otherwise a cell inside an annotated region takes the
+    region's. ``classes`` ``tumour``: 1 tumour, 0 non-tumour. ``three``: 0 positive tumour,
+    1 negative tumour, 2 non-tumour (tumour points of unknown stain and tumour regions say nothing).
+    """
+    n = len(cells_yx)
+    labels = np.full(n, -1, np.int64)
+    if image.regions and n:
+        from maskllp.io.annotations import region_class_at
+
+        codes = region_class_at(image.regions, cells_yx)
+        if classes == "tumour":
+            labels[codes == RegionClass.TUMOUR] = 1
+        labels[codes == RegionClass.NON_TUMOUR] = 0 if classes == "tumour" else 2
+    if image.has_points and n:
+        p, t = match_points(cells_yx, image.points_yx, radius_px)
+        point_class = image.point_classes[t]
+        if classes == "tumour":
+            labels[p] = (point_class != CellClass.NON_TUMOUR).astype(np.int64)
+        else:
+            code = {CellClass.POSITIVE_TUMOUR: 0, CellClass.NEGATIVE_TUMOUR: 1, CellClass.NON_TUMOUR: 2}
+            labels[p] = [code.get(CellClass(int(c)), -1) for c in point_class]
+    return labels
+
+
+@dataclass
+class _ClassifierImage:
+    image: TrainingImage
+    grid: ModelGrid
+    split: BandSplit
+    cells: np.ndarray
+    """(N, 2) model-grid coordinates of labelled detected cells."""
+    labels: np.ndarray
+    """(N,) int64 labels (all >= 0)."""
+
+
+def collate_cells(batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack crops; points become (M, 3) rows (crop index, y, x); labels (M,)."""
+    images = torch.stack([b[0] for b in batch])
+    points = torch.cat([torch.cat([torch.full((len(b[1]), 1), float(i)), b[1]], dim=1)
+                        for i, b in enumerate(batch)])
+    return images, points, torch.cat([b[2] for b in batch])
+
+
+def _cells_in(item: _ClassifierImage, keep: np.ndarray, top: int, left: int, size: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    yx = item.cells[keep] - np.array([top, left])
+    inside = (yx[:, 0] >= 0) & (yx[:, 0] <= size - 1) & (yx[:, 1] >= 0) & (yx[:, 1] <= size - 1)
+    return yx[inside], item.labels[keep][inside]
+
+
+class RandomCellCrops(Dataset):
+    """Training crops centred on labelled cells of the train bands (class-balanced when asked):
+    (3, S, S) float image, (K, 2) float32 cell positions in the crop, (K,) int64 labels."""
+
+    def __init__(self, items: list[_ClassifierImage], cfg: ClassifierConfig, seed: int) -> None:
+        self.items, self.cfg = items, cfg
+        self.readers = _Readers()
+        self.seeded = _Seeded(seed)
+        self.train_mask = [it.split.in_train(it.cells) for it in items]
+        pool = [(i, j, int(it.labels[j])) for i, it in enumerate(items)
+                for j in np.flatnonzero(self.train_mask[i])]
+        self.pool = np.array(pool, np.int64).reshape(-1, 3)
+        classes = np.unique(self.pool[:, 2])
+        per_class = {c: np.count_nonzero(self.pool[:, 2] == c) for c in classes}
+        w = np.array([1.0 / per_class[c] if cfg.balance else 1.0 for c in self.pool[:, 2]])
+        self.weights = w / w.sum()
+
+    def __len__(self) -> int:
+        return self.cfg.steps_per_epoch * self.cfg.batch_size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = self.seeded.rng(index)
+        i, j, _ = self.pool[int(rng.choice(len(self.pool), p=self.weights))]
+        item, s = self.items[i], self.cfg.crop
+        y, x = item.cells[j]
+        top = _crop_origin(rng, y, s, 0, item.split.val_top)
+        left = _crop_origin(rng, x, s, 0, item.split.width)
+        rgb = read_model_window(self.readers.get(item.image), item.grid, top, left, s, s)
+        yx, labels = _cells_in(item, self.train_mask[i], top, left, s)
+        rgb, d = _augment(rgb, rng, self.cfg.stain_jitter)
+        yx = d.apply_points(yx, (s, s))
+        return _chw(rgb), torch.from_numpy(yx.astype(np.float32)), torch.from_numpy(labels)
+
+
+class FixedCellCrops(Dataset):
+    """Windows tiling the validation bands; each holds the labelled cells of its interior."""
+
+    def __init__(self, items: list[_ClassifierImage], crop: int, stride: int) -> None:
+        margin = round_up(crop // 4, stride)
+        self.crop = crop
+        self.readers = _Readers()
+        self.windows = []
+        for it in items:
+            val = ~it.split.in_train(it.cells)
+            for t in tile_grid(it.split.val_region, crop - 2 * margin, margin, stride):
+                r, c = np.rint(it.cells[:, 0]), np.rint(it.cells[:, 1])
+                keep = val & t.holds(r, c)
+                if keep.any():
+                    self.windows.append((it, keep, *t.window_origin, t.window))
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        item, keep, top, left, size = self.windows[index]
+        rgb = read_model_window(self.readers.get(item.image), item.grid, top, left, size, size)
+        yx, labels = _cells_in(item, keep, top, left, size)
+        return _chw(rgb), torch.from_numpy(yx.astype(np.float32)), torch.from_numpy(labels)
+
+
+class ClassifierModule(L.LightningModule):
+    """The classifier g (ResNet trunk, bilinear read at cells, linear head), BCE / CE, Adam."""
+
+    def __init__(self, cfg: ClassifierConfig) -> None:
+        super().__init__()
+        self.net = build_classifier(cfg, cfg.pretrained_weights)
+        self.lr = cfg.lr
+        self.loss = CellClassLoss()
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images, points, labels = batch
+        loss = self.loss(self.net(images, points), labels)
+        self.log("train_loss", loss, prog_bar=True, batch_size=max(len(labels), 1))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        images, points, labels = batch
+        logits = self.net(images, points)
+        probs = class_probabilities(logits)
+        pred = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
+        n = max(len(labels), 1)
+        self.log("val_loss", self.loss(logits, labels), prog_bar=True, batch_size=n)
+        self.log("val_acc", (pred == labels).float().mean(), prog_bar=True, batch_size=n)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def _classifier_items(images: list[TrainingImage], detector: Stage1Model, config: Config
+                      ) -> list[_ClassifierImage]:
+    cfg = config.classifier
+    readers = _Readers()
+    items = []
+    for im in images:
+        reader = readers.get(im)
+        cells = detector.detect(reader, mpp=im.mpp)
+        labels = cell_labels(cells.yx, im, cfg.classes, config.detector.match_radius_um / im.mpp)
+        keep = labels >= 0
+        grid = ModelGrid.for_image(reader.shape, im.mpp, detector.detector.mpp)
+        log.info("%s: %d cells detected, %d labelled", im.name, len(cells), int(keep.sum()))
+        if keep.any():
+            items.append(_ClassifierImage(im, grid, BandSplit.of(grid, cfg.val_fraction),
+                                          grid.from_level0(cells.yx[keep]), labels[keep]))
+    return items
+
+
+def train_classifier(images: list[TrainingImage], detector: DetectorModel, config: Config,
+                     work_dir: Path) -> Stage1Model:
+    """Train g on the detected cells of ``images`` that annotations label; return the stage-1 model."""
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    items = _classifier_items(images, Stage1Model(detector, tiling=config.tiling), config)
+    module = ClassifierModule(config.classifier)
+    stride = module.net.stride
+    cfg = replace(config.classifier, crop=round_up(config.classifier.crop, stride))
+    train = RandomCellCrops(items, cfg, config.trainer.seed) if items else None
+    if train is None or len(train.pool) == 0:
+        raise InputError(None, "no detected cell of the training area matches an annotated point or lies "
+                               "in an annotated region: nothing to train the classifier on")
+    val = FixedCellCrops(items, cfg.crop, stride) if cfg.val_fraction > 0 else None
+    data = CropDataModule(train, val if val is not None and len(val) else None, cfg.batch_size,
+                          config.trainer.num_workers, collate_cells)
+    _fit(module, data, config, work_dir, cfg.max_epochs, cfg.patience)
+    model = Stage1Model(detector, module.net.cpu().eval(), cfg, config.mask, config.tiling)
+    scores = classifier_scores(model.classifier, val) if val is not None and len(val) else None
+    model.classifier_validation = {"labelled_train_cells": int(len(train.pool)),
+                                   **({"on": "validation bands", **scores.as_dict()} if scores else {})}
+    return model
+
+
+@torch.no_grad()
+def classifier_scores(net: nn.Module, crops: FixedCellCrops) -> ClassificationScores:
+    """Accuracy / F1 (tumour class, or macro over three classes) of ``net`` on fixed crops."""
+    net.eval()
+    preds, truth = [], []
+    for k in range(len(crops)):
+        images, points, labels = collate_cells([crops[k]])
+        probs = class_probabilities(net(images, points))
+        preds.append(((probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)).numpy())
+        truth.append(labels.numpy())
+    binary = net.n_outputs == 1
+    return classification_scores(np.concatenate(preds), np.concatenate(truth), 1 if binary else None)
+
+
+# =============================================================================== folders
+def finish_model_folder(model: Stage1Model, out_dir: Path, work_dir: Path, config: Config) -> Path:
+    """Save ``model`` to ``out_dir`` (atomically), then add the run's logs and ``config.yaml``."""
+    from maskllp.config import save_config
+
+    path = model.save(out_dir)
+    logs = work_dir / "logs"
+    if logs.is_dir():
+        shutil.rmtree(path / "logs", ignore_errors=True)
+        shutil.move(str(logs), str(path / "logs"))
+    save_config(config, path / "config.yaml")
+    return path
+
+
+def work_dir_for(out_dir: Path) -> Path:
+    """A scratch folder next to ``out_dir`` for Lightning's logs during training."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))
+
+
+# =============================================================================== command drivers
+def _cohort_images(cohort_path: Path, config: Config) -> list[TrainingImage]:
+    from maskllp.io.manifest import read_cohort
+
+    cohort = read_cohort(cohort_path, config.intervals.build(), mapping=config.classes)
+    return images_from_cohort(cohort, config)
+
+
+def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False) -> Path:
+    """``maskllp train detector``: train h on the cohort's point-annotated cores; write a ``detector``
+    model folder (plus ``logs/`` and ``config.yaml``) at ``out_dir``."""
+    from maskllp.io.atomic import check_output_dir
+
+    check_output_dir(out_dir, overwrite)
+    images = _cohort_images(cohort_path, config)
+    if not any(im.has_points for im in images):
+        raise InputError(cohort_path, "no core has point annotations: the detector needs some")
+    work = work_dir_for(out_dir)
+    try:
+        detector = train_detector(images, config, work)
+        model = Stage1Model(detector, mask=config.mask, tiling=config.tiling)
+        return finish_model_folder(model, out_dir, work, config)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config,
+                         overwrite: bool = False) -> Path:
+    """``maskllp train tumour-classifier``: detect cells on the cohort's annotated cores with the
+    detector of ``detector_dir`` (a ``detector`` or ``stage1`` folder), train g on the labelled ones,
+    and write a self-contained ``stage1`` folder (both networks) at ``out_dir``."""
+    from maskllp.io.atomic import check_output_dir
+
+    check_output_dir(out_dir, overwrite)
+    detector = Stage1Model.load(detector_dir).detector
+    images = _cohort_images(cohort_path, config)
+    if not images:
+        raise InputError(cohort_path, "no core has point or region annotations: the classifier needs some")
+    work = work_dir_for(out_dir)
+    try:
+        model = train_classifier(images, detector, config, work)
+        return finish_model_folder(model, out_dir, work, config)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

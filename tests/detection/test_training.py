@@ -1,0 +1,80 @@
+"""Two training steps of each stage-1 network: finite losses, a model folder that reloads exactly."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from maskllp.config import Config
+from maskllp.detection.config import ClassifierConfig, DetectorConfig, TilingConfig
+from maskllp.inference.stage1 import Stage1Model
+from maskllp.inference.tiling import ArrayImage
+from maskllp.training.stage1 import TrainingImage, cell_labels, train_classifier, train_detector
+
+
+def _config(classes: str = "tumour") -> Config:
+    cfg = Config()
+    cfg.trainer.accelerator = "cpu"
+    cfg.trainer.devices = "1"
+    cfg.trainer.progress_bar = False
+    cfg.detector = DetectorConfig(base_channels=4, depth=3, crop=32, batch_size=2, steps_per_epoch=2,
+                                  max_epochs=1, thresholds=[-100.0, 0.2], min_distance_um=[2.0, 3.0])
+    cfg.classifier = ClassifierConfig(backbone="resnet18", feature_layer="layer1", crop=32, batch_size=2,
+                                      steps_per_epoch=2, max_epochs=1, classes=classes)
+    cfg.tiling = TilingConfig(tile=48, overlap=32)
+    return cfg
+
+
+def _losses(log_dir) -> list[float]:
+    with open(log_dir / "logs" / "metrics.csv") as f:
+        return [float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")]
+
+
+def _images(make_core) -> list[TrainingImage]:
+    img, yx, classes = make_core(72)
+    return [TrainingImage(ArrayImage(img, 0.5), 0.5, yx, classes, name="core")]
+
+
+@pytest.mark.parametrize("classes", ["tumour", "three"])
+def test_two_steps_finite_loss_and_reload(tmp_path, classes, make_core):
+    cfg = _config(classes)
+    images = _images(make_core)
+    detector = train_detector(images, cfg, tmp_path / "det")
+    losses = _losses(tmp_path / "det")
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert detector.peak_threshold in cfg.detector.thresholds
+    assert detector.min_distance_um in cfg.detector.min_distance_um
+    assert detector.validation["f1"] is None or 0 <= detector.validation["f1"] <= 1
+
+    model = train_classifier(images, detector, cfg, tmp_path / "cls")
+    losses = _losses(tmp_path / "cls")
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+
+    folder = model.save(tmp_path / "stage1")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "weights.safetensors", "thresholds.json"}
+    again = Stage1Model.load(folder)
+    image = ArrayImage(images[0].source.rgb, 0.5)
+    a, b = model.detect(image), again.detect(image)
+    assert len(a) > 0
+    np.testing.assert_array_equal(a.yx, b.yx)
+    np.testing.assert_array_equal(a.peak_score, b.peak_score)
+    np.testing.assert_array_equal(a.tumour_score, b.tumour_score)
+    assert (a.class_probs is None) == (classes == "tumour")
+    np.testing.assert_array_equal(model.tumour_mask(a), again.tumour_mask(b))
+
+
+def test_cell_labels_from_points_and_regions():
+    from shapely.geometry import box
+
+    from maskllp.classes import CellClass, RegionClass
+    from maskllp.io.annotations import Region
+
+    points = np.array([[10.0, 10.0], [30.0, 30.0], [50.0, 50.0]])
+    classes = np.array([CellClass.POSITIVE_TUMOUR, CellClass.NON_TUMOUR, CellClass.TUMOUR], np.int8)
+    regions = [Region(box(0, 60, 20, 80), RegionClass.NON_TUMOUR),
+               Region(box(60, 0, 80, 20), RegionClass.TUMOUR)]
+    image = TrainingImage(ArrayImage(np.zeros((80, 80, 3), np.uint8)), 0.5, points, classes, regions)
+    cells = np.array([[10.5, 10.0], [30.0, 31.0], [50.0, 49.0], [70.0, 10.0], [10.0, 70.0], [40.0, 5.0]])
+    assert cell_labels(cells, image, "tumour", 3.0).tolist() == [1, 0, 1, 0, 1, -1]
+    assert cell_labels(cells, image, "three", 3.0).tolist() == [0, 2, -1, 2, -1, -1]
