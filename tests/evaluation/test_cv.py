@@ -102,3 +102,19 @@ def test_existing_run_folder_needs_overwrite(cohort_csv, cv_config, tmp_path) ->
     req = CrossValidationRequest(cohort_csv, parse_methods("class"), out)
     with pytest.raises(InputError, match="--overwrite"):
         run_cross_validation(req, cv_config, echo=lambda s: None)
+
+
+def test_overwrite_never_clears_a_folder_holding_the_inputs(cohort_csv, cv_config, tmp_path) -> None:
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), cohort_csv.parent, overwrite=True)
+    with pytest.raises(InputError, match="an input of this run"):
+        run_cross_validation(req, cv_config, echo=lambda s: None)
+    assert cohort_csv.is_file() and (cohort_csv.parent / "cores" / "core00.png").is_file()
+
+
+def test_overwrite_starts_from_a_clean_run_folder(cohort_csv, cv_config, tmp_path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "stale.txt").write_text("old run")
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), out, overwrite=True)
+    run_cross_validation(req, cv_config, echo=lambda s: None)
+    assert not (out / "stale.txt").exists() and (out / "table.txt").is_file()

@@ -45,7 +45,7 @@ def test_text_markdown_csv() -> None:
     assert lines[0].startswith("Method") and lines[2].startswith("Class") and lines[3].startswith("Ours")
     assert len({len(lines[0]), len(lines[1])}) == 1
     assert "undefined predictions (empty tumour mask / no tumour cell found) count as wrong: Ours 1" in text
-    assert "Class predict an interval only" in text and "2-fold" in text
+    assert "Class predicts an interval only" in text and "2-fold" in text
     md = format_markdown(header, rows, footer)
     assert md.splitlines()[0].startswith("| Method | mask | 0-1 %") and "|---|---|---:|" in md
     parsed = list(csv.reader(io.StringIO(format_csv(header, rows))))

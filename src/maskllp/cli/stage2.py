@@ -22,7 +22,10 @@ OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing 
 
 
 def _quiet_lightning() -> None:
+    """Keep Lightning's per-run notices (GPU available, tips...) out of a many-run output."""
     import logging
+
+    import lightning  # noqa: F401  (its import sets its loggers' levels: set ours after it)
 
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

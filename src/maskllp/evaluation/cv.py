@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +45,6 @@ from maskllp.io.atomic import check_output_dir, write_text_atomic
 from maskllp.methods import Method
 from maskllp.proportion.data import Stage2Item
 from maskllp.proportion.model import ProportionPrediction
-
-log = logging.getLogger("maskllp")
 
 PREDICTION_COLUMNS = ("method", "fold", "image", "patient", "label", "truth", "proportion", "interval",
                       "s_p", "s_n")
@@ -116,13 +114,16 @@ def _check_labels(cohort: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ run
 def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarray, config: Config,
-                       out_dir: Path, det: Any, entries: Sequence[Any]) -> list[FoldPrediction]:
+                       out_dir: Path, det: Any, entries: Sequence[Any],
+                       echo: Callable[[str], None]) -> list[FoldPrediction]:
     """Out-of-fold predictions of one method for every core."""
+    from maskllp.proportion.masks import torch_device
     from maskllp.training.proportion import train_proportion_model
 
     preds: list[FoldPrediction] = []
     for k in range(int(folds.max()) + 1):
         test = np.flatnonzero(folds == k)
+        note = ""
         if method.head == "count":
             out = [det.predict_entry(entries[i]) for i in test]
         else:
@@ -131,9 +132,14 @@ def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarra
             model = train_proportion_model(train, method, config, work)
             if config.cv.save_models:
                 model.save(out_dir / "models" / f"{method.name}-fold{k}")
+            model.to(torch_device(config.trainer))
             out = model.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
+            s = model.summary
+            if s is not None:
+                note = (f"; trained on {s.n_train} (+{s.n_val} validation) cores, best epoch {s.best_epoch}"
+                        + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
         preds += [FoldPrediction(method.name, k, items[i], p) for i, p in zip(test, out, strict=True)]
-        log.info("%s fold %d: %d cores predicted", method.name, k, len(test))
+        echo(f"  {method.name} fold {k}: {len(test)} cores predicted{note}")
     return preds
 
 
@@ -206,6 +212,14 @@ def _folds_csv(items: Sequence[Stage2Item], folds: np.ndarray, scheme: IntervalS
     return buf.getvalue()
 
 
+def _check_not_inside(out_dir: Path, inputs: Sequence[Path | None]) -> None:
+    """Refuse to clear a run folder that holds one of the run's inputs (``--out .`` by mistake)."""
+    top = out_dir.resolve()
+    for p in inputs:
+        if p is not None and (Path(p).resolve() == top or top in Path(p).resolve().parents):
+            raise InputError(out_dir, f"holds {p}, an input of this run: choose another --out", "--out")
+
+
 @dataclass(frozen=True)
 class CrossValidationResult:
     scores: list[MethodScores]
@@ -247,7 +261,10 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     echo(f"preparing {len(entries)} cores at {config.proportion.input_size} px (masks: {source.name}; "
          f"cache {cache.root})")
     items = prepare_items(entries, scheme, source, cache, exact)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():  # check_output_dir let it through: empty, or --overwrite; start clean
+        _check_not_inside(out_dir, [req.cohort, req.stage1, req.truth, req.det_model, root])
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
     write_text_atomic(out_dir / "folds.csv", _folds_csv(items, folds, scheme))
     save_config(config, out_dir / "config.yaml")
     mask_label = "oracle" if source.name == "truth" else "yes"
@@ -255,7 +272,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     scores: list[MethodScores] = []
     for method in req.methods:
         echo(f"{method.display_name}: {config.cv.folds} folds")
-        mpreds = _train_and_predict(method, items, folds, config, out_dir, det, entries)
+        mpreds = _train_and_predict(method, items, folds, config, out_dir, det, entries, echo)
         preds += mpreds
         write_text_atomic(out_dir / "predictions.csv", predictions_csv(preds, scheme))
         scores.append(_scores(method, mpreds, scheme, mask_label if method.uses_mask else "",

@@ -110,8 +110,9 @@ def table_footer(scores: Sequence[MethodScores], n_cores: int, n_folds: int, mas
         lines.append("undefined predictions (empty tumour mask) would count as wrong; there were none.")
     interval_only = [s.display_name for s in scores if s.interval_only]
     if interval_only and any(s.proportions is not None for s in scores):
-        lines.append(f"{', '.join(interval_only)} predict an interval only: their MAE and agreement use "
-                     "the predicted interval's midpoint.")
+        verb = "predicts" if len(interval_only) == 1 else "predict"
+        lines.append(f"{', '.join(interval_only)} {verb} an interval only: MAE and agreement use the "
+                     "predicted interval's midpoint.")
     if len(scores) and len(scores[0].fold_mf1) > 1:
         spread = ", ".join(f"{s.display_name} {min(s.fold_mf1):.3f}-{max(s.fold_mf1):.3f}" for s in scores)
         lines.append(f"mF1 range over single folds: {spread}.")

@@ -130,17 +130,19 @@ class TruthMaskSource:
 
 
 def truth_cells(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Image file name -> (N, 2) float64 level-0 yx of its true tumour cells (for oracle masks)."""
+    """Image file name -> (N, 2) float64 level-0 yx of its true tumour cells (for oracle masks).
+
+    ``path`` is a synthetic cohort's ``truth.csv``; names without truth are left out.
+    """
     from maskllp.classes import CellClass
-    from maskllp.io.annotations import read_annotations
-    from maskllp.synth.truth import read_truth
+    from maskllp.synth.truth import read_truth, read_truth_cells
 
     truth = read_truth(path)
     out = {}
     for name in names:
         if name in truth:
-            points = read_annotations(truth[name].cells_path).points
-            out[name] = points.yx[points.classes != CellClass.NON_TUMOUR]
+            cells = read_truth_cells(truth[name].cells_path)
+            out[name] = cells.yx[cells.classes != CellClass.NON_TUMOUR]
     return out
 
 

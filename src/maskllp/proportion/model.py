@@ -111,6 +111,11 @@ class ProportionModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    def to(self, device: str | torch.device) -> ProportionModel:
+        """Move the network (e.g. to ``cuda`` for fast prediction); returns self."""
+        self.net.to(device)
+        return self
+
     @torch.no_grad()
     def forward(self, images: np.ndarray, masks: np.ndarray) -> HeadOutput:
         """(N, S, S, 3) uint8 and (N, S, S) bool -> the network's :class:`HeadOutput`."""
