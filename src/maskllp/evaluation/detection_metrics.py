@@ -139,3 +139,95 @@ def mask_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
         raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
     total = int(a.sum()) + int(b.sum())
     return None if total == 0 else 2.0 * int(np.sum(a & b)) / total
+
+
+# ================================================================================ cohort evaluation
+def _tumour_code(classes: np.ndarray) -> np.ndarray:
+    """CellClass values -> 1 tumour, 0 non-tumour."""
+    from maskllp.classes import CellClass
+
+    return (np.asarray(classes) != CellClass.NON_TUMOUR).astype(np.int64)
+
+
+def _three_code(classes: np.ndarray) -> np.ndarray:
+    """CellClass values -> 0 positive tumour, 1 negative tumour, 2 non-tumour, -1 tumour of unknown stain."""
+    from maskllp.classes import CellClass
+
+    lookup = {CellClass.POSITIVE_TUMOUR: 0, CellClass.NEGATIVE_TUMOUR: 1, CellClass.NON_TUMOUR: 2}
+    return np.array([lookup.get(CellClass(int(c)), -1) for c in classes], np.int64)
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Lengths in level-0 pixels of the core at hand."""
+
+    radius_px: float
+    """Matching radius."""
+    alpha_px: float
+    """Tumour-mask radius."""
+    threshold: float = 0.5
+    """Tumour-score threshold."""
+    downsample: float = 1.0
+    """Resolution of the compared masks."""
+
+
+@dataclass
+class CoreEvaluation:
+    """Stage 1 on one core against its true cells; ``matched_*`` hold tumour codes of matched cells."""
+
+    name: str
+    detection: DetectionScores
+    tumour: ClassificationScores
+    three_class: ClassificationScores | None
+    mask_dice: float | None
+    matched_pred: np.ndarray
+    matched_true: np.ndarray
+
+    def as_dict(self) -> dict:
+        out = {"name": self.name, "detection": self.detection.as_dict(), "tumour": self.tumour.as_dict(),
+               "mask_dice": self.mask_dice}
+        if self.three_class is not None:
+            out["three_class"] = self.three_class.as_dict()
+        return out
+
+
+def evaluate_cells(cells, truth_yx: np.ndarray, truth_classes: np.ndarray, settings: EvaluationSettings,
+                   name: str = "") -> CoreEvaluation:
+    """Compare ``cells`` (``maskllp.detection.cells.DetectedCells``) with the true cells of one core.
+
+    truth_yx: (M, 2) level-0 coordinates; truth_classes: (M,) CellClass values. Detection: one-to-one
+    matching within the radius. Tumour classification: tumour vs non-tumour on matched cells.
+    Three-class (when the cells carry three-class probabilities): on matched cells whose true stain
+    is known, macro F1. Mask Dice: M of the detections against M of the true tumour cells (same
+    alpha and resolution).
+    """
+    from maskllp.detection.mask import tumour_mask
+
+    s = settings
+    p, t = match_points(cells.yx, truth_yx, s.radius_px)
+    det = DetectionScores.from_counts(len(p), len(cells) - len(p), len(truth_yx) - len(p))
+    pred_tumour = cells.is_tumour(s.threshold).astype(np.int64)[p]
+    true_tumour = _tumour_code(truth_classes[t])
+    tumour = classification_scores(pred_tumour, true_tumour, positive=1)
+    three = None
+    if cells.class_probs is not None:
+        true3 = _three_code(truth_classes[t])
+        pred3 = _three_code(cells.cell_classes(s.threshold)[p])
+        known = true3 >= 0
+        three = classification_scores(pred3[known], true3[known], positive=None)
+    pred_mask = tumour_mask(cells.yx, cells.is_tumour(s.threshold), cells.shape, s.alpha_px, s.downsample)
+    true_mask = tumour_mask(truth_yx, _tumour_code(truth_classes) == 1, cells.shape, s.alpha_px, s.downsample)
+    dice = mask_dice(pred_mask, true_mask)
+    return CoreEvaluation(name, det, tumour, three, dice, pred_tumour, true_tumour)
+
+
+def summarise(cores: list[CoreEvaluation]) -> dict:
+    """Pooled over cores: detection counts, tumour classification of all matched cells; mean Dice."""
+    det = DetectionScores.from_counts(sum(c.detection.tp for c in cores), sum(c.detection.fp for c in cores),
+                                      sum(c.detection.fn for c in cores))
+    pred = np.concatenate([c.matched_pred for c in cores]) if cores else np.zeros(0, np.int64)
+    true = np.concatenate([c.matched_true for c in cores]) if cores else np.zeros(0, np.int64)
+    dices = [c.mask_dice for c in cores if c.mask_dice is not None]
+    return {"cores": len(cores), "detection": det.as_dict(),
+            "tumour": classification_scores(pred, true, positive=1).as_dict(),
+            "mask_dice_mean": float(np.mean(dices)) if dices else None}

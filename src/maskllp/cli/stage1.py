@@ -1,0 +1,156 @@
+"""Stage-1 commands: ``maskllp train detector``, ``maskllp train tumour-classifier``, ``maskllp detect``,
+``maskllp evaluate-detection``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from maskllp.cli import app, train_app
+from maskllp.cli.common import CONFIG_OPTION
+
+OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
+MAX_EPOCHS_OPTION = typer.Option(None, "--max-epochs", help="Most epochs (early stopping may end sooner).")
+STEPS_OPTION = typer.Option(None, "--steps-per-epoch", help="Batches of random crops per epoch.")
+ACCELERATOR_OPTION = typer.Option(None, "--accelerator", help="cpu, gpu, auto... [config trainer: auto].")
+DEVICES_OPTION = typer.Option(None, "--devices", help="Device count ('4') or list ('0,1') [config: auto].")
+STRATEGY_OPTION = typer.Option(None, "--strategy", help="'ddp' for multi-GPU data parallel [config: auto].")
+DEVICE_OPTION = typer.Option("cpu", "--device", help="Torch device for inference: cpu, cuda, cuda:1...")
+MPP_OPTION = typer.Option(None, "--mpp", help="Pixel size (microns) of every image, overriding metadata.")
+MASK_DOWNSAMPLE_OPTION = typer.Option(None, "--mask-downsample", help="Level-0 pixels per mask pixel "
+                                      "[config mask.downsample: 1].")
+TILE_OPTION = typer.Option(None, "--tile", help="Tile side in model pixels [config tiling.tile: 512].")
+
+
+def _trainer(accelerator: str | None, devices: str | None, strategy: str | None) -> dict:
+    return {"accelerator": accelerator, "devices": devices, "strategy": strategy}
+
+
+@train_app.command("detector")
+def train_detector(
+    cohort: Path = typer.Argument(..., help="Cohort manifest (CSV); cores with a points file are used."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write."),
+    max_epochs: int | None = MAX_EPOCHS_OPTION,
+    steps_per_epoch: int | None = STEPS_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
+    devices: str | None = DEVICES_OPTION,
+    strategy: str | None = STRATEGY_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Train the cell detector h (heatmap U-Net) on point-annotated cores.
+
+    The peak threshold and minimum distance are chosen on a held-out band of each core and saved
+    with the model.
+    """
+    from maskllp.cli.common import load_run_config
+    from maskllp.training.stage1 import run_train_detector
+
+    cfg = load_run_config(config, {"detector": {"max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
+                                   "trainer": _trainer(accelerator, devices, strategy)})
+    path = run_train_detector(cohort, out, cfg, overwrite)
+    _echo_validation(path)
+
+
+@train_app.command("tumour-classifier")
+def train_tumour_classifier(
+    cohort: Path = typer.Argument(..., help="Cohort manifest (CSV); cores with points or regions are used."),
+    detector: Path = typer.Option(..., "--detector", help="Detector (or stage-1) model folder."),
+    out: Path = typer.Option(..., "--out", help="Stage-1 model folder to write (detector + classifier)."),
+    classes: str | None = typer.Option(None, "--classes", help="'tumour' (tumour vs non-tumour) or 'three' "
+                                       "(positive / negative tumour / non-tumour, the Det baseline)."),
+    pretrained_weights: Path | None = typer.Option(None, "--pretrained-weights", help="Local ImageNet "
+                                                   "ResNet weights file (random init without)."),
+    max_epochs: int | None = MAX_EPOCHS_OPTION,
+    steps_per_epoch: int | None = STEPS_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
+    devices: str | None = DEVICES_OPTION,
+    strategy: str | None = STRATEGY_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Train the tumour classifier g on detected cells that annotations label; write a stage-1 folder."""
+    from maskllp.cli.common import load_run_config
+    from maskllp.training.stage1 import run_train_classifier
+
+    weights = None if pretrained_weights is None else str(pretrained_weights)
+    cfg = load_run_config(config, {
+        "classifier": {"classes": classes, "pretrained_weights": weights, "max_epochs": max_epochs,
+                       "steps_per_epoch": steps_per_epoch},
+        "trainer": _trainer(accelerator, devices, strategy)})
+    path = run_train_classifier(cohort, detector, out, cfg, overwrite)
+    _echo_validation(path)
+
+
+def _echo_validation(path: Path) -> None:
+    import json
+
+    thresholds = json.loads((path / "thresholds.json").read_text(encoding="utf-8"))
+    det = thresholds.get("validation", {})
+    typer.echo(f"Wrote {path}: peak threshold {thresholds['peak_threshold']}, min distance "
+               f"{thresholds['min_distance_um']} um; detection F1 {_fmt(det.get('f1'))} on {det.get('on')}")
+    cls = thresholds.get("classifier_validation")
+    if cls and "accuracy" in cls:
+        typer.echo(f"Classifier on {cls['on']}: accuracy {_fmt(cls['accuracy'])}, F1 {_fmt(cls['f1'])} "
+                   f"({cls['n']} cells)")
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+@app.command("detect")
+def detect(
+    model: Path = typer.Argument(..., help="Stage-1 model folder."),
+    images: list[Path] = typer.Argument(..., help="Core images (PNG, JPEG, TIFF/OME-TIFF, slides)."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    mpp: float | None = MPP_OPTION,
+    mask_downsample: float | None = MASK_DOWNSAMPLE_OPTION,
+    tile: int | None = TILE_OPTION,
+    device: str = DEVICE_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Detect and classify every cell; write per image the cells (QuPath GeoJSON), the tumour mask
+    (PNG) and a preview, plus summary.json and config.yaml."""
+    from maskllp.cli.common import load_run_config
+    from maskllp.inference.stage1 import DetectRun, detect_images
+
+    cfg = load_run_config(config, {"mask": {"downsample": mask_downsample}, "tiling": {"tile": tile}})
+    results = detect_images(DetectRun(model, list(images), out, mpp, device, overwrite), cfg)
+    for r in results:
+        typer.echo(f"{r['name']}: {r['cells']} cells, {r['tumour_cells']} tumour")
+    typer.echo(f"Wrote {out}")
+
+
+@app.command("evaluate-detection")
+def evaluate_detection(
+    model: Path = typer.Argument(..., help="Stage-1 model folder."),
+    cohort: Path = typer.Argument(..., help="Cohort manifest of the test cores."),
+    truth: Path | None = typer.Option(None, "--truth", help="Synthetic truth.csv (every cell); without it "
+                                      "each core's points file must mark every cell."),
+    out: Path | None = typer.Option(None, "--out", help="Write the report as JSON here."),
+    mask_downsample: float | None = MASK_DOWNSAMPLE_OPTION,
+    device: str = DEVICE_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Detection precision / recall / F1, tumour accuracy / F1 and mask Dice against true cells."""
+    import json
+
+    from maskllp.cli.common import load_run_config
+    from maskllp.inference.stage1 import evaluate_detection as run
+
+    cfg = load_run_config(config, {"mask": {"downsample": mask_downsample}})
+    report = run(model, cohort, cfg, truth, device)
+    if out is not None:
+        from maskllp.io.atomic import write_text_atomic
+
+        write_text_atomic(out, json.dumps(report, indent=2) + "\n")
+    o = report["overall"]
+    det, tum = o["detection"], o["tumour"]
+    typer.echo(f"{o['cores']} cores: detection precision {_fmt(det['precision'])}, recall "
+               f"{_fmt(det['recall'])}, F1 {_fmt(det['f1'])}; tumour accuracy {_fmt(tum['accuracy'])}, "
+               f"F1 {_fmt(tum['f1'])} ({tum['n']} matched cells); mask Dice {_fmt(o['mask_dice_mean'])}")
+    if report["skipped"]:
+        typer.echo(f"skipped (no truth): {', '.join(report['skipped'])}")
