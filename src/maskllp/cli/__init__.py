@@ -42,6 +42,7 @@ def _register() -> None:
     from maskllp.cli import validate  # noqa: F401
     from maskllp.cli import synth  # noqa: F401
     from maskllp.cli import stage2  # noqa: F401
+    from maskllp.cli import stage1  # noqa: F401
 
 
 _register()
