@@ -172,9 +172,9 @@ def tumour_cells(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits,
         shift = 0.3 * (t.cell_axes[:, 0] - t.nucleus_axes[:, 0]).clip(0)
         t.body_offset[:] = np.stack([np.cos(t.theta) * shift, np.sin(t.theta) * shift], axis=1)
     h = traits.hematoxylin
-    t.chromatin[:, 0] = h * rng.uniform(0.45, 0.65, n)
+    t.chromatin[:, 0] = h * rng.uniform(0.32, 0.48, n)
     t.chromatin[:, 1] = (traits.vesicularity + rng.normal(0, 0.06, n)).clip(0.2, 0.9)
-    t.chromatin[:, 2] = rng.uniform(0.25, 0.45, n)
+    t.chromatin[:, 2] = rng.uniform(0.35, 0.6, n)
     for m in range(2):
         has = rng.random(n) < traits.nucleolus_rate * (1.0 if m == 0 else 0.35)
         ang = rng.uniform(-np.pi, np.pi, n)
@@ -183,7 +183,7 @@ def tumour_cells(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits,
         t.nucleoli[:, 3 * m + 1] = dist * np.sin(ang)
         t.nucleoli[:, 3 * m + 2] = np.where(has, rng.uniform(0.45, 0.9, n) * traits.um, 0.0)
     t.cytoplasm[:, 0] = traits.tumour_cytoplasm * rng.uniform(0.8, 1.2, n) * h
-    t.cytoplasm[:, 1] = 0.3
+    t.cytoplasm[:, 1] = 0.5
     return t
 
 
@@ -199,9 +199,9 @@ def lymphocytes(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits) ->
     t.harmonics[:] = _harmonics(rng, n, 0.02)
     r = diameter / 2 + traits.um * rng.uniform(0.6, 1.2, n)
     t.cell_axes[:] = np.stack([r, r], axis=1)
-    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.8, 1.05, n)
+    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.55, 0.75, n)
     t.chromatin[:, 1] = rng.uniform(0.8, 0.95, n)
-    t.chromatin[:, 2] = rng.uniform(0.1, 0.2, n)
+    t.chromatin[:, 2] = rng.uniform(0.15, 0.3, n)
     t.cytoplasm[:, 0] = 0.04 * traits.hematoxylin
     return t
 
@@ -220,7 +220,7 @@ def fibroblasts(rng: np.random.Generator, yx: np.ndarray, theta: np.ndarray,
     t.theta[:] = theta
     t.harmonics[:] = _harmonics(rng, n, 0.03)
     t.cell_axes[:] = np.stack([length / 2 + um * rng.uniform(2, 5, n), width / 2 + um * 0.8], axis=1)
-    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.55, 0.8, n)
+    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.4, 0.58, n)
     t.chromatin[:, 1] = rng.uniform(0.65, 0.85, n)
     t.chromatin[:, 2] = rng.uniform(0.15, 0.3, n)
     t.cytoplasm[:, 0] = 0.03 * traits.hematoxylin
@@ -243,12 +243,12 @@ def macrophages(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits) ->
     ang = rng.uniform(-np.pi, np.pi, n)
     shift = r * rng.uniform(0.15, 0.35, n)
     t.body_offset[:] = np.stack([np.cos(ang) * shift, np.sin(ang) * shift], axis=1)
-    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.45, 0.6, n)
+    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.32, 0.46, n)
     t.chromatin[:, 1] = rng.uniform(0.55, 0.75, n)
     t.chromatin[:, 2] = rng.uniform(0.2, 0.35, n)
     small = rng.random(n) < 0.3
     t.nucleoli[:, 2] = np.where(small, um * 0.4, 0.0)
-    t.cytoplasm[:, 0] = traits.hematoxylin * rng.uniform(0.07, 0.12, n)
+    t.cytoplasm[:, 0] = traits.hematoxylin * rng.uniform(0.05, 0.09, n)
     t.cytoplasm[:, 1] = rng.uniform(0.5, 0.9, n)
     return t
 

@@ -27,7 +27,7 @@ from maskllp.classes import CellClass
 from maskllp.synth import cells as C
 from maskllp.synth.config import ARCHITECTURES, SynthConfig
 from maskllp.synth.noise import fractal_noise_points, sub_seed
-from maskllp.synth.stains import DAB, HEMATOXYLIN, Optics, jitter_vector
+from maskllp.synth.stains import Optics, jitter_vector
 
 # Tags of the random fields of a core (sub-seeds of its noise seed).
 FIELD_TUMOUR, FIELD_POSITIVE, FIELD_AGGREGATE, FIELD_LOOSE = 1, 2, 3, 4
@@ -155,8 +155,8 @@ class PatientStain:
 def draw_patient_stain(rng: np.random.Generator, cfg: SynthConfig) -> PatientStain:
     s = cfg.stain
     return PatientStain(
-        hematoxylin=jitter_vector(rng, HEMATOXYLIN, s.vector_jitter),
-        dab=jitter_vector(rng, DAB, s.vector_jitter),
+        hematoxylin=jitter_vector(rng, np.asarray(s.hematoxylin_vector, float), s.vector_jitter),
+        dab=jitter_vector(rng, np.asarray(s.dab_vector, float), s.vector_jitter),
         h_scale=float(rng.uniform(*s.hematoxylin_scale)),
         dab_scale=float(rng.uniform(*s.dab_scale)),
     )
@@ -193,7 +193,7 @@ def _draw_traits(rng: np.random.Generator, cfg: SynthConfig, patient: PatientSta
 
 def _draw_optics(rng: np.random.Generator, cfg: SynthConfig, patient: PatientStain) -> Optics:
     s = cfg.stain
-    white = np.clip(rng.uniform(0.94, 1.0) * (1 + rng.normal(0, 0.006, 3)), 0.85, 1.0)
+    white = np.clip(rng.uniform(0.9, 0.98) * (1 + rng.normal(0, 0.006, 3)), 0.8, 1.0)
     return Optics(
         hematoxylin=jitter_vector(rng, patient.hematoxylin, s.vector_jitter / 2),
         dab=jitter_vector(rng, patient.dab, s.vector_jitter / 2),
@@ -244,7 +244,7 @@ def _nest_sites(rng, cfg, geo, traits, arch, seed) -> tuple[_TumourSites, Glands
     probe = _hex_lattice(rng, cfg.size, max(cfg.size / 80, 2.0), 0.0)
     probe = probe[geo.depth(probe) > 0]
     thr = _quantile_threshold(fractal_noise_points(fseed, probe, scale), share)
-    spacing = traits.tumour_nucleus * rng.uniform(1.55, 1.9)
+    spacing = traits.tumour_nucleus * rng.uniform(1.3, 1.65)
     lattice = _hex_lattice(rng, cfg.size, spacing, 0.1 * spacing)
     inside = geo.depth(lattice) > 0.7 * spacing
     lattice = lattice[inside]
@@ -348,7 +348,7 @@ def _stroma_cells(rng, cfg, geo, traits, sites: _TumourSites, tumour_yx, seed,
     if agg_share > 0:
         in_agg = agg_field > _quantile_threshold(agg_field, agg_share)
     p_lymph = np.where(in_agg, 0.8, rng.uniform(0.03, 0.08) * cellularity * density)
-    p_fib = np.where(in_agg, 0.01, 0.09 * cellularity * density)
+    p_fib = np.where(in_agg, 0.01, 0.16 * cellularity * density)
     p_mac = np.where(in_agg, 0.01, 0.008 * cellularity)
     u = rng.random(len(pts))
     is_lymph = u < p_lymph
@@ -449,8 +449,8 @@ def _assign_tumour_stain(rng, cfg: SynthConfig, cells: C.CellTable, tps: float, 
         C.set_membrane_stain(rng, cells, pos, level.astype(np.float32),
                              _uniform(rng, s.complete_ring_fraction), rng.uniform(0.05, 0.3))
     else:
-        strong = rng.uniform(0.35, 1.0, n_pos)
-        level = np.where(weak, rng.uniform(0.06, 0.18, n_pos), strong) * dab_scale
+        strong = rng.uniform(0.5, 1.4, n_pos)
+        level = np.where(weak, rng.uniform(0.08, 0.2, n_pos), strong) * dab_scale
         C.set_nucleus_stain(cells, pos, level.astype(np.float32))
 
 

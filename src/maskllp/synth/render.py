@@ -40,7 +40,7 @@ TRUNCATE = 4.0
 
 # Tags of the pixel-level random fields (sub-seeds of the core's seed).
 (TEX_CHROMATIN, TEX_GRANULE, TEX_MEMBRANE, TEX_LOOSE, TEX_FIBRE, TEX_WARP_Y, TEX_WARP_X,
- TEX_NONSPECIFIC, TEX_ILLUMINATION, TEX_NOISE) = range(10, 20)
+ TEX_NONSPECIFIC, TEX_ILLUMINATION, TEX_THICKNESS, TEX_NOISE) = range(10, 21)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -190,11 +190,11 @@ def _cell_stains(layout: CoreLayout, sub: CellTable, packed: np.ndarray, tree: c
     h[sel] = nucleus[sel] * nuc.hematoxylin(sub, owner[sel], tex["chromatin"][sel], inside)
     cyto = sub.cytoplasm[owner]
     body = cover * (1 - nucleus)
-    h += body * cyto[:, 0] * (1 + cyto[:, 1] * (2 * tex["granule"] - 1)) + membrane * 0.6 * cyto[:, 0]
+    h += body * cyto[:, 0] * (1 + cyto[:, 1] * (2 * tex["granule"] - 1)) + membrane * 0.3 * cyto[:, 0]
 
     dab = sub.dab[owner]
     d = body * (1 - 0.8 * nucleus) * dab[:, 1] * (0.5 + tex["granule"]) \
-        + nucleus * dab[:, 2] * (0.75 + 0.5 * tex["chromatin"])
+        + nucleus * dab[:, 2] * (0.55 + 0.9 * tex["chromatin"])
     ringed = np.flatnonzero(dab[:, 0] > 0)
     if len(ringed):
         ring = sub.ring[owner[ringed]]
@@ -230,9 +230,9 @@ def _stroma_h(layout: CoreLayout, win: _Window, yx: np.ndarray, active: np.ndarr
     """H of the extracellular matrix at active pixels (P,): wavy fibres, loose and dense areas."""
     s = layout.stroma
     seed = layout.seed
-    warp = s.fibre_scale * 1.5
-    wy = (win.grid(value_noise_grid, sub_seed(seed, TEX_WARP_Y), s.fibre_scale * 4)[active] - 0.5) * warp
-    wx = (win.grid(value_noise_grid, sub_seed(seed, TEX_WARP_X), s.fibre_scale * 4)[active] - 0.5) * warp
+    warp = s.fibre_scale * 4
+    wy = (win.grid(fractal_noise_grid, sub_seed(seed, TEX_WARP_Y), s.fibre_scale * 10)[active] - 0.5) * warp
+    wx = (win.grid(fractal_noise_grid, sub_seed(seed, TEX_WARP_X), s.fibre_scale * 10)[active] - 0.5) * warp
     py, px = yx[:, 0] + wy, yx[:, 1] + wx
     c, sn = np.cos(s.fibre_angle), np.sin(s.fibre_angle)
     along = (py * c + px * sn) / (s.fibre_scale * 3)
@@ -305,8 +305,11 @@ def stain_maps(layout: CoreLayout, top: int, left: int, height: int,
             h_cells[sl], d_cells[sl], cover[sl], own = _cell_stains(layout, sub, packed, tree, reach, limit,
                                                                     yx[sl], t)
             owner[sl] = np.where(own >= 0, near[np.maximum(own, 0)], -1)
-    h_map[active] = tissue * (h_ecm * (1 - cover) + h_cells)
-    d_map[active] = tissue * (d_ns + d_cells)
+    # section thickness varies a little over tens of microns: every stain with it
+    thickness = win.grid(fractal_noise_grid, sub_seed(layout.seed, TEX_THICKNESS), 30 / layout.mpp)[active]
+    thickness = 0.85 + 0.3 * thickness
+    h_map[active] = tissue * thickness * (h_ecm * (1 - cover) + h_cells)
+    d_map[active] = tissue * thickness * (d_ns + d_cells)
     owner_map[active] = owner
     return h_map, d_map, owner_map
 
