@@ -35,6 +35,23 @@ def cohort_csv(tmp_path):
 
 
 @pytest.fixture
+def annotated_cohort_csv(cohort_csv):
+    """The tiny cohort with point annotations (positive, negative tumour, stroma) on every core."""
+    rng = np.random.default_rng(2)
+    lines = cohort_csv.read_text().splitlines()
+    out = [lines[0] + ",points"]
+    for i, line in enumerate(lines[1:]):
+        points = cohort_csv.parent / "cores" / f"core{i:02d}_points.csv"
+        rows = [f"{x:.1f},{y:.1f},{c}" for x, y, c in zip(rng.uniform(4, 60, 9), rng.uniform(4, 44, 9),
+                                                          ["Positive", "Negative", "Stroma"] * 3,
+                                                          strict=True)]
+        points.write_text("x,y,class\n" + "\n".join(rows) + "\n")
+        out.append(f"{line},cores/{points.name}")
+    cohort_csv.write_text("\n".join(out) + "\n")
+    return cohort_csv
+
+
+@pytest.fixture
 def stage1_dir(tmp_path):
     """A stage-1 folder with random networks: every local maximum is a cell, every cell is tumour."""
     from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig

@@ -53,7 +53,7 @@ def test_two_fold_cv_writes_predictions_and_the_table(cohort_csv, stage1_dir, cv
     out = tmp_path / "run"
     printed: list[str] = []
     req = CrossValidationRequest(cohort_csv, parse_methods("det,class,ours"), out,
-                                 stage1=stage1_dir)
+                                 stage1=stage1_dir, det_model=stage1_dir)
     result = run_cross_validation(req, cv_config, echo=printed.append)
 
     for name in ("predictions.csv", "table.txt", "table.csv", "table.md", "metrics.json", "folds.csv",
@@ -118,3 +118,34 @@ def test_overwrite_starts_from_a_clean_run_folder(cohort_csv, cv_config, tmp_pat
     req = CrossValidationRequest(cohort_csv, parse_methods("class"), out, overwrite=True)
     run_cross_validation(req, cv_config, echo=lambda s: None)
     assert not (out / "stale.txt").exists() and (out / "table.txt").is_file()
+
+
+def test_det_trains_a_three_class_classifier_per_fold(annotated_cohort_csv, stage1_dir, cv_config,
+                                                      tmp_path) -> None:
+    cv_config.classifier.backbone = "resnet18"
+    cv_config.classifier.feature_layer = "layer1"
+    cv_config.classifier.crop = 32
+    cv_config.classifier.batch_size = 2
+    cv_config.classifier.max_epochs = 1
+    cv_config.classifier.steps_per_epoch = 1
+    cv_config.tiling.tile = 64
+    cv_config.tiling.overlap = 16
+    out = tmp_path / "run"
+    req = CrossValidationRequest(annotated_cohort_csv, parse_methods("det"), out, stage1=stage1_dir)
+    run_cross_validation(req, cv_config, echo=lambda s: None)
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 12 and all(r["method"] == "det" for r in rows)
+    for r in rows:  # counts of positive and negative tumour cells, and their ratio when defined
+        n_pos, n_neg = float(r["s_p"]), float(r["s_n"])
+        if n_pos + n_neg:
+            assert float(r["proportion"]) == pytest.approx(n_pos / (n_pos + n_neg), rel=1e-5)
+        else:
+            assert r["proportion"] == "" and r["interval"] == ""
+    for k in (0, 1):  # a classifier was trained in each fold
+        assert (out / "training" / "det" / f"fold{k}" / "logs" / "metrics.csv").is_file()
+
+
+def test_det_without_a_detector_is_refused(cohort_csv, cv_config, tmp_path) -> None:
+    req = CrossValidationRequest(cohort_csv, parse_methods("det"), tmp_path / "run")
+    with pytest.raises(InputError, match="Det needs --stage1"):
+        run_cross_validation(req, cv_config, echo=lambda s: None)

@@ -42,8 +42,9 @@ def cross_validate(
     stage1: Path | None = STAGE1_OPTION,
     mask_source: str | None = MASK_SOURCE_OPTION,
     truth: Path | None = TRUTH_OPTION,
-    det_model: Path | None = typer.Option(None, "--det-model", help="Three-class stage-1 model folder "
-                                          "for Det (default: --stage1)."),
+    det_model: Path | None = typer.Option(None, "--det-model", help="Trained three-class stage-1 model "
+                                          "for Det, used for every fold (default: a three-class "
+                                          "classifier trained per fold over the --stage1 detector)."),
     input_size: int | None = INPUT_SIZE_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
     overwrite: bool = OVERWRITE_OPTION,

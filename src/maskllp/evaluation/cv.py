@@ -64,7 +64,8 @@ class CrossValidationRequest:
     truth: Path | None = None
     """Synthetic truth CSV: exact proportions (and cells, for oracle masks)."""
     det_model: Path | None = None
-    """Three-class stage-1 model folder for Det (default: ``stage1``)."""
+    """Trained three-class stage-1 model folder for Det, used for every fold; unset: a three-class
+    classifier is trained per fold on the annotated training cores, over the ``stage1`` detector."""
     overwrite: bool = False
 
 
@@ -112,9 +113,46 @@ def _check_labels(cohort: Any) -> None:
         raise ProblemList(problems, f"{cohort.path}: {len(problems)} core(s) without a label")
 
 
+# ------------------------------------------------------------------------------------------ Det
+@dataclass(frozen=True)
+class DetSetup:
+    """How Det gets its three-class model: one given model for every fold (``--det-model``), or a
+    classifier trained per fold on the training cores' point annotations over the ``--stage1``
+    detector."""
+
+    fixed: Any = None
+    """A :class:`maskllp.proportion.counting.CountingModel` used for every fold."""
+    detector: Any = None
+    """A :class:`maskllp.inference.stage1.DetectorModel` for per-fold training."""
+    source: Path | None = None
+
+    @classmethod
+    def for_request(cls, req: CrossValidationRequest, config: Config) -> DetSetup:
+        from maskllp.inference.stage1 import Stage1Model
+        from maskllp.proportion.counting import CountingModel
+        from maskllp.proportion.masks import torch_device
+
+        if req.det_model is not None:
+            return cls(fixed=CountingModel.load(req.det_model, config.intervals.build(),
+                                                torch_device(config.trainer)))
+        if req.stage1 is None:
+            raise InputError(None, "Det needs --stage1 MODEL_DIR (its detector; a three-class classifier is "
+                                   "then trained per fold on the annotated training cores) or --det-model "
+                                   "MODEL_DIR (a trained three-class stage-1 model)", "--methods")
+        return cls(detector=Stage1Model.load(req.stage1).detector, source=req.cohort)
+
+    def for_fold(self, train_entries: Sequence[Any], config: Config, work_dir: Path) -> Any:
+        """The counting model for one fold (trained on ``train_entries`` unless fixed)."""
+        from maskllp.proportion.counting import train_counting_model
+
+        if self.fixed is not None:
+            return self.fixed
+        return train_counting_model(train_entries, self.detector, config, work_dir, self.source)
+
+
 # ------------------------------------------------------------------------------------------ run
 def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarray, config: Config,
-                       out_dir: Path, det: Any, entries: Sequence[Any],
+                       out_dir: Path, det: DetSetup | None, entries: Sequence[Any],
                        echo: Callable[[str], None]) -> list[FoldPrediction]:
     """Out-of-fold predictions of one method for every core."""
     from maskllp.proportion.masks import torch_device
@@ -125,7 +163,10 @@ def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarra
         test = np.flatnonzero(folds == k)
         note = ""
         if method.head == "count":
-            out = [det.predict_entry(entries[i]) for i in test]
+            assert det is not None
+            counting = det.for_fold([entries[i] for i in np.flatnonzero(folds != k)], config,
+                                    out_dir / "training" / method.name / f"fold{k}")
+            out = [counting.predict_entry(entries[i]) for i in test]
         else:
             train = [items[i] for i in np.flatnonzero(folds != k)]
             work = out_dir / "training" / method.name / f"fold{k}"
@@ -233,8 +274,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``."""
     from maskllp.io.manifest import read_cohort
     from maskllp.proportion.cache import ItemCache, default_cache_root, prepare_items
-    from maskllp.proportion.counting import CountingModel
-    from maskllp.proportion.masks import build_mask_source, torch_device
+    from maskllp.proportion.masks import build_mask_source
 
     out_dir = check_output_dir(req.out_dir, req.overwrite)
     scheme = config.intervals.build()
@@ -247,13 +287,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
                            config.cv.folds, config.cv.seed)
     except ValueError as e:
         raise InputError(req.cohort, str(e), "cv.folds") from None
-    det = None
-    if any(m.head == "count" for m in req.methods):
-        det_path = req.det_model or req.stage1
-        if det_path is None:
-            raise InputError(None, "Det needs a three-class stage-1 model: give --det-model MODEL_DIR",
-                             "--methods")
-        det = CountingModel.load(det_path, scheme, torch_device(config.trainer))
+    det = DetSetup.for_request(req, config) if any(m.head == "count" for m in req.methods) else None
     needs_mask = [m.name for m in req.methods if m.uses_mask]
     source = build_mask_source(needs_mask, req.mask_source, req.stage1, req.truth, entries, config)
     root = default_cache_root(req.cohort, config.proportion.cache_dir)

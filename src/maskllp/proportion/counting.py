@@ -4,11 +4,15 @@ The proportion is n_positive / (n_positive + n_negative) over the detected tumou
 (:func:`maskllp.detection.cells.count_proportion`); it uses no proportion label, and is undefined
 when no tumour cell is found. ``s_p`` and ``s_n`` of a Det prediction are the two counts.
 The three-class model is a stage-1 model folder trained with ``classifier.classes = "three"`` on
-point annotations of positive tumour, negative tumour and non-tumour cells.
+point annotations of positive tumour, negative tumour and non-tumour cells: given ready-made
+(:meth:`CountingModel.load`), or trained here on the annotated cores of a training fold on top of a
+trained detector (:func:`train_counting_model`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +53,23 @@ class CountingModel:
 
         with open_image(entry.image, entry.mpp) as reader:
             return self.predict_image(reader)
+
+
+def train_counting_model(entries: Sequence[Any], detector: Any, config: Any, work_dir: str | Path,
+                         source: str | Path | None = None) -> CountingModel:
+    """Det for a set of training cores: stage 1's classifier trained with three classes
+    (``classifier.classes = "three"``) on the cores' point annotations (positive tumour, negative
+    tumour, non-tumour; non-tumour regions too), on top of a trained ``detector``
+    (:class:`maskllp.inference.stage1.DetectorModel`). Only cell annotations are used, no label.
+    """
+    from maskllp.io.manifest import Cohort
+    from maskllp.training.stage1 import images_from_cohort, train_classifier
+
+    three = replace(config, classifier=replace(config.classifier, classes="three"))
+    scheme = config.intervals.build()
+    annotated = [e for e in entries if e.points is not None or e.regions is not None]
+    images = images_from_cohort(Cohort(Path(source or "."), scheme, annotated), three)
+    if not any(im.has_points for im in images):
+        raise InputError(source, "Det: no training core has point annotations to learn positive and negative "
+                                 "tumour cells from (or give a trained three-class model, --det-model)")
+    return CountingModel(train_classifier(images, detector, three, Path(work_dir)), scheme, source)

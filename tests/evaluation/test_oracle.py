@@ -1,0 +1,68 @@
+"""Oracle experiments on a synthetic cohort: masks from the true tumour cells, exact TPS in the table."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from maskllp.classes import CellClass
+from maskllp.config import Config
+from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
+from maskllp.intervals import PAPER_FIVE
+from maskllp.io.manifest import read_cohort
+from maskllp.methods import parse_methods
+from maskllp.proportion.cache import ItemCache, prepare_items
+from maskllp.proportion.masks import TruthMaskSource, file_digest, truth_cells
+from maskllp.synth.truth import read_truth, read_truth_cells
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from maskllp.synth import generate_cohort
+
+    cfg = Config()
+    cfg.synth.size = 256
+    cfg.synth.seed = 5
+    manifest = generate_cohort(tmp_path_factory.mktemp("synth") / "cohort", 10, cfg)
+    return manifest, manifest.parent / "truth.csv"
+
+
+def test_truth_masks_cover_the_true_tumour_cells(synthetic, tmp_path) -> None:
+    manifest, truth = synthetic
+    cohort = read_cohort(manifest, PAPER_FIVE)
+    names = [e.image.name for e in cohort.entries]
+    source = TruthMaskSource(truth_cells(truth, names), 5.0, file_digest(truth))
+    items = prepare_items(cohort.entries, PAPER_FIVE, source, ItemCache(tmp_path, 256))
+    cores = read_truth(truth)
+    for entry, item in zip(cohort.entries, items, strict=True):
+        cells = read_truth_cells(cores[entry.image.name].cells_path)
+        mask = item.load_mask()  # 256 px cores fill the 256 square: mask pixels = image pixels
+        r, c = np.round(cells.yx).astype(int).clip(0, 255).T
+        tumour = cells.classes != CellClass.NON_TUMOUR
+        assert mask[r[tumour], c[tumour]].all()
+        if tumour.any() and (~tumour).any():  # non-tumour cells mostly outside
+            assert mask[r[~tumour], c[~tumour]].mean() < 0.5
+        assert item.proportion is None or item.proportion == pytest.approx(cores[entry.image.name].tps)
+
+
+def test_oracle_cv_reports_exact_errors(synthetic, tmp_path) -> None:
+    manifest, truth = synthetic
+    cfg = Config()
+    cfg.proportion.input_size = 64
+    cfg.proportion.batch_size = 4
+    cfg.proportion.max_steps = 2
+    cfg.trainer.accelerator = "cpu"
+    cfg.trainer.devices = "1"
+    cfg.trainer.progress_bar = False
+    cfg.cv.folds = 2
+    req = CrossValidationRequest(manifest, parse_methods("ours"), tmp_path / "run", mask_source="truth",
+                                 truth=truth)
+    result = run_cross_validation(req, cfg, echo=lambda s: None)
+    assert "ORACLE masks" in result.table and "oracle" in result.table.splitlines()[2]
+    rows = list(csv.DictReader((tmp_path / "run" / "predictions.csv").open()))
+    tps = {name: t.tps for name, t in read_truth(truth).items()}
+    assert {r["image"]: (float(r["truth"]) if r["truth"] else None) for r in rows} == pytest.approx(tps)
+    exact = result.scores[0].proportions
+    assert exact is not None and exact.n == sum(t is not None for t in tps.values())
