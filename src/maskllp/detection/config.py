@@ -41,7 +41,7 @@ class DetectorConfig:
     training area (not recommended)."""
     match_radius_um: float = 4.0
     """A detection matches an annotated point within this distance (one-to-one, Hungarian)."""
-    min_distance_um: list[float] = field(default_factory=lambda: [2.0, 3.0, 4.0, 5.0])
+    min_distance_um: list[float] = field(default_factory=lambda: [2.0, 3.0, 4.0, 5.0, 6.0, 8.0])
     """Candidate minimum distances between peaks, in microns; the best on validation is saved."""
     thresholds: list[float] = field(
         default_factory=lambda: [round(0.05 * k, 2) for k in range(1, 19)]
