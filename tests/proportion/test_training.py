@@ -70,3 +70,6 @@ def test_validation_split_is_stratified_and_seeded() -> None:
     # an interval with a single core: a plain random split instead
     train, val = validation_split(np.array([0, 1, 1, 1, 2, 2]), 0.5, seed=0)
     assert len(val) == 3
+    # too few cores on the training side for every interval: random, not an error
+    train, val = validation_split(np.array([0, 0, 1, 1, 2, 2, 3, 3]), 0.6, seed=0)
+    assert len(val) == 5 and len(train) == 3

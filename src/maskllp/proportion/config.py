@@ -58,9 +58,10 @@ class ProportionConfig:
     """Stop after this many optimiser steps (-1: no limit; for smoke tests and benchmarks)."""
     val_fraction: float = 0.2
     """Fraction of the training cores held out (stratified by interval) for early stopping."""
-    monitor: Literal["val_mf1", "val_loss"] = "val_mf1"
-    """What early stopping and best-weight selection watch: validation macro-F1 over the intervals
-    (comparable across methods) or the method's own validation loss."""
+    monitor: Literal["val_loss", "val_mf1"] = "val_loss"
+    """What early stopping and best-weight selection watch: the method's own validation loss, or the
+    validation macro-F1 over the intervals. The loss is continuous; macro-F1 on a small validation
+    split is coarse (it plateaus at its "everything is 0-1 %" value, and the first epoch wins ties)."""
     augment: bool = True
     """Random 90-degree rotations and horizontal / vertical flips, the same for image and mask."""
     pretrained_weights: Path | None = None

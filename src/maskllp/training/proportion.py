@@ -3,9 +3,9 @@
 :func:`train_proportion_model` holds out a stratified validation split of the training cores
 (``proportion.val_fraction``), trains with Adam (``proportion.lr``, batch ``proportion.batch_size``,
 up to ``proportion.max_epochs``) through :func:`maskllp.training.trainer.build_trainer`, stops early
-after ``proportion.patience`` epochs without improvement of ``proportion.monitor`` (validation
-macro-F1 by default, the table's own measure and comparable across methods; or the method's
-validation loss) and returns the weights of the best epoch.
+after ``proportion.patience`` epochs without improvement of ``proportion.monitor`` (the method's
+validation loss by default; or validation macro-F1, also logged every epoch) and returns the
+weights of the best epoch.
 
 Cores whose r_hat is undefined (a masked method and an empty tumour mask) cannot contribute to a
 proportion loss: they are left out of training and validation, with a warning that counts them.
@@ -103,8 +103,8 @@ class ProportionDataModule(L.LightningDataModule):
 def validation_split(intervals: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): ``fraction`` of the cores held out, stratified by interval.
 
-    Stratified when every interval present has at least two cores and the split leaves at least one
-    core per interval on the validation side; otherwise a plain random split. ``fraction`` 0 or
+    Stratified when every interval present has at least two cores and both sides can hold one core
+    per interval; otherwise a plain random split. ``fraction`` 0 or
     fewer than 2 cores: no validation.
     """
     n = len(intervals)
@@ -116,7 +116,9 @@ def validation_split(intervals: np.ndarray, fraction: float, seed: int) -> tuple
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(intervals)
-    stratify = intervals if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
+    n_classes = int((counts > 0).sum())
+    can_stratify = counts[counts > 0].min() >= 2 and min(n_val, n - n_val) >= n_classes
+    stratify = intervals if can_stratify else None
     train, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(val)
 
