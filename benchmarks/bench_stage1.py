@@ -1,0 +1,110 @@
+"""Stage 1 on one large core: seconds and peak memory of tiled detection + classification and of the
+tumour mask, with randomly initialised networks (the work per tile does not depend on the weights).
+
+The core is procedural (pixels computed per window, like a reader of a tiled TIFF), so the memory
+measured is the pipeline's own: the image is never held whole. The peak threshold is set on the
+first tile so that detections have a realistic density (one cell per ``--cell-um`` squared).
+
+    python benchmarks/bench_stage1.py --size 10000 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
+from maskllp.inference.tiling import read_model_window
+
+
+class ProceduralCore:
+    """A (size, size) RGB core: dark round nuclei on a hexagonal lattice inside a disc, glass around."""
+
+    def __init__(self, size: int, mpp: float = 0.5, spacing_px: float = 24.0) -> None:
+        self.shape = (size, size)
+        self.mpp = mpp
+        self.level_downsamples = [1.0]
+        self.spacing = spacing_px
+        self.path = f"<procedural {size} px>"
+
+    def best_level(self, downsample: float) -> int:
+        return 0
+
+    def read_window(self, top: int, left: int, height: int, width: int, level: int = 0) -> np.ndarray:
+        yy, xx = np.mgrid[top : top + height, left : left + width].astype(np.float32)
+        s = self.spacing
+        row = np.round(yy / (s * 0.866))
+        cy = row * s * 0.866
+        cx = np.round((xx - (row % 2) * s / 2) / s) * s + (row % 2) * s / 2
+        nucleus = ((yy - cy) ** 2 + (xx - cx) ** 2) < (0.3 * s) ** 2
+        r = self.shape[0] / 2
+        tissue = ((yy - r) ** 2 + (xx - r) ** 2) < (0.95 * r) ** 2
+        out = np.full((height, width, 3), 240, np.uint8)
+        out[tissue] = (215, 200, 210)
+        out[tissue & nucleus] = (70, 70, 150)
+        return out
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=10000, help="core side in pixels")
+    ap.add_argument("--tile", type=int, default=TilingConfig.tile)
+    ap.add_argument("--overlap", type=int, default=TilingConfig.overlap)
+    ap.add_argument("--backbone", default=ClassifierConfig.backbone)
+    ap.add_argument("--feature-layer", default=ClassifierConfig.feature_layer)
+    ap.add_argument("--mask-downsample", type=float, default=4.0)
+    ap.add_argument("--cell-um", type=float, default=12.0, help="one detection per this many microns squared")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    image = ProceduralCore(args.size)
+    det_cfg = DetectorConfig()
+    cls_cfg = ClassifierConfig(backbone=args.backbone, feature_layer=args.feature_layer)
+    detector = DetectorModel(build_unet(det_cfg), det_cfg, image.mpp, 0.0, 3.0)
+    model = Stage1Model(detector, build_classifier(cls_cfg), cls_cfg, MaskConfig(),
+                        TilingConfig(args.tile, args.overlap), torch.device(args.device))
+    model.detector.net.to(model.device)
+    model.classifier.to(model.device)
+
+    grid = model.grid_for(image)
+    first = model.tiles(grid)[0]
+    window = read_model_window(image, grid, *first.window_origin, first.window, first.window)
+    from maskllp.detection.tensors import rgb_to_tensor
+
+    heat = detector.heatmap(rgb_to_tensor(window, model.device))
+    per_px = (image.mpp / args.cell_um) ** 2
+    detector.peak_threshold = float(np.quantile(heat, 1.0 - 4.0 * per_px))
+
+    base = peak_rss_mib()
+    t0 = time.perf_counter()
+    cells = model.detect(image)
+    t1 = time.perf_counter()
+    detect_rss = peak_rss_mib()
+    mask = model.tumour_mask(cells, downsample=args.mask_downsample)
+    t2 = time.perf_counter()
+    n_tiles = len(model.tiles(grid))
+    print(f"core {args.size} x {args.size} px at {image.mpp} um/px; tile {args.tile} + overlap "
+          f"{model.margin} (window {first.window} px); {n_tiles} tiles; {args.threads} CPU threads; "
+          f"device {args.device}; classifier {args.backbone}/{args.feature_layer}")
+    print(f"detect + classify: {t1 - t0:.1f} s ({(t1 - t0) / n_tiles:.2f} s per tile), {len(cells)} cells")
+    print(f"tumour mask at downsample {args.mask_downsample:g}: {mask.shape[0]} x {mask.shape[1]}, "
+          f"{t2 - t1:.2f} s")
+    print(f"peak RSS: {base:.0f} MiB after loading, {detect_rss:.0f} MiB after detection, "
+          f"{peak_rss_mib():.0f} MiB after the mask (a full-resolution float32 heatmap alone would be "
+          f"{args.size * args.size * 4 / 2**20:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
