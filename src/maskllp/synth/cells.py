@@ -161,7 +161,7 @@ def tumour_cells(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits,
     p = traits.pleomorphism
     diameter = traits.tumour_nucleus * np.exp(rng.normal(0.0, p, n)).clip(0.65, 1.7)
     aspect = 1.0 + np.abs(rng.normal(0.0, 0.12 + p, n)).clip(0, 0.8)
-    aspect = aspect * np.sqrt(columnar)
+    aspect = aspect * columnar**0.35
     t.nucleus_axes[:] = _axes(diameter, aspect)
     t.theta[:] = rng.uniform(-np.pi, np.pi, n) if theta is None else theta
     t.harmonics[:] = _harmonics(rng, n, 0.25 * p + 0.01)

@@ -259,9 +259,9 @@ def _nest_sites(rng, cfg, geo, traits, arch, seed) -> tuple[_TumourSites, Glands
 def _gland_sites(rng, cfg, geo, traits) -> tuple[_TumourSites, Glands]:
     um = traits.um
     d = traits.tumour_nucleus
-    height = d * rng.uniform(1.8, 2.3)
-    width = d * rng.uniform(0.95, 1.2)
-    r_mean = min(um * rng.uniform(30, 70), 0.3 * geo.min_radius)
+    height = d * rng.uniform(2.0, 2.8)  # columnar epithelium: tall, narrow cells
+    width = d * rng.uniform(0.7, 0.9)
+    r_mean = min(um * rng.uniform(50, 130), 0.35 * geo.min_radius)
     r_mean = max(r_mean, 1.6 * height)
     spacing = r_mean * rng.uniform(2.3, 2.9)
     gap = 6 * um
@@ -269,7 +269,7 @@ def _gland_sites(rng, cfg, geo, traits) -> tuple[_TumourSites, Glands]:
     centres = centres + rng.uniform(-0.08, 0.08, centres.shape) * spacing
     radius = np.minimum(r_mean * rng.uniform(0.7, 1.3, len(centres)), 0.387 * spacing - gap / 2)
     radius = np.maximum(radius, 1.3 * height)
-    ecc = rng.uniform(0.0, 0.22, len(centres))
+    ecc = rng.uniform(0.0, 0.45, len(centres))  # tubes cut at an angle: oval profiles
     dist = np.hypot(*(centres - geo.centre).T)
     fits = dist + radius * (1 + ecc) < geo.min_radius - 2 * um
     share = _uniform(rng, cfg.tissue.tumour_area)
@@ -447,7 +447,7 @@ def _assign_tumour_stain(rng, cfg: SynthConfig, cells: C.CellTable, tps: float, 
         strong = _uniform(rng, s.membrane_dab) * np.exp(rng.normal(0, 0.3, n_pos))
         level = np.where(weak, rng.uniform(0.05, 0.15, n_pos), np.maximum(strong, 0.18)) * dab_scale
         C.set_membrane_stain(rng, cells, pos, level.astype(np.float32),
-                             _uniform(rng, s.complete_ring_fraction), rng.uniform(0.05, 0.3))
+                             _uniform(rng, s.complete_ring_fraction), rng.uniform(0.1, 0.4))
     else:
         strong = rng.uniform(0.5, 1.4, n_pos)
         level = np.where(weak, rng.uniform(0.08, 0.2, n_pos), strong) * dab_scale

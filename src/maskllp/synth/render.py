@@ -183,7 +183,7 @@ def _cell_stains(layout: CoreLayout, sub: CellTable, packed: np.ndarray, tree: c
     grad2 = _outline_gradient(u[rows, k2], v[rows, k2], q[4][rows, k2], q[5][rows, k2], rho_b)
     edge = np.minimum((1 - rho1) / grad1, (rho_b - rho1) / (grad1 + grad2)).astype(np.float32)
     cover = np.clip(edge + 0.5, 0, 1)
-    membrane = np.exp(-np.square(edge / max(0.5 / layout.mpp, 0.8)))
+    membrane = np.exp(-np.square(edge / max(0.7 / layout.mpp, 0.8)))
 
     h = np.zeros(len(yx), np.float32)
     sel = near[inside]
@@ -231,8 +231,8 @@ def _stroma_h(layout: CoreLayout, win: _Window, yx: np.ndarray, active: np.ndarr
     s = layout.stroma
     seed = layout.seed
     warp = s.fibre_scale * 4
-    wy = (win.grid(fractal_noise_grid, sub_seed(seed, TEX_WARP_Y), s.fibre_scale * 10)[active] - 0.5) * warp
-    wx = (win.grid(fractal_noise_grid, sub_seed(seed, TEX_WARP_X), s.fibre_scale * 10)[active] - 0.5) * warp
+    wy = (win.grid(value_noise_grid, sub_seed(seed, TEX_WARP_Y), s.fibre_scale * 8)[active] - 0.5) * warp
+    wx = (win.grid(value_noise_grid, sub_seed(seed, TEX_WARP_X), s.fibre_scale * 8)[active] - 0.5) * warp
     py, px = yx[:, 0] + wy, yx[:, 1] + wx
     c, sn = np.cos(s.fibre_angle), np.sin(s.fibre_angle)
     along = (py * c + px * sn) / (s.fibre_scale * 3)
