@@ -54,8 +54,11 @@ def test_cv_from_the_command_line(monkeypatch, capsys, cohort_csv, tiny_toml, tm
     assert code in (0, None), err
     assert "Prop w/o mask" in out and "mF1" in out
     assert (tmp_path / "run" / "table.md").is_file()
-    resolved = (tmp_path / "run" / "config.yaml").read_text()
-    assert "input_size: 64" in resolved and "folds: 2" in resolved
+    from maskllp.config import load_config
+
+    resolved = load_config(tmp_path / "run" / "config.yaml")  # loads back with --config
+    assert resolved.proportion.input_size == 64 and resolved.cv.folds == 2
+    assert resolved.proportion.max_steps == 2 and resolved.proportion.loss.gammas is None
 
 
 def test_train_proportion_writes_a_model_folder(monkeypatch, capsys, cohort_csv, stage1_dir, tiny_toml,
