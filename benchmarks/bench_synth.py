@@ -57,7 +57,7 @@ def big(size: int) -> None:
 
     cfg = SynthConfig(size=size, seed=1, image_format="ome.tif")
     print(f"big: one {size} x {size} px core, mpp {cfg.mpp}, tiles {cfg.tile} px, tiled pyramidal OME-TIFF")
-    print(f"  peak RSS after imports: {_rss_mb():.0f} MB")
+    print(f"  peak RSS at start: {_rss_mb():.0f} MB")
     plan = next(p for p in plan_cohort(8, cfg) if p.tps is not None and p.tps > 0.2)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -18,6 +18,7 @@ A layout is drawn once, as compact arrays (:class:`CoreLayout`), before any pixe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,8 @@ from maskllp.synth import cells as C
 from maskllp.synth.config import ARCHITECTURES, SynthConfig
 from maskllp.synth.noise import fractal_noise_points, sub_seed
 from maskllp.synth.stains import Optics, jitter_vector
+
+Rng = np.random.Generator
 
 # Tags of the random fields of a core (sub-seeds of its noise seed).
 FIELD_TUMOUR, FIELD_POSITIVE, FIELD_AGGREGATE, FIELD_LOOSE = 1, 2, 3, 4
@@ -232,11 +235,13 @@ class _TumourSites:
     theta: np.ndarray | None
     columnar: float
     cell_radius: float
-    in_compartment: object
-    """callable (N, 2) -> (N,) bool: inside the tumour compartment (for keeping stroma out)."""
+    in_compartment: Callable[[np.ndarray], np.ndarray]
+    """(N, 2) points -> (N,) bool: inside the tumour compartment (for keeping stroma out)."""
 
 
-def _nest_sites(rng, cfg, geo, traits, arch, seed) -> tuple[_TumourSites, Glands]:
+def _nest_sites(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTraits, arch: str,
+                seed: int) -> tuple[_TumourSites, Glands]:
+    """Nests or sheets: lattice sites where a smooth random field exceeds its share quantile."""
     um = traits.um
     share = _uniform(rng, cfg.tissue.tumour_area)
     scale = um * (rng.uniform(70, 130) if arch == "nests" else rng.uniform(180, 320))
@@ -256,7 +261,9 @@ def _nest_sites(rng, cfg, geo, traits, arch, seed) -> tuple[_TumourSites, Glands
     return _TumourSites(lattice, None, 1.0, 0.72 * spacing, in_compartment), Glands.none()
 
 
-def _gland_sites(rng, cfg, geo, traits) -> tuple[_TumourSites, Glands]:
+def _gland_sites(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTraits
+                 ) -> tuple[_TumourSites, Glands]:
+    """Glands: oval rings of columnar cells (one or two layers) round a lumen."""
     um = traits.um
     d = traits.tumour_nucleus
     height = d * rng.uniform(2.0, 2.8)  # columnar epithelium: tall, narrow cells
@@ -314,7 +321,7 @@ def _gland_sites(rng, cfg, geo, traits) -> tuple[_TumourSites, Glands]:
     return sites, glands
 
 
-def _fibre_theta(rng, yx, tumour_yx, base_angle, um) -> np.ndarray:
+def _fibre_theta(rng: Rng, yx: np.ndarray, tumour_yx: np.ndarray, base_angle: float, um: float) -> np.ndarray:
     """Fibroblast orientation: tangent to the nearest tumour cell within 40 um, else the stroma's."""
     theta = base_angle + rng.normal(0.0, 0.35, len(yx))
     if len(tumour_yx) and len(yx):
@@ -325,16 +332,16 @@ def _fibre_theta(rng, yx, tumour_yx, base_angle, um) -> np.ndarray:
     return theta.astype(np.float32)
 
 
-def _stroma_cells(rng, cfg, geo, traits, sites: _TumourSites, tumour_yx, seed,
-                  stroma: StromaLook) -> list[C.CellTable]:
+def _stroma_cells(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTraits, sites: _TumourSites,
+                  seed: int, stroma: StromaLook) -> list[C.CellTable]:
     """Lymphocytes, fibroblasts and macrophages on a fine jittered lattice outside the tumour."""
     t = cfg.tissue
     um = traits.um
     spacing = max(traits.lymphocyte_nucleus + 2.2 * um, 3.0)
     pts = _hex_lattice(rng, cfg.size, spacing, 0.12 * spacing)
     pts = pts[geo.depth(pts) > 0.6 * spacing]
-    if len(tumour_yx):
-        dist, _ = cKDTree(tumour_yx).query(pts, k=1)
+    if len(sites.yx):
+        dist, _ = cKDTree(sites.yx).query(pts, k=1)
         pts = pts[dist > sites.cell_radius + spacing * 0.6]
     pts = pts[~sites.in_compartment(pts)]
     if len(pts) == 0:
@@ -357,7 +364,7 @@ def _stroma_cells(rng, cfg, geo, traits, sites: _TumourSites, tumour_yx, seed,
     fib_yx = pts[is_fib]
     return [
         C.lymphocytes(rng, pts[is_lymph], traits),
-        C.fibroblasts(rng, fib_yx, _fibre_theta(rng, fib_yx, tumour_yx, stroma.fibre_angle, um), traits),
+        C.fibroblasts(rng, fib_yx, _fibre_theta(rng, fib_yx, sites.yx, stroma.fibre_angle, um), traits),
         C.macrophages(rng, pts[is_mac], traits),
     ]
 
@@ -422,14 +429,14 @@ def fit_tumour_nuclei(cells: C.CellTable, gap: float) -> None:
     cells.nucleus_axes[:] *= scale[:, None]
 
 
-def _infiltrate(rng, n_sites: int, share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _infiltrate(rng: Rng, n_sites: int, share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split tumour sites into (tumour, lymphocyte, macrophage) masks: (n_sites,) bool each."""
     immune = rng.random(n_sites) < share
     mac = immune & (rng.random(n_sites) < 0.2)
     return ~immune, immune & ~mac, mac
 
 
-def _assign_tumour_stain(rng, cfg: SynthConfig, cells: C.CellTable, tps: float, seed: int,
+def _assign_tumour_stain(rng: Rng, cfg: SynthConfig, cells: C.CellTable, tps: float, seed: int,
                          dab_scale: float) -> None:
     """Make exactly ``round(tps * n_tumour)`` tumour cells positive, spatially clustered."""
     s = cfg.stain
@@ -454,7 +461,8 @@ def _assign_tumour_stain(rng, cfg: SynthConfig, cells: C.CellTable, tps: float, 
         C.set_nucleus_stain(cells, pos, level.astype(np.float32))
 
 
-def _assign_immune_stain(rng, cfg: SynthConfig, cells: C.CellTable, tps: float, dab_scale: float) -> None:
+def _assign_immune_stain(rng: Rng, cfg: SynthConfig, cells: C.CellTable, tps: float,
+                         dab_scale: float) -> None:
     """Confounders: DAB-positive macrophages and lymphocytes (never counted in TPS)."""
     s = cfg.stain
     lo, hi = s.positive_macrophage_fraction
@@ -473,7 +481,7 @@ def _assign_immune_stain(rng, cfg: SynthConfig, cells: C.CellTable, tps: float, 
         C.set_nucleus_stain(cells, lym, (rng.uniform(0.3, 0.9, len(lym)) * dab_scale).astype(np.float32))
 
 
-def _draw_stroma_look(rng, cfg: SynthConfig, patient: PatientStain) -> StromaLook:
+def _draw_stroma_look(rng: Rng, cfg: SynthConfig, patient: PatientStain) -> StromaLook:
     s = cfg.stain
     um = 1.0 / cfg.mpp
     nonspecific = 0.0
@@ -516,7 +524,7 @@ def build_layout(rng: np.random.Generator, seed: int, cfg: SynthConfig, patient:
         C.tumour_cells(rng, sites.yx[is_tumour], traits, sites.cell_radius, theta, sites.columnar),
         C.lymphocytes(rng, sites.yx[is_lymph], traits),
         C.macrophages(rng, sites.yx[is_mac], traits),
-        *_stroma_cells(rng, cfg, geo, traits, sites, sites.yx, seed, stroma),
+        *_stroma_cells(rng, cfg, geo, traits, sites, seed, stroma),
     ]
     fit_tumour_nuclei(tables[0], gap=0.8 / cfg.mpp)
     cells = remove_overlaps(rng, C.CellTable.concat(tables), gap=0.5 / cfg.mpp)

@@ -2,8 +2,8 @@
 
 A pixel's transmitted light in channel c is ``I0_c * 10 ** -(H * h_c + D * d_c + g_c)``, where
 ``H``/``D`` are hematoxylin and DAB concentrations (optical density units, log10), ``h``/``d`` the unit
-stain vectors (scikit-image's ``rgb_from_hed`` rows, the Ruifrok-Johnston values) and ``g`` the glass
-and mounting medium.
+stain vectors (``stain.hematoxylin_vector`` / ``stain.dab_vector``, jittered per patient and core)
+and ``g`` the glass and mounting medium.
 """
 
 from __future__ import annotations
@@ -11,10 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-# Ruifrok & Johnston (2001) H-DAB vectors, as in skimage.color.rgb_from_hed (rows H, E, DAB).
-HEMATOXYLIN = np.array([0.65, 0.70, 0.29])
-DAB = np.array([0.27, 0.57, 0.78])
 
 
 def unit(v: np.ndarray) -> np.ndarray:
