@@ -3,6 +3,7 @@
     python benchmarks/bench_synth.py speed   [--cores 12] [--size 1024]   cores per minute, written
     python benchmarks/bench_synth.py big     [--size 10000]               one large core: seconds, peak RSS
     python benchmarks/bench_synth.py realism [--figure PATH]              OD statistics vs real samples
+    python benchmarks/bench_synth.py detect  [--cores 8]                  a classical blob detector vs truth
 
 Every run prints its settings. Set OMP_NUM_THREADS=1 for numbers comparable with docs/synthetic.md.
 """
@@ -172,6 +173,46 @@ def _figure(path: Path, ihc: np.ndarray, ki67: np.ndarray) -> None:
     print(f"figure: {path}")
 
 
+def detect(cores: int) -> None:
+    """How findable the drawn cells are without learning: LoG blobs on H + DAB OD vs the truth.
+
+    A floor, not a target: a trained heatmap U-Net should do better; a perfect score here would mean
+    the cells are too easy.
+    """
+    from scipy.spatial import cKDTree
+    from skimage.feature import blob_log
+
+    from maskllp.synth.cohort import make_core, plan_cohort
+    from maskllp.synth.config import CohortDrawConfig, SynthConfig
+    from maskllp.synth.render import render_core
+    from maskllp.synth.stains import unmix_hd
+
+    cfg = SynthConfig(size=512, seed=2, cohort=CohortDrawConfig(tps_bin_weights=[1, 1, 1, 1, 1]))
+    radius_px = 5.0 / cfg.mpp
+    print(f"detect: LoG (sigma 2.5-8 px) on H + 0.5 DAB OD, {cores} cores of 512 px; a match is within "
+          f"{radius_px:g} px (5 um), one to one")
+    layouts = [make_core(p, cfg) for p in plan_cohort(cores, cfg)]
+    images = [unmix_hd(render_core(lay)) for lay in layouts]
+    for threshold in (0.05, 0.1, 0.15):
+        tp = fp = fn = 0
+        for lay, (h, d) in zip(layouts, images, strict=True):
+            found = blob_log(np.clip(h + 0.5 * d, 0, None), min_sigma=2.5, max_sigma=8, num_sigma=6,
+                             threshold=threshold)[:, :2]
+            hits = 0
+            if len(found):
+                dist, idx = cKDTree(found).query(lay.cells.yx, k=1)
+                used: set[int] = set()
+                for i in np.argsort(dist):
+                    if dist[i] < radius_px and idx[i] not in used:
+                        used.add(int(idx[i]))
+                        hits += 1
+            tp, fn, fp = tp + hits, fn + len(lay.cells) - hits, fp + len(found) - hits
+        precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+        print(f"  threshold {threshold:.2f}: precision {precision:.3f} recall {recall:.3f} F1 {f1:.3f} "
+              f"({tp + fn} true cells)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,11 +224,15 @@ def main() -> None:
     p.add_argument("--size", type=int, default=10000)
     p = sub.add_parser("realism")
     p.add_argument("--figure", type=Path, default=None)
+    p = sub.add_parser("detect")
+    p.add_argument("--cores", type=int, default=8)
     args = parser.parse_args()
     if args.what == "speed":
         speed(args.cores, args.size)
     elif args.what == "big":
         big(args.size)
+    elif args.what == "detect":
+        detect(args.cores)
     else:
         realism(args.figure)
 
