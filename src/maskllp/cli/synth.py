@@ -14,10 +14,12 @@ from maskllp.cli.common import CONFIG_OPTION
 def synth(
     n: int = typer.Option(..., "--n", min=1, help="Number of cores."),
     out: Path = typer.Option(..., "--out", help="Output folder (must not exist or be empty)."),
-    size: int | None = typer.Option(None, "--size", help="Core image side in pixels [config: 512]."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed [config: 0]."),
+    size: int | None = typer.Option(
+        None, "--size", help="Core image side in pixels (default: the config's synth.size, 512)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the config's synth.seed)."),
     marker: str | None = typer.Option(
-        None, "--marker", help="DAB compartment: 'membrane' (PD-L1) or 'nucleus' (Ki-67) [config: membrane]."
+        None, "--marker", help="DAB compartment: 'membrane' (PD-L1, the default) or 'nucleus' (Ki-67)."
     ),
     config: Path | None = CONFIG_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
