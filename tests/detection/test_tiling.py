@@ -71,3 +71,18 @@ def test_model_window_resamples_by_pixel_centres():
     np.testing.assert_allclose(grid.from_level0(grid.to_level0(np.array([[3.0, 7.5]]))), [[3.0, 7.5]])
     # outside the image is white, as glass
     assert (read_model_window(ArrayImage(ramp, 0.25), grid, -8, 0, 4, 4) == 255).all()
+
+
+def test_unet_receptive_radius_bounds_the_reach_of_a_pixel():
+    from maskllp.detection.unet import UNet, receptive_radius
+
+    torch.manual_seed(0)
+    net = UNet(3, 1, 8, depth=3).eval()
+    reach = 0
+    for offset in range(4):  # every phase of the stride
+        x = torch.rand(1, 3, 96, 96, requires_grad=True)
+        c = 48 + offset
+        net(x)[0, 0, c, c].backward()
+        rows = torch.nonzero(x.grad.abs().sum(1)[0] > 0)[:, 0]
+        reach = max(reach, c - int(rows.min()), int(rows.max()) - c)
+    assert 0 < reach <= receptive_radius(3) == 26
