@@ -145,6 +145,14 @@ def _axes(diameter: np.ndarray, aspect: np.ndarray) -> np.ndarray:
     return np.stack([r * np.sqrt(aspect), r / np.sqrt(aspect)], axis=1).astype(np.float32)
 
 
+def _chromatin(rng: np.random.Generator, n: int, hematoxylin: float, rim: tuple[float, float],
+               interior: tuple[float, float], granularity: tuple[float, float]) -> np.ndarray:
+    """(n, 3) chromatin of non-tumour nuclei: rim H density (times ``hematoxylin``), interior/rim
+    ratio and granularity, each uniform in its range."""
+    return np.stack([hematoxylin * rng.uniform(*rim, n), rng.uniform(*interior, n),
+                     rng.uniform(*granularity, n)], axis=1).astype(np.float32)
+
+
 def tumour_cells(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits,
                  cell_radius: float, theta: np.ndarray | None = None,
                  columnar: float = 1.0) -> CellTable:
@@ -199,9 +207,7 @@ def lymphocytes(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits) ->
     t.harmonics[:] = _harmonics(rng, n, 0.02)
     r = diameter / 2 + traits.um * rng.uniform(0.6, 1.2, n)
     t.cell_axes[:] = np.stack([r, r], axis=1)
-    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.55, 0.75, n)
-    t.chromatin[:, 1] = rng.uniform(0.8, 0.95, n)
-    t.chromatin[:, 2] = rng.uniform(0.15, 0.3, n)
+    t.chromatin[:] = _chromatin(rng, n, traits.hematoxylin, (0.55, 0.75), (0.8, 0.95), (0.15, 0.3))
     t.cytoplasm[:, 0] = 0.04 * traits.hematoxylin
     return t
 
@@ -220,9 +226,7 @@ def fibroblasts(rng: np.random.Generator, yx: np.ndarray, theta: np.ndarray,
     t.theta[:] = theta
     t.harmonics[:] = _harmonics(rng, n, 0.03)
     t.cell_axes[:] = np.stack([length / 2 + um * rng.uniform(2, 5, n), width / 2 + um * 0.8], axis=1)
-    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.4, 0.58, n)
-    t.chromatin[:, 1] = rng.uniform(0.65, 0.85, n)
-    t.chromatin[:, 2] = rng.uniform(0.15, 0.3, n)
+    t.chromatin[:] = _chromatin(rng, n, traits.hematoxylin, (0.4, 0.58), (0.65, 0.85), (0.15, 0.3))
     t.cytoplasm[:, 0] = 0.03 * traits.hematoxylin
     return t
 
@@ -243,9 +247,7 @@ def macrophages(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits) ->
     ang = rng.uniform(-np.pi, np.pi, n)
     shift = r * rng.uniform(0.15, 0.35, n)
     t.body_offset[:] = np.stack([np.cos(ang) * shift, np.sin(ang) * shift], axis=1)
-    t.chromatin[:, 0] = traits.hematoxylin * rng.uniform(0.32, 0.46, n)
-    t.chromatin[:, 1] = rng.uniform(0.55, 0.75, n)
-    t.chromatin[:, 2] = rng.uniform(0.2, 0.35, n)
+    t.chromatin[:] = _chromatin(rng, n, traits.hematoxylin, (0.32, 0.46), (0.55, 0.75), (0.2, 0.35))
     small = rng.random(n) < 0.3
     t.nucleoli[:, 2] = np.where(small, um * 0.4, 0.0)
     t.cytoplasm[:, 0] = traits.hematoxylin * rng.uniform(0.05, 0.09, n)
