@@ -83,9 +83,11 @@ def train_tumour_classifier(
     _echo_validation(path)
 
 
-def _echo_validation(path: Path) -> None:
+def _echo_validation(path: Path | None) -> None:
     import json
 
+    if path is None:  # an extra process of a multi-GPU run: rank 0 reports
+        return
     thresholds = json.loads((path / "thresholds.json").read_text(encoding="utf-8"))
     det = thresholds.get("validation", {})
     typer.echo(f"Wrote {path}: peak threshold {thresholds['peak_threshold']}, min distance "

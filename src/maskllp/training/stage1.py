@@ -261,7 +261,7 @@ class DetectorModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        self.log("val_loss", self.loss(self.net(x), y), prog_bar=True, batch_size=len(x))
+        self.log("val_loss", self.loss(self.net(x), y), prog_bar=True, batch_size=len(x), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
@@ -293,6 +293,13 @@ def _fit(module: L.LightningModule, data: CropDataModule, config: Config, work_d
     trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=max_epochs, patience=patience,
                                has_validation=data.val is not None and len(data.val) > 0)
     trainer.fit(module, datamodule=data)
+
+
+def is_global_zero() -> bool:
+    """False in the extra processes of a multi-GPU (DDP) run: only rank 0 chooses settings and saves."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _model_mpp(images: list[TrainingImage], cfg: DetectorConfig) -> float:
@@ -340,7 +347,8 @@ def train_detector(images: list[TrainingImage], config: Config, work_dir: Path) 
          cfg.max_epochs, cfg.patience)
     net = module.net.cpu().eval()
     detector = DetectorModel(net, cfg, model_mpp, cfg.thresholds[0], cfg.min_distance_um[0])
-    choose_peak_settings(detector, items, config)
+    if is_global_zero():
+        choose_peak_settings(detector, items, config)
     return detector
 
 
@@ -520,8 +528,8 @@ class ClassifierModule(L.LightningModule):
         probs = class_probabilities(logits)
         pred = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
         n = max(len(labels), 1)
-        self.log("val_loss", self.loss(logits, labels), prog_bar=True, batch_size=n)
-        self.log("val_acc", (pred == labels).float().mean(), prog_bar=True, batch_size=n)
+        self.log("val_loss", self.loss(logits, labels), prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val_acc", (pred == labels).float().mean(), prog_bar=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
@@ -562,7 +570,8 @@ def train_classifier(images: list[TrainingImage], detector: DetectorModel, confi
                           config.trainer.num_workers, collate_cells)
     _fit(module, data, config, work_dir, cfg.max_epochs, cfg.patience)
     model = Stage1Model(detector, module.net.cpu().eval(), cfg, config.mask, config.tiling)
-    scores = classifier_scores(model.classifier, val) if val is not None and len(val) else None
+    scores = classifier_scores(model.classifier, val) if val is not None and len(val) and is_global_zero() \
+        else None
     model.classifier_validation = {"labelled_train_cells": int(len(train.pool)),
                                    **({"on": "validation bands", **scores.as_dict()} if scores else {})}
     return model
@@ -610,9 +619,11 @@ def _cohort_images(cohort_path: Path, config: Config) -> list[TrainingImage]:
     return images_from_cohort(cohort, config)
 
 
-def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False) -> Path:
+def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False
+                       ) -> Path | None:
     """``maskllp train detector``: train h on the cohort's point-annotated cores; write a ``detector``
-    model folder (plus ``logs/`` and ``config.yaml``) at ``out_dir``."""
+    model folder (plus ``logs/`` and ``config.yaml``) at ``out_dir``. Returns its path (None in the
+    extra processes of a DDP run, which save nothing)."""
     from maskllp.io.atomic import check_output_dir
 
     check_output_dir(out_dir, overwrite)
@@ -623,16 +634,17 @@ def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwri
     try:
         detector = train_detector(images, config, work)
         model = Stage1Model(detector, mask=config.mask, tiling=config.tiling)
-        return finish_model_folder(model, out_dir, work, config)
+        return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def run_train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config,
-                         overwrite: bool = False) -> Path:
+                         overwrite: bool = False) -> Path | None:
     """``maskllp train tumour-classifier``: detect cells on the cohort's annotated cores with the
     detector of ``detector_dir`` (a ``detector`` or ``stage1`` folder), train g on the labelled ones,
-    and write a self-contained ``stage1`` folder (both networks) at ``out_dir``."""
+    and write a self-contained ``stage1`` folder (both networks) at ``out_dir``; None in the extra
+    processes of a DDP run."""
     from maskllp.io.atomic import check_output_dir
 
     check_output_dir(out_dir, overwrite)
@@ -643,6 +655,6 @@ def run_train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, c
     work = work_dir_for(out_dir)
     try:
         model = train_classifier(images, detector, config, work)
-        return finish_model_folder(model, out_dir, work, config)
+        return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
