@@ -5,8 +5,9 @@ Follows ``shared/formats/qupath-geojson.md``. Reading: a FeatureCollection, a si
 ``.geojson``; bare ``NaN`` / ``Infinity`` (QuPath 0.4); a repeated ``metadata`` key (0.6; the last
 wins); ``objectType``, ``object_type`` or ``type``; classifications as ``{"name"}``, ``{"names"}``,
 a string (``"Tumor: Positive"``) or nothing. Writing: one FeatureCollection, UTF-8 without BOM, a
-uuid4 ``id`` per Feature, ``objectType``, classifications with their colour, coordinates rounded to
-2 decimals, closed valid polygon rings, no GeometryCollection, finite measurements only.
+UUID ``id`` per Feature (content-derived, uuid5), ``objectType``, classifications with their colour,
+coordinates rounded to 2 decimals, closed valid polygon rings, no GeometryCollection, finite
+measurements only.
 
 This module knows the file format, not the tool's classes: ``maskllp.io.annotations`` maps class
 names and converts coordinates.
@@ -331,7 +332,8 @@ def feature(
     geometry: dict[str, Any], object_type: str, class_names: Sequence[str],
     colour: tuple[int, int, int], name: str | None = None, measurements: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """A QuPath Feature with a fresh uuid4, a classification with its colour, finite measurements."""
+    """A QuPath Feature (its ``id`` is set on writing), a classification with its colour, finite
+    measurements."""
     names = list(class_names)
     classification: dict[str, Any] = {"name": names[0]} if len(names) == 1 else {"names": names}
     classification["color"] = [int(c) for c in colour]
@@ -343,10 +345,31 @@ def feature(
         finite = {str(k): float(v) for k, v in measurements.items() if math.isfinite(float(v))}
         if finite:
             props["measurements"] = finite
-    return {"type": "Feature", "id": str(uuid.uuid4()), "geometry": geometry, "properties": props}
+    return {"type": "Feature", "geometry": geometry, "properties": props}
+
+
+def _with_ids(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Features with a UUID ``id`` each, derived from the feature's content and position.
+
+    QuPath keeps any valid UUID; deriving it (uuid5) instead of drawing it (uuid4) makes the same
+    objects give the same bytes, so outputs are reproducible and diffable.
+    """
+    out = []
+    for i, f in enumerate(features):
+        if "id" in f:
+            out.append(f)
+            continue
+        body = json.dumps(f, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"maskllp:{i}:{body}"))
+        out.append({"type": f["type"], "id": fid, **{k: v for k, v in f.items() if k != "type"}})
+    return out
 
 
 def feature_collection_text(features: list[dict[str, Any]]) -> str:
-    """A FeatureCollection as compact standard JSON (NaN refused: it must never be written)."""
+    """A FeatureCollection as compact standard JSON (NaN refused: it must never be written).
+
+    Features without an ``id`` get a content-derived UUID (:func:`_with_ids`).
+    """
+    features = _with_ids(features)
     return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False,
                       allow_nan=False, separators=(",", ":")) + "\n"

@@ -29,6 +29,7 @@ import math
 import os
 import tempfile
 import threading
+import uuid
 import warnings
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
@@ -788,7 +789,10 @@ def write_tiled_tiff(
         options["resolutionunit"] = "CENTIMETER"
     metadata: dict[str, Any] | None = None
     if ome:
-        metadata = {"axes": "YXS"}
+        # A UUID derived from what is written (not tifffile's time-based default): same input,
+        # same bytes.
+        key = f"{path.name}:{height}x{width}:{mpp}:{tile}:{pyramid}:{jpeg_quality}"
+        metadata = {"axes": "YXS", "UUID": str(uuid.uuid5(uuid.NAMESPACE_URL, "maskllp:" + key))}
         if mpp is not None:
             metadata.update(PhysicalSizeX=mpp, PhysicalSizeXUnit="µm", PhysicalSizeY=mpp,
                             PhysicalSizeYUnit="µm")
