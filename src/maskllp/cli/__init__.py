@@ -38,11 +38,13 @@ def _root(
 
 
 def _register() -> None:
-    # Importing a command module registers its commands on ``app`` / ``train_app``.
-    from maskllp.cli import validate  # noqa: F401
+    # Importing a command module registers its commands on ``app`` / ``train_app``; the order
+    # here is the order of ``maskllp --help`` (the pipeline's order).
+    from maskllp.cli import validate  # noqa: F401, I001
     from maskllp.cli import synth  # noqa: F401
-    from maskllp.cli import stage2  # noqa: F401
     from maskllp.cli import stage1  # noqa: F401
+    from maskllp.cli import stage2  # noqa: F401
+    from maskllp.cli import predict  # noqa: F401
 
 
 _register()

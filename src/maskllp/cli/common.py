@@ -24,3 +24,8 @@ def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None):
     clean = {k: {kk: vv for kk, vv in v.items() if vv is not None}
              for k, v in (overrides or {}).items()}
     return load_config(path, {k: v for k, v in clean.items() if v})
+
+
+OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
+DEVICE_OPTION = typer.Option("cpu", "--device", help="Torch device for inference: cpu, cuda, cuda:1...")
+MPP_OPTION = typer.Option(None, "--mpp", help="Pixel size (microns) of every image, overriding metadata.")

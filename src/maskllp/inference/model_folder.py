@@ -10,9 +10,6 @@ several networks (``weights.safetensors`` keys are prefixed ``<name>.``).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskllp.errors import InputError
-from maskllp.io.atomic import current_umask
+from maskllp.io.atomic import staged_directory
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -46,10 +43,7 @@ def save_model_folder(path: str | Path, model: ModelFolder, overwrite: bool = Tr
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(path, "model folder exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700
-    try:
+    with staged_directory(path, overwrite=True) as stage:
         flat: dict[str, torch.Tensor] = {}
         for net, state in model.weights.items():
             for k, t in state.items():
@@ -60,16 +54,6 @@ def save_model_folder(path: str | Path, model: ModelFolder, overwrite: bool = Tr
         (stage / THRESHOLDS_FILE).write_text(
             json.dumps(model.thresholds, indent=2) + "\n", encoding="utf-8"
         )
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(stage, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, path)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
     return path
 
 

@@ -89,9 +89,18 @@ class Stage1MaskSource:
 
         with open_image(entry.image, entry.mpp) as reader:
             cells = self.model.detect(reader)
-            h0, w0 = reader.shape
-        downsample = max(h0 / shape[0], w0 / shape[1])
-        return resize_mask(self.model.tumour_mask(cells, downsample=downsample), shape)
+        return stage1_core_mask(self.model, cells, shape)
+
+
+def stage1_core_mask(model: Any, cells: Any, shape: tuple[int, int]) -> np.ndarray:
+    """M of a whole core from its stage-1 cells, at ``shape`` (h, w) over the same extent; bool.
+
+    ``model`` is a ``Stage1Model``, ``cells`` its ``DetectedCells`` of the core. Training
+    (:class:`Stage1MaskSource`) and prediction (``maskllp.inference.pipeline``) both build M here.
+    """
+    h0, w0 = cells.shape
+    downsample = max(h0 / shape[0], w0 / shape[1])
+    return resize_mask(model.tumour_mask(cells, downsample=downsample), shape)
 
 
 class TruthMaskSource:

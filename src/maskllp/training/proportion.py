@@ -182,10 +182,11 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
     import tempfile
 
     from maskllp.config import save_config
-    from maskllp.io.atomic import check_output_dir
+    from maskllp.inference.pipeline import STAGE1_SUBFOLDER
+    from maskllp.io.atomic import check_output_dir, staged_directory
     from maskllp.io.manifest import read_cohort
     from maskllp.proportion.cache import ItemCache, default_cache_root, prepare_items
-    from maskllp.proportion.masks import build_mask_source
+    from maskllp.proportion.masks import Stage1MaskSource, build_mask_source
 
     method = get_method(method) if isinstance(method, str) else method
     if method.head == "count":
@@ -193,7 +194,7 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
                                "classifier.classes = 'three'", "method")
     out_dir = check_output_dir(out_dir, overwrite)
     scheme = config.intervals.build()
-    cohort = read_cohort(cohort_path, scheme)
+    cohort = read_cohort(cohort_path, scheme, mapping=config.classes)
     entries = [e for e in cohort.entries if e.label is not None]
     if len(entries) < len(cohort.entries):
         log.warning("%d unlabelled core(s) left out of training", len(cohort.entries) - len(entries))
@@ -207,10 +208,14 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))
     try:
         model = train_proportion_model(items, method, config, work)
-        model.save(out_dir, {"mask_source": source.name})
-        if (work / "logs").is_dir():
-            shutil.move(str(work / "logs"), str(out_dir / "logs"))
+        with staged_directory(out_dir, overwrite) as stage:
+            model.save(stage, {"mask_source": source.name})
+            if isinstance(source, Stage1MaskSource):
+                # The stage 1 that made the training masks travels with the model: predict needs it.
+                source.model.save(stage / STAGE1_SUBFOLDER)
+            if (work / "logs").is_dir():
+                shutil.move(str(work / "logs"), str(stage / "logs"))
+            save_config(config, stage / "config.yaml")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    save_config(config, out_dir / "config.yaml")
     return model

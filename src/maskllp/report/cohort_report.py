@@ -1,0 +1,140 @@
+"""The cohort report of ``maskllp predict``: one self-contained HTML page over every predicted core.
+
+It holds the distribution of estimates over the interval scheme and the clinical cut-offs (1 %,
+50 %), the cores whose TPS is undefined (no tumour cells found) or close to a cut-off (worth a
+pathologist's look), agreement with the cores' labels when the input was a labelled manifest
+(confusion matrix, per-interval recall, mRecall, mPrecision, mF1), and a row per core linking its
+figure and JSON. The page loads no script and no remote resource.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CUT_OFFS = (0.01, 0.5)
+"""Clinical PD-L1 TPS cut-offs (>= 1 %, >= 50 %)."""
+NEAR_CUT_OFF = 0.2
+"""A defined estimate within this relative distance of a cut-off is flagged for review."""
+
+
+def _pct(p: float | None) -> str:
+    return "undefined" if p is None else f"{100 * p:.1f} %"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _bar(n: int, total: int) -> str:
+    width = 0 if total == 0 else round(200 * n / total)
+    return f'<span class="bar" style="width:{width}px"></span> {n}'
+
+
+def near_cut_off(p: float | None) -> bool:
+    """Whether an estimate lies within ``NEAR_CUT_OFF`` (relative) of a clinical cut-off."""
+    return p is not None and any(abs(p - c) <= NEAR_CUT_OFF * c for c in CUT_OFFS)
+
+
+def _distribution(results: Sequence[Any], scheme: Any) -> str:
+    names = list(scheme.names)
+    counts = {n: 0 for n in names}
+    undefined = 0
+    for r in results:
+        if r.interval is None:
+            undefined += 1
+        else:
+            counts[r.interval] += 1
+    rows = [[html.escape(n), _bar(counts[n], len(results))] for n in names]
+    rows.append(["undefined (no tumour cells)", _bar(undefined, len(results))])
+    tiers = [0, 0, 0]
+    for r in results:
+        if r.proportion is not None:
+            tiers[int(np.searchsorted(CUT_OFFS, r.proportion, side="right"))] += 1
+    tier_rows = [[t, _bar(n, len(results))] for t, n in zip(("< 1 %", "1-49 %", ">= 50 %"), tiers,
+                                                              strict=True)]
+    return ("<h2>Estimates by interval</h2>" + _table(["interval", "cores"], rows)
+            + "<h2>Estimates by clinical tier</h2>" + _table(["TPS", "cores"], tier_rows))
+
+
+def _agreement(results: Sequence[Any], scheme: Any) -> str:
+    from maskllp.evaluation.metrics import UNDEFINED, interval_metrics
+
+    pairs = []
+    for r in results:
+        if r.label is None or r.label == "":
+            continue
+        try:
+            true = scheme.parse(r.label).interval
+        except ValueError:
+            continue
+        pred = UNDEFINED if r.interval is None else scheme.names.index(r.interval)
+        pairs.append((true, pred))
+    if not pairs:
+        return ""
+    t, p = zip(*pairs, strict=True)
+    m = interval_metrics(list(t), list(p), len(scheme))
+    names = list(scheme.names)
+    conf_rows = [[html.escape(names[i])] + [str(v) for v in m.confusion[i]] for i in range(len(names))]
+    recall = [[html.escape(n), f"{v:.3f}"] for n, v in zip(names, m.recall, strict=True)]
+    return (
+        f"<h2>Agreement with the labels ({m.n} labelled cores)</h2>"
+        f"<p>mRecall {m.recall.mean():.3f} &middot; mPrecision {m.precision.mean():.3f} &middot; "
+        f"mF1 {m.f1.mean():.3f}; undefined predictions ({m.n_undefined}) count as wrong.</p>"
+        + _table(["label \\ predicted"] + names + ["undefined"], conf_rows)
+        + _table(["interval", "recall"], recall)
+    )
+
+
+def _cores(results: Sequence[Any]) -> str:
+    rows = []
+    for r in results:
+        flag = []
+        if r.proportion is None:
+            flag.append("undefined")
+        elif near_cut_off(r.proportion):
+            flag.append("near a cut-off")
+        name = html.escape(r.name)
+        figure = f'<a href="{name}.figure.png">figure</a>' if r.proportion_kind != "cell count" else ""
+        rows.append([
+            name, _pct(r.proportion), html.escape(r.interval or "-"),
+            "-" if r.tumour_cells is None else r.tumour_cells,
+            "-" if r.tumour_area_fraction is None else f"{100 * r.tumour_area_fraction:.1f} %",
+            html.escape(r.label or "-"), html.escape(", ".join(flag) or "-"),
+            f'<a href="{name}.tps.json">json</a> {figure}',
+        ])
+    return "<h2>Cores</h2>" + _table(
+        ["core", "TPS", "interval", "tumour cells", "tumour area", "label", "review", "files"], rows)
+
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
+.bar{display:inline-block;height:.8em;background:#b5523b}"""
+
+
+def cohort_report_html(results: Sequence[Any], scheme: Any, model: str) -> str:
+    """The report page for ``results`` (``maskllp.inference.pipeline.CoreResult``)."""
+    method = results[0].method if results else "-"
+    n_undef = sum(r.proportion is None for r in results)
+    n_review = sum(near_cut_off(r.proportion) for r in results)
+    intro = (f"<p>Model <code>{html.escape(model)}</code>, method <b>{html.escape(method)}</b>, "
+             f"{len(results)} core(s); {n_undef} with TPS undefined (no tumour cells found), "
+             f"{n_review} within {int(100 * NEAR_CUT_OFF)} % of a clinical cut-off (1 %, 50 %).</p>"
+             "<p>Estimates are a research tool's output, not a diagnosis: review the figures.</p>")
+    body = intro + _distribution(results, scheme) + _agreement(results, scheme) + _cores(results)
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>maskllp report</title>"
+            f"<style>{STYLE}</style></head><body><h1>maskllp: TPS report</h1>{body}</body></html>\n")
+
+
+def write_cohort_report(path: str | Path, results: Sequence[Any], scheme: Any, model: str) -> Path:
+    """Write :func:`cohort_report_html` to ``path`` atomically."""
+    from maskllp.io.atomic import write_text_atomic
+
+    write_text_atomic(path, cohort_report_html(results, scheme, model))
+    return Path(path)

@@ -1,0 +1,123 @@
+"""maskllp predict: a model folder (stage 2 + the stage 1 it carries) -> per-core outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from maskllp.config import Config
+from maskllp.errors import ProblemList
+from maskllp.inference.pipeline import Predictor, PredictRun, predict_cores
+from maskllp.methods import get_method
+
+
+def _model_dir(tmp_path, stage1_dir, method: str = "ours", with_stage1: bool = True):
+    """A random-weight stage-2 model folder; mask methods carry ``stage1_dir`` as ``stage1/``."""
+    import shutil
+
+    import torch
+
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.proportion.model import ProportionModel
+    from maskllp.proportion.network import ProportionNet
+
+    torch.manual_seed(0)
+    m = get_method(method)
+    model = ProportionModel(ProportionNet(m.network_spec(5)), m, PAPER_FIVE, 64)
+    out = model.save(tmp_path / f"model-{method}")
+    if m.uses_mask and with_stage1:
+        shutil.copytree(stage1_dir, out / "stage1")
+    return out
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.trainer.progress_bar = False
+    return cfg
+
+
+def test_predict_writes_every_output_and_is_deterministic(tmp_path, cohort_csv, stage1_dir):
+    model = _model_dir(tmp_path, stage1_dir)
+    images = sorted((cohort_csv.parent / "cores").glob("*.png"))[:2]
+    runs = []
+    for name in ("a", "b"):
+        run = PredictRun(model, images, tmp_path / name, mpp=0.5)
+        runs.append(predict_cores(run, _config()))
+    a, b = runs
+    assert [r.to_json() for r in a] == [r.to_json() for r in b]
+    for r in a:
+        assert r.method == "ours" and r.proportion_kind == "masked ratio"
+        assert 0.0 <= r.proportion <= 1.0
+        assert r.interval in Config().intervals.build().names
+        assert r.tumour_cells == r.cells > 0  # the fixture's stage 1 calls every cell tumour
+        for suffix in (".tps.json", ".figure.png", ".cells.geojson"):
+            assert (tmp_path / "a" / f"{r.name}{suffix}").is_file()
+        saved = json.loads((tmp_path / "a" / f"{r.name}.tps.json").read_text())
+        assert saved["proportion"] == pytest.approx(r.proportion)
+    for name in ("predictions.csv", "report.html", "config.yaml"):
+        assert (tmp_path / "a" / name).is_file()
+    rows = (tmp_path / "a" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(images)
+
+
+def test_no_tumour_cell_gives_undefined_not_zero(tmp_path, cohort_csv, stage1_dir):
+    cfg = json.loads((stage1_dir / "config.json").read_text())
+    cfg["mask"]["tumour_threshold"] = 1.0  # no score exceeds it: no tumour cell anywhere
+    (stage1_dir / "config.json").write_text(json.dumps(cfg))
+    model = _model_dir(tmp_path, stage1_dir)
+    image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    result = predict_cores(PredictRun(model, [image], tmp_path / "out", mpp=0.5), _config())[0]
+    assert result.proportion is None and result.interval is None
+    assert result.tumour_cells == 0
+    assert "undefined" in result.note
+    row = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[1].split(",")
+    assert row[3] == "" and row[5] == ""  # proportion, interval: empty, not 0
+
+
+def test_manifest_input_carries_labels_into_the_report(tmp_path, cohort_csv, stage1_dir):
+    model = _model_dir(tmp_path, stage1_dir, "class")
+    results = predict_cores(PredictRun(model, [cohort_csv], tmp_path / "out"), _config())
+    assert len(results) == 12
+    assert all(r.label for r in results)
+    assert all(r.proportion_kind == "interval midpoint" for r in results)
+    assert "Agreement with the labels (12 labelled cores)" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_det_model_counts_cells(tmp_path, cohort_csv, stage1_dir):
+    predictor = Predictor.load(stage1_dir)
+    assert predictor.method.name == "det"
+    image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    result, evidence = predictor.predict(image, mpp=0.5)
+    assert result.proportion_kind == "cell count"
+    assert result.s_p + result.s_n == result.tumour_cells
+    assert evidence.image is None and evidence.cells is not None
+
+
+def test_mask_method_without_stage1_is_refused_in_one_line(tmp_path, cohort_csv, stage1_dir, run_cli):
+    model = _model_dir(tmp_path, stage1_dir, with_stage1=False)
+    image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    code, out, err = run_cli("predict", model, image, "--out", tmp_path / "o")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and "give --stage1" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_image_stops_before_any_output(tmp_path, cohort_csv, stage1_dir, fixtures_dir):
+    model = _model_dir(tmp_path, stage1_dir)
+    good = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    with pytest.raises(ProblemList) as err:
+        predict_cores(PredictRun(model, [good, fixtures_dir / "truncated.png"], tmp_path / "o"), _config())
+    assert "truncated.png" in str(err.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_maps_and_mask_in_the_evidence_match_the_input(tmp_path, cohort_csv, stage1_dir):
+    predictor = Predictor.load(_model_dir(tmp_path, stage1_dir))
+    image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    result, evidence = predictor.predict(image, mpp=0.5)
+    assert evidence.image.shape == (64, 64, 3) and evidence.mask.shape == (64, 64)
+    assert evidence.maps.shape == (2, 8, 8) and np.all(evidence.maps >= 0)
+    # the cores are 48 x 64: the square's padding rows are white and outside the mask
+    assert np.all(evidence.image[:8] == 255) and not evidence.mask[:8].any()
