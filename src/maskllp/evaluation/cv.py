@@ -278,7 +278,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
 
     out_dir = check_output_dir(req.out_dir, req.overwrite)
     scheme = config.intervals.build()
-    cohort = read_cohort(req.cohort, scheme)
+    cohort = read_cohort(req.cohort, scheme, mapping=config.classes)
     _check_labels(cohort)
     entries = list(cohort.entries)
     exact = read_exact_truth(req.truth) if req.truth is not None else None
