@@ -186,7 +186,8 @@ def _check(cfg: Config, source: str | None) -> None:
         raise InputError(source, str(e), "section intervals") from None
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def read_config_mapping(path: Path) -> dict[str, Any]:
+    """The raw mapping of a config file (TOML/YAML/JSON), before defaults; InputError when unreadable."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -219,7 +220,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
     ``overrides`` (a nested mapping, e.g. from command-line options) is merged on top.
     """
-    data: dict[str, Any] = {} if path is None else _read_mapping(Path(path))
+    data: dict[str, Any] = {} if path is None else read_config_mapping(Path(path))
     if overrides:
         data = merge_mappings(data, overrides)
     return config_from_mapping(data, None if path is None else str(path))

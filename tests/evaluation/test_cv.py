@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from maskllp.errors import InputError, ProblemList
+from maskllp.errors import InputError
 from maskllp.evaluation.cv import CrossValidationRequest, make_folds, run_cross_validation
 from maskllp.methods import parse_methods
 
@@ -40,13 +40,26 @@ def test_masked_methods_without_a_mask_source_are_refused(cohort_csv, cv_config,
     assert not (tmp_path / "run").exists()
 
 
-def test_unlabelled_cores_are_refused_with_their_line(cohort_csv, cv_config, tmp_path) -> None:
+def test_unlabelled_cores_are_left_out_and_named(cohort_csv, cv_config, tmp_path) -> None:
     lines = cohort_csv.read_text().splitlines()
     lines[3] = lines[3].rsplit(",", 2)[0] + ",,0.5"
     cohort_csv.write_text("\n".join(lines) + "\n")
+    printed: list[str] = []
     req = CrossValidationRequest(cohort_csv, parse_methods("class"), tmp_path / "run")
-    with pytest.raises(ProblemList, match="line 4"):
+    result = run_cross_validation(req, cv_config, echo=printed.append)
+    assert any("1 core(s) without a label left out" in p and "lines 4" in p for p in printed)
+    expected = {f"core{i:02d}.png" for i in range(12)} - {"core02.png"}
+    assert {p.item.name for p in result.predictions} == expected
+
+
+def test_a_cohort_without_labels_is_refused(cohort_csv, cv_config, tmp_path) -> None:
+    lines = cohort_csv.read_text().splitlines()
+    lines = [lines[0]] + [ln.rsplit(",", 2)[0] + ",,0.5" for ln in lines[1:]]
+    cohort_csv.write_text("\n".join(lines) + "\n")
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), tmp_path / "run")
+    with pytest.raises(InputError, match="no labelled core"):
         run_cross_validation(req, cv_config, echo=lambda s: None)
+    assert not (tmp_path / "run").exists()
 
 
 def test_two_fold_cv_writes_predictions_and_the_table(cohort_csv, stage1_dir, cv_config, tmp_path) -> None:

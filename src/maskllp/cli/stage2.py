@@ -21,16 +21,6 @@ MAX_EPOCHS_OPTION = typer.Option(None, "--max-epochs", help="Overrides proportio
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
 
 
-def _quiet_lightning() -> None:
-    """Keep Lightning's per-run notices (GPU available, tips...) out of a many-run output."""
-    import logging
-
-    import lightning  # noqa: F401  (its import sets its loggers' levels: set ours after it)
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 @app.command("cv")
 def cross_validate(
     cohort: Path = typer.Argument(..., help="Cohort manifest (CSV) with a label for every core."),
@@ -57,7 +47,6 @@ def cross_validate(
 
     cfg = load_run_config(config, {"cv": {"folds": folds},
                                    "proportion": {"input_size": input_size, "max_epochs": max_epochs}})
-    _quiet_lightning()
     request = CrossValidationRequest(cohort, parse_methods(methods), out, stage1, mask_source, truth,
                                      det_model, overwrite)
     run_cross_validation(request, cfg, echo=typer.echo)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from maskllp.config import Config, save_config
-from maskllp.errors import InputError, ProblemList
+from maskllp.errors import InputError
 from maskllp.evaluation.metrics import UNDEFINED, interval_metrics, proportion_metrics
 from maskllp.evaluation.table import (
     MethodScores,
@@ -106,11 +106,16 @@ def read_exact_truth(path: Path) -> dict[str, float | None]:
 
 
 # ------------------------------------------------------------------------------------------ setup
-def _check_labels(cohort: Any) -> None:
-    problems = [InputError(cohort.path, "no label (cross-validation needs one for every core)",
-                           f"line {e.line}") for e in cohort.entries if e.label is None]
-    if problems:
-        raise ProblemList(problems, f"{cohort.path}: {len(problems)} core(s) without a label")
+def labelled_entries(cohort: Any, echo: Callable[[str], None]) -> list[Any]:
+    """The cohort's labelled cores; unlabelled ones (no TPS recorded) are left out, and said so."""
+    entries = [e for e in cohort.entries if e.label is not None]
+    left_out = [e.line for e in cohort.entries if e.label is None]
+    if left_out:
+        lines = ", ".join(map(str, left_out[:10])) + (" ..." if len(left_out) > 10 else "")
+        echo(f"{len(left_out)} core(s) without a label left out of cross-validation (lines {lines})")
+    if not entries:
+        raise InputError(cohort.path, "no labelled core: cross-validation needs labels")
+    return entries
 
 
 # ------------------------------------------------------------------------------------------ Det
@@ -279,8 +284,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     out_dir = check_output_dir(req.out_dir, req.overwrite)
     scheme = config.intervals.build()
     cohort = read_cohort(req.cohort, scheme, mapping=config.classes)
-    _check_labels(cohort)
-    entries = list(cohort.entries)
+    entries = labelled_entries(cohort, echo)
     exact = read_exact_truth(req.truth) if req.truth is not None else None
     try:
         folds = make_folds([e.label.interval for e in entries], [e.patient for e in entries],

@@ -21,6 +21,18 @@ from lightning.pytorch.loggers import CSVLogger
 from maskllp.training.config import TrainerConfig
 
 
+def quiet_lightning() -> None:
+    """Keep Lightning's per-run notices (GPU available, tips, a deprecation inside Lightning) out of
+    the output: a cross-validation runs dozens of trainings."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*limit_val_batches=1.0.*")
+
+
 class BestWeights(Callback):
     """Keep a CPU copy of the weights at the best value of ``monitor``; restore it at the end.
 
@@ -79,6 +91,7 @@ def build_trainer(
 
     ``out_dir`` receives ``logs/`` (CSV metrics) and, with ``save_checkpoints``, ``checkpoints/``.
     """
+    quiet_lightning()
     out_dir = Path(out_dir)
     best = BestWeights(monitor, mode)
     callbacks: list[Callback] = [best]
