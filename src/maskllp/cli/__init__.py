@@ -45,6 +45,7 @@ def _register() -> None:
     from maskllp.cli import stage1  # noqa: F401
     from maskllp.cli import stage2  # noqa: F401
     from maskllp.cli import predict  # noqa: F401
+    from maskllp.cli import demo  # noqa: F401
 
 
 _register()
