@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.detection.mask import tumour_mask
 from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
 from maskllp.inference.tiling import read_model_window
 
@@ -61,7 +62,7 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=TilingConfig.overlap)
     ap.add_argument("--backbone", default=ClassifierConfig.backbone)
     ap.add_argument("--feature-layer", default=ClassifierConfig.feature_layer)
-    ap.add_argument("--mask-downsample", type=float, default=4.0)
+    ap.add_argument("--mask-downsample", default="1,4", help="comma-separated mask resolutions to time")
     ap.add_argument("--cell-um", type=float, default=12.0, help="one detection per this many microns squared")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -92,17 +93,23 @@ def main() -> None:
     cells = model.detect(image)
     t1 = time.perf_counter()
     detect_rss = peak_rss_mib()
-    mask = model.tumour_mask(cells, downsample=args.mask_downsample)
-    t2 = time.perf_counter()
+    masks = []
+    alpha_px = model.mask.alpha_um / image.mpp
+    for d in (float(v) for v in args.mask_downsample.split(",")):
+        t = time.perf_counter()  # worst case: every detected cell is a tumour cell
+        mask = tumour_mask(cells.yx, np.ones(len(cells), bool), cells.shape, alpha_px, d)
+        masks.append((d, mask.shape, time.perf_counter() - t))
+        del mask
     n_tiles = len(model.tiles(grid))
     print(f"core {args.size} x {args.size} px at {image.mpp} um/px; tile {args.tile} + overlap "
           f"{model.margin} (window {first.window} px); {n_tiles} tiles; {args.threads} CPU threads; "
           f"device {args.device}; classifier {args.backbone}/{args.feature_layer}")
     print(f"detect + classify: {t1 - t0:.1f} s ({(t1 - t0) / n_tiles:.2f} s per tile), {len(cells)} cells")
-    print(f"tumour mask at downsample {args.mask_downsample:g}: {mask.shape[0]} x {mask.shape[1]}, "
-          f"{t2 - t1:.2f} s")
+    for d, shape, seconds in masks:
+        print(f"tumour mask of all {len(cells)} cells at downsample {d:g}: {shape[0]} x {shape[1]}, "
+              f"{seconds:.2f} s")
     print(f"peak RSS: {base:.0f} MiB after loading, {detect_rss:.0f} MiB after detection, "
-          f"{peak_rss_mib():.0f} MiB after the mask (a full-resolution float32 heatmap alone would be "
+          f"{peak_rss_mib():.0f} MiB after the masks (a full-resolution float32 heatmap alone would be "
           f"{args.size * args.size * 4 / 2**20:.0f} MiB)")
 
 
