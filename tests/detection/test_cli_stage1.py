@@ -112,3 +112,52 @@ def test_user_errors_are_one_line(monkeypatch, capsys, tiny_cohort):
     assert not (d / "det").exists()
     code, out, err = _run(monkeypatch, capsys, "detect", d / "missing", d / "core0.png", "--out", d / "x")
     assert code == 2 and "model folder not found" in err and not (d / "x").exists()
+
+
+@pytest.fixture
+def random_stage1(tmp_path):
+    """A stage-1 folder with tiny randomly initialised networks (no training)."""
+    import torch
+
+    from maskllp.detection.config import ClassifierConfig, DetectorConfig, TilingConfig
+    from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
+
+    torch.manual_seed(0)
+    det_cfg = DetectorConfig(base_channels=4, depth=3)
+    cls_cfg = ClassifierConfig(backbone="resnet18", feature_layer="layer1")
+    detector = DetectorModel(build_unet(det_cfg), det_cfg, 0.5, peak_threshold=-100.0, min_distance_um=4.0)
+    model = Stage1Model(detector, build_classifier(cls_cfg), cls_cfg, tiling=TilingConfig(64, 32))
+    return model.save(tmp_path / "random-stage1")
+
+
+def test_detect_needs_a_pixel_size(monkeypatch, capsys, tmp_path, random_stage1, make_core):
+    img, _, _ = make_core(48)
+    write_image(tmp_path / "nompp.png", img)
+    code, out, err = _run(monkeypatch, capsys, "detect", random_stage1, tmp_path / "nompp.png", "--out",
+                          tmp_path / "out")
+    assert code == 2 and "nompp.png" in err and "pixel size unknown" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    code, out, err = _run(monkeypatch, capsys, "detect", random_stage1, tmp_path / "nompp.png", "--out",
+                          tmp_path / "out", "--mpp", "0.25")
+    assert code in (0, None), err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["images"][0]
+    assert summary["mpp"] == 0.25 and summary["mask_shape"] == [48, 48]
+
+
+def test_evaluate_against_synthetic_truth(monkeypatch, capsys, tmp_path, random_stage1):
+    from maskllp.synth import generate_cohort
+    from maskllp.synth.config import SynthConfig
+
+    manifest = generate_cohort(tmp_path / "syn", 2, SynthConfig(size=128, seed=3))
+    code, out, err = _run(monkeypatch, capsys, "evaluate-detection", random_stage1, manifest, "--truth",
+                          tmp_path / "syn" / "truth.csv", "--out", tmp_path / "eval.json")
+    assert code in (0, None), err
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["overall"]["cores"] == 2 and report["skipped"] == []
+    from maskllp.synth.truth import read_truth
+
+    truth = read_truth(tmp_path / "syn" / "truth.csv")
+    for core in report["cores"]:
+        t, d = truth[core["name"]], core["detection"]
+        assert d["tp"] + d["fn"] == t.n_positive + t.n_negative + t.n_non_tumour > 0
+    assert report["config"]["mask"]["alpha_um"] == 5.0
