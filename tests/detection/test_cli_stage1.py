@@ -41,6 +41,7 @@ overlap = 32
 accelerator = "cpu"
 devices = "1"
 progress_bar = false
+save_checkpoints = true
 """
 
 
@@ -72,6 +73,8 @@ def test_train_detect_evaluate(monkeypatch, capsys, tiny_cohort):
                           "--config", cfg)
     assert code in (0, None), err
     assert "peak threshold" in out and (d / "det" / "config.yaml").is_file()
+    assert (d / "det" / "checkpoints" / "last.ckpt").is_file()
+    assert (d / "det" / "logs" / "metrics.csv").is_file()
     assert json.loads((d / "det" / "config.json").read_text())["kind"] == "detector"
 
     code, out, err = _run(monkeypatch, capsys, "train", "tumour-classifier", d / "cohort.csv", "--detector",

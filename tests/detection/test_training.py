@@ -78,3 +78,20 @@ def test_cell_labels_from_points_and_regions():
     cells = np.array([[10.5, 10.0], [30.0, 31.0], [50.0, 49.0], [70.0, 10.0], [10.0, 70.0], [40.0, 5.0]])
     assert cell_labels(cells, image, "tumour", 3.0).tolist() == [1, 0, 1, 0, 1, -1]
     assert cell_labels(cells, image, "three", 3.0).tolist() == [0, 2, -1, 2, -1, -1]
+
+
+def test_classifier_starts_from_a_local_weights_file(tmp_path):
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    from maskllp.inference.stage1 import build_classifier
+
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18(weights=None)
+    save_file(reference.state_dict(), str(tmp_path / "r18.safetensors"))
+    cfg = ClassifierConfig(backbone="resnet18", feature_layer="layer2")
+    net = build_classifier(cfg, tmp_path / "r18.safetensors")
+    assert torch.equal(net.trunk[0].weight, reference.conv1.weight)
+    assert torch.equal(net.trunk[5][0].conv1.weight, reference.layer2[0].conv1.weight)
+    assert not torch.equal(build_classifier(cfg).trunk[0].weight, reference.conv1.weight)

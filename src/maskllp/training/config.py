@@ -17,3 +17,5 @@ class TrainerConfig:
     num_workers: int = 0
     seed: int = 0
     progress_bar: bool = True
+    save_checkpoints: bool = False
+    """Also keep Lightning checkpoints (last and best epoch) in the run's ``checkpoints/`` folder."""

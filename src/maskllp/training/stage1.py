@@ -291,7 +291,8 @@ class CropDataModule(L.LightningDataModule):
 def _fit(module: L.LightningModule, data: CropDataModule, config: Config, work_dir: Path,
          max_epochs: int, patience: int) -> None:
     trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=max_epochs, patience=patience,
-                               has_validation=data.val is not None and len(data.val) > 0)
+                               has_validation=data.val is not None and len(data.val) > 0,
+                               save_checkpoints=config.trainer.save_checkpoints)
     trainer.fit(module, datamodule=data)
 
 
@@ -593,14 +594,14 @@ def classifier_scores(net: nn.Module, crops: FixedCellCrops) -> ClassificationSc
 
 # =============================================================================== folders
 def finish_model_folder(model: Stage1Model, out_dir: Path, work_dir: Path, config: Config) -> Path:
-    """Save ``model`` to ``out_dir`` (atomically), then add the run's logs and ``config.yaml``."""
+    """Save ``model`` to ``out_dir`` (atomically), then add the run's logs (and Lightning checkpoints
+    when kept) and ``config.yaml``."""
     from maskllp.config import save_config
 
     path = model.save(out_dir)
-    logs = work_dir / "logs"
-    if logs.is_dir():
-        shutil.rmtree(path / "logs", ignore_errors=True)
-        shutil.move(str(logs), str(path / "logs"))
+    for name in ("logs", "checkpoints"):
+        if (work_dir / name).is_dir():
+            shutil.move(str(work_dir / name), str(path / name))
     save_config(config, path / "config.yaml")
     return path
 
