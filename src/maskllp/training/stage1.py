@@ -36,6 +36,7 @@ from maskllp.detection.augment import Dihedral, stain_jitter
 from maskllp.detection.classifier import CellClassLoss, class_probabilities
 from maskllp.detection.config import ClassifierConfig, DetectorConfig
 from maskllp.detection.heatmap import centre_heatmap
+from maskllp.detection.tensors import rgb_to_tensor
 from maskllp.errors import InputError
 from maskllp.evaluation.detection_metrics import (
     ClassificationScores,
@@ -166,7 +167,8 @@ def _augment(rgb: np.ndarray, rng: np.random.Generator, jitter: float) -> tuple[
 
 
 def _chw(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0).contiguous()
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return rgb_to_tensor(rgb)[0]
 
 
 class _Seeded:
