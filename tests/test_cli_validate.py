@@ -8,16 +8,6 @@ import sys
 
 import pytest
 
-from maskllp.cli import main
-
-
-def _run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["maskllp", *map(str, args)])
-    with pytest.raises(SystemExit) as info:
-        main()
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
 
 @pytest.fixture
 def good_cohort(fixtures_dir, tmp_path):
@@ -33,8 +23,8 @@ def good_cohort(fixtures_dir, tmp_path):
     return path
 
 
-def test_validate_prints_summary_and_exits_0(monkeypatch, capsys, good_cohort, tmp_path):
-    code, out, err = _run(monkeypatch, capsys, "validate", good_cohort)
+def test_validate_prints_summary_and_exits_0(run_cli, good_cohort, tmp_path):
+    code, out, err = run_cli("validate", good_cohort)
     assert code in (0, None)
     assert f"Cohort {good_cohort}: 3 cores" in out
     assert "Labels (paper5): 0-1 %: 1, 1-25 %: 1, 25-50 %: 0, 50-75 %: 1, 75-100 %: 0" in out
@@ -43,20 +33,20 @@ def test_validate_prints_summary_and_exits_0(monkeypatch, capsys, good_cohort, t
     assert os.listdir(tmp_path) == ["cohort.csv"]  # validate writes nothing
 
 
-def test_validate_with_config(monkeypatch, capsys, good_cohort, tmp_path):
+def test_validate_with_config(run_cli, good_cohort, tmp_path):
     config = tmp_path / "clinical.toml"
     config.write_text('[intervals]\nscheme = "clinical3"\n')
-    code, out, err = _run(monkeypatch, capsys, "validate", good_cohort, "--config", config)
+    code, out, err = run_cli("validate", good_cohort, "--config", config)
     assert code == 2 and "line 2, column label: label '1-25 %' is not an interval of the 'clinical3'" in err
     good_cohort.write_text(good_cohort.read_text().replace("1-25 %", "1-49 %"))
-    code, out, _ = _run(monkeypatch, capsys, "validate", good_cohort, "--config", config)
+    code, out, _ = run_cli("validate", good_cohort, "--config", config)
     assert code in (0, None)
     assert "Labels (clinical3): <1 %: 1, 1-49 %: 1, >=50 %: 1" in out
 
 
-def test_validate_lists_every_problem_and_exits_2(monkeypatch, capsys, fixtures_dir):
+def test_validate_lists_every_problem_and_exits_2(run_cli, fixtures_dir):
     path = fixtures_dir / "cohort_bad" / "cohort.csv"
-    code, out, err = _run(monkeypatch, capsys, "validate", path)
+    code, out, err = run_cli("validate", path)
     assert code == 2 and out == ""
     lines = err.splitlines()
     assert len(lines) == 9 and all(line.startswith(f"error: {path}") for line in lines)
@@ -67,15 +57,15 @@ def test_validate_lists_every_problem_and_exits_2(monkeypatch, capsys, fixtures_
     (lambda d: d / "nope.csv", "cohort manifest not found"),
     (lambda d: d, "is a folder"),
 ])
-def test_unreadable_manifest_is_one_line(monkeypatch, capsys, tmp_path, make, words):
-    code, out, err = _run(monkeypatch, capsys, "validate", make(tmp_path))
+def test_unreadable_manifest_is_one_line(run_cli, tmp_path, make, words):
+    code, out, err = run_cli("validate", make(tmp_path))
     assert code == 2 and len(err.splitlines()) == 1 and words in err
 
 
-def test_bad_config_is_one_line(monkeypatch, capsys, good_cohort, tmp_path):
+def test_bad_config_is_one_line(run_cli, good_cohort, tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("intervals:\n  schema: clinical3\n")
-    code, _, err = _run(monkeypatch, capsys, "validate", good_cohort, "--config", config)
+    code, _, err = run_cli("validate", good_cohort, "--config", config)
     assert code == 2 and err.splitlines() == [
         f"error: {config}: key intervals.schema: unknown setting (known: boundaries, names, scheme)"]
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from maskllp.cli import main
 from maskllp.io.annotations import PointAnnotations, read_annotations, write_point_annotations_geojson
 from maskllp.io.images import open_image, write_image
 from maskllp.io.manifest import write_cohort
@@ -45,14 +43,6 @@ save_checkpoints = true
 """
 
 
-def _run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["maskllp", *map(str, args)])
-    with pytest.raises(SystemExit) as info:
-        main()
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
-
 @pytest.fixture
 def tiny_cohort(tmp_path, make_core):
     rows = []
@@ -66,10 +56,10 @@ def tiny_cohort(tmp_path, make_core):
     return tmp_path
 
 
-def test_train_detect_evaluate(monkeypatch, capsys, tiny_cohort):
+def test_train_detect_evaluate(run_cli, tiny_cohort):
     d = tiny_cohort
     cfg = d / "tiny.toml"
-    code, out, err = _run(monkeypatch, capsys, "train", "detector", d / "cohort.csv", "--out", d / "det",
+    code, out, err = run_cli("train", "detector", d / "cohort.csv", "--out", d / "det",
                           "--config", cfg)
     assert code in (0, None), err
     assert "peak threshold" in out and (d / "det" / "config.yaml").is_file()
@@ -77,13 +67,13 @@ def test_train_detect_evaluate(monkeypatch, capsys, tiny_cohort):
     assert (d / "det" / "logs" / "metrics.csv").is_file()
     assert json.loads((d / "det" / "config.json").read_text())["kind"] == "detector"
 
-    code, out, err = _run(monkeypatch, capsys, "train", "tumour-classifier", d / "cohort.csv", "--detector",
+    code, out, err = run_cli("train", "tumour-classifier", d / "cohort.csv", "--detector",
                           d / "det", "--out", d / "s1", "--config", cfg)
     assert code in (0, None), err
     config = json.loads((d / "s1" / "config.json").read_text())
     assert config["kind"] == "stage1" and config["mpp"] == 0.5 and "classifier" in config
 
-    code, out, err = _run(monkeypatch, capsys, "detect", d / "s1", d / "core0.png", d / "core1.png", "--out",
+    code, out, err = run_cli("detect", d / "s1", d / "core0.png", d / "core1.png", "--out",
                           d / "found", "--mask-downsample", "2", "--config", cfg)
     assert code in (0, None), err
     found = d / "found"
@@ -99,7 +89,7 @@ def test_train_detect_evaluate(monkeypatch, capsys, tiny_cohort):
     with open_image(found / "core0.preview.png") as preview:
         assert preview.shape == (64, 64)
 
-    code, out, err = _run(monkeypatch, capsys, "evaluate-detection", d / "s1", d / "cohort.csv", "--out",
+    code, out, err = run_cli("evaluate-detection", d / "s1", d / "cohort.csv", "--out",
                           d / "eval.json", "--config", cfg)
     assert code in (0, None), err
     report = json.loads((d / "eval.json").read_text())
@@ -107,13 +97,13 @@ def test_train_detect_evaluate(monkeypatch, capsys, tiny_cohort):
     assert 0 <= report["overall"]["detection"]["recall"] <= 1
 
 
-def test_user_errors_are_one_line(monkeypatch, capsys, tiny_cohort):
+def test_user_errors_are_one_line(run_cli, tiny_cohort):
     d = tiny_cohort
     write_cohort(d / "nopoints.csv", [{"image": str(d / "core0.png")}])
-    code, out, err = _run(monkeypatch, capsys, "train", "detector", d / "nopoints.csv", "--out", d / "det")
+    code, out, err = run_cli("train", "detector", d / "nopoints.csv", "--out", d / "det")
     assert code == 2 and err.count("\n") == 1 and "no core has point annotations" in err
     assert not (d / "det").exists()
-    code, out, err = _run(monkeypatch, capsys, "detect", d / "missing", d / "core0.png", "--out", d / "x")
+    code, out, err = run_cli("detect", d / "missing", d / "core0.png", "--out", d / "x")
     assert code == 2 and "model folder not found" in err and not (d / "x").exists()
 
 
@@ -133,26 +123,26 @@ def random_stage1(tmp_path):
     return model.save(tmp_path / "random-stage1")
 
 
-def test_detect_needs_a_pixel_size(monkeypatch, capsys, tmp_path, random_stage1, make_core):
+def test_detect_needs_a_pixel_size(run_cli, tmp_path, random_stage1, make_core):
     img, _, _ = make_core(48)
     write_image(tmp_path / "nompp.png", img)
-    code, out, err = _run(monkeypatch, capsys, "detect", random_stage1, tmp_path / "nompp.png", "--out",
+    code, out, err = run_cli("detect", random_stage1, tmp_path / "nompp.png", "--out",
                           tmp_path / "out")
     assert code == 2 and "nompp.png" in err and "pixel size unknown" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
-    code, out, err = _run(monkeypatch, capsys, "detect", random_stage1, tmp_path / "nompp.png", "--out",
+    code, out, err = run_cli("detect", random_stage1, tmp_path / "nompp.png", "--out",
                           tmp_path / "out", "--mpp", "0.25")
     assert code in (0, None), err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["images"][0]
     assert summary["mpp"] == 0.25 and summary["mask_shape"] == [48, 48]
 
 
-def test_evaluate_against_synthetic_truth(monkeypatch, capsys, tmp_path, random_stage1):
+def test_evaluate_against_synthetic_truth(run_cli, tmp_path, random_stage1):
     from maskllp.synth import generate_cohort
     from maskllp.synth.config import SynthConfig
 
     manifest = generate_cohort(tmp_path / "syn", 2, SynthConfig(size=128, seed=3))
-    code, out, err = _run(monkeypatch, capsys, "evaluate-detection", random_stage1, manifest, "--truth",
+    code, out, err = run_cli("evaluate-detection", random_stage1, manifest, "--truth",
                           tmp_path / "syn" / "truth.csv", "--out", tmp_path / "eval.json")
     assert code in (0, None), err
     report = json.loads((tmp_path / "eval.json").read_text())

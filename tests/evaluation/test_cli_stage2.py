@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from maskllp.cli import main
 from maskllp.intervals import PAPER_FIVE
 from maskllp.proportion.config import LossConfig
 from maskllp.proportion.losses import focal_proportion_loss, weighted_focal_proportion_loss
 from maskllp.report.loss_curves import loss_curves
 
 TINY = ["--input-size", "64", "--max-epochs", "1"]
-
-
-def _run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["maskllp", *map(str, args)])
-    with pytest.raises(SystemExit) as info:
-        main()
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture
@@ -33,8 +23,8 @@ def tiny_toml(tmp_path):
     return path
 
 
-def test_cv_refuses_masked_methods_without_stage1(monkeypatch, capsys, cohort_csv, tmp_path) -> None:
-    code, out, err = _run(monkeypatch, capsys, "cv", cohort_csv, "--methods", "prop,ours", "--folds", "2",
+def test_cv_refuses_masked_methods_without_stage1(run_cli, cohort_csv, tmp_path) -> None:
+    code, out, err = run_cli("cv", cohort_csv, "--methods", "prop,ours", "--folds", "2",
                           "--out", tmp_path / "run")
     assert code == 2
     assert err.strip().splitlines() == [
@@ -43,13 +33,13 @@ def test_cv_refuses_masked_methods_without_stage1(monkeypatch, capsys, cohort_cs
     assert not (tmp_path / "run").exists()
 
 
-def test_cv_unknown_method_is_one_line(monkeypatch, capsys, cohort_csv, tmp_path) -> None:
-    code, _, err = _run(monkeypatch, capsys, "cv", cohort_csv, "--methods", "ours,magic", "--out", tmp_path)
+def test_cv_unknown_method_is_one_line(run_cli, cohort_csv, tmp_path) -> None:
+    code, _, err = run_cli("cv", cohort_csv, "--methods", "ours,magic", "--out", tmp_path)
     assert code == 2 and "unknown method 'magic'" in err and "Traceback" not in err
 
 
-def test_cv_from_the_command_line(monkeypatch, capsys, cohort_csv, tiny_toml, tmp_path) -> None:
-    code, out, err = _run(monkeypatch, capsys, "cv", cohort_csv, "--methods", "prop-nomask", "--folds", "2",
+def test_cv_from_the_command_line(run_cli, cohort_csv, tiny_toml, tmp_path) -> None:
+    code, out, err = run_cli("cv", cohort_csv, "--methods", "prop-nomask", "--folds", "2",
                           "--out", tmp_path / "run", "--config", tiny_toml, *TINY)
     assert code in (0, None), err
     assert "Prop w/o mask" in out and "mF1" in out
@@ -61,10 +51,10 @@ def test_cv_from_the_command_line(monkeypatch, capsys, cohort_csv, tiny_toml, tm
     assert resolved.proportion.max_steps == 2 and resolved.proportion.loss.gammas is None
 
 
-def test_train_proportion_writes_a_model_folder(monkeypatch, capsys, cohort_csv, stage1_dir, tiny_toml,
+def test_train_proportion_writes_a_model_folder(run_cli, cohort_csv, stage1_dir, tiny_toml,
                                                 tmp_path) -> None:
     out_dir = tmp_path / "model"
-    code, out, err = _run(monkeypatch, capsys, "train", "proportion", cohort_csv, "--method", "wprop",
+    code, out, err = run_cli("train", "proportion", cohort_csv, "--method", "wprop",
                           "--stage1", stage1_dir, "--out", out_dir, "--config", tiny_toml, *TINY)
     assert code in (0, None), err
     assert "WProp:" in out and "model written to" in out
@@ -73,13 +63,13 @@ def test_train_proportion_writes_a_model_folder(monkeypatch, capsys, cohort_csv,
     assert (out_dir / "config.yaml").is_file() and (out_dir / "logs" / "metrics.csv").is_file()
     assert not list(tmp_path.glob(".model.*"))
 
-    code, _, err = _run(monkeypatch, capsys, "train", "proportion", cohort_csv, "--method", "wprop",
+    code, _, err = run_cli("train", "proportion", cohort_csv, "--method", "wprop",
                         "--out", out_dir, "--config", tiny_toml, *TINY)
     assert code == 2 and "output folder exists" in err
 
 
-def test_plot_loss_draws_fig3(monkeypatch, capsys, tmp_path) -> None:
-    code, out, err = _run(monkeypatch, capsys, "plot-loss", "--out", tmp_path / "fig3.png")
+def test_plot_loss_draws_fig3(run_cli, tmp_path) -> None:
+    code, out, err = run_cli("plot-loss", "--out", tmp_path / "fig3.png")
     assert code in (0, None), err
     assert (tmp_path / "fig3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "fig3.config.yaml").is_file()

@@ -29,3 +29,9 @@ def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None):
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
 DEVICE_OPTION = typer.Option("cpu", "--device", help="Torch device for inference: cpu, cuda, cuda:1...")
 MPP_OPTION = typer.Option(None, "--mpp", help="Pixel size (microns) of every image, overriding metadata.")
+ACCELERATOR_OPTION = typer.Option(None, "--accelerator",
+                                  help="cpu, gpu, auto... (config trainer.accelerator: auto).")
+DEVICES_OPTION = typer.Option(None, "--devices",
+                              help="Device count ('4') or list ('0,1') (config trainer.devices: auto).")
+STRATEGY_OPTION = typer.Option(None, "--strategy",
+                               help="'ddp' for multi-GPU data parallel (config trainer.strategy: auto).")

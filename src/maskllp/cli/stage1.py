@@ -8,19 +8,21 @@ from pathlib import Path
 import typer
 
 from maskllp.cli import app, train_app
-from maskllp.cli.common import CONFIG_OPTION
+from maskllp.cli.common import (
+    ACCELERATOR_OPTION,
+    CONFIG_OPTION,
+    DEVICE_OPTION,
+    DEVICES_OPTION,
+    MPP_OPTION,
+    OVERWRITE_OPTION,
+    STRATEGY_OPTION,
+)
 
-OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
 MAX_EPOCHS_OPTION = typer.Option(None, "--max-epochs", help="Most epochs (early stopping may end sooner).")
 STEPS_OPTION = typer.Option(None, "--steps-per-epoch", help="Batches of random crops per epoch.")
-ACCELERATOR_OPTION = typer.Option(None, "--accelerator", help="cpu, gpu, auto... [config trainer: auto].")
-DEVICES_OPTION = typer.Option(None, "--devices", help="Device count ('4') or list ('0,1') [config: auto].")
-STRATEGY_OPTION = typer.Option(None, "--strategy", help="'ddp' for multi-GPU data parallel [config: auto].")
-DEVICE_OPTION = typer.Option("cpu", "--device", help="Torch device for inference: cpu, cuda, cuda:1...")
-MPP_OPTION = typer.Option(None, "--mpp", help="Pixel size (microns) of every image, overriding metadata.")
 MASK_DOWNSAMPLE_OPTION = typer.Option(None, "--mask-downsample", help="Level-0 pixels per mask pixel "
-                                      "[config mask.downsample: 1].")
-TILE_OPTION = typer.Option(None, "--tile", help="Tile side in model pixels [config tiling.tile: 512].")
+                                      "(config mask.downsample: 1).")
+TILE_OPTION = typer.Option(None, "--tile", help="Tile side in model pixels (config tiling.tile: 512).")
 
 
 def _trainer(accelerator: str | None, devices: str | None, strategy: str | None) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from maskllp.cli import app, train_app
-from maskllp.cli.common import CONFIG_OPTION
+from maskllp.cli.common import CONFIG_OPTION, OVERWRITE_OPTION
 
 STAGE1_OPTION = typer.Option(None, "--stage1", help="Stage-1 model folder: tumour masks for the masked "
                              "methods (computed once, cached with the cohort).")
@@ -18,7 +18,6 @@ TRUTH_OPTION = typer.Option(None, "--truth", help="Synthetic truth CSV: exact pr
 INPUT_SIZE_OPTION = typer.Option(None, "--input-size", help="Side of the network input (multiple of "
                                  "32; the paper: 2048). Overrides proportion.input_size.")
 MAX_EPOCHS_OPTION = typer.Option(None, "--max-epochs", help="Overrides proportion.max_epochs.")
-OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
 
 
 @app.command("cv")
