@@ -47,16 +47,9 @@ def test_truth_masks_cover_the_true_tumour_cells(synthetic, tmp_path) -> None:
         assert item.proportion is None or item.proportion == pytest.approx(cores[entry.image.name].tps)
 
 
-def test_oracle_cv_reports_exact_errors(synthetic, tmp_path) -> None:
+def test_oracle_cv_reports_exact_errors(synthetic, cv_config, tmp_path) -> None:
     manifest, truth = synthetic
-    cfg = Config()
-    cfg.proportion.input_size = 64
-    cfg.proportion.batch_size = 4
-    cfg.proportion.max_steps = 2
-    cfg.trainer.accelerator = "cpu"
-    cfg.trainer.devices = "1"
-    cfg.trainer.progress_bar = False
-    cfg.cv.folds = 2
+    cfg = cv_config
     req = CrossValidationRequest(manifest, parse_methods("ours"), tmp_path / "run", mask_source="truth",
                                  truth=truth)
     result = run_cross_validation(req, cfg, echo=lambda s: None)
