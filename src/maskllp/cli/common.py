@@ -35,3 +35,11 @@ DEVICES_OPTION = typer.Option(None, "--devices",
                               help="Device count ('4') or list ('0,1') (config trainer.devices: auto).")
 STRATEGY_OPTION = typer.Option(None, "--strategy",
                                help="'ddp' for multi-GPU data parallel (config trainer.strategy: auto).")
+PRETRAINED_OPTION = typer.Option(None, "--pretrained-weights",
+                                 help="Local ImageNet ResNet weights file (random init without).")
+
+
+def trainer_overrides(accelerator: str | None = None, devices: str | None = None,
+                      strategy: str | None = None) -> dict[str, str | None]:
+    """The ``[trainer]`` overrides of the --accelerator / --devices / --strategy options."""
+    return {"accelerator": accelerator, "devices": devices, "strategy": strategy}

@@ -15,7 +15,9 @@ from maskllp.cli.common import (
     DEVICES_OPTION,
     MPP_OPTION,
     OVERWRITE_OPTION,
+    PRETRAINED_OPTION,
     STRATEGY_OPTION,
+    trainer_overrides,
 )
 
 MAX_EPOCHS_OPTION = typer.Option(None, "--max-epochs", help="Most epochs (early stopping may end sooner).")
@@ -24,9 +26,6 @@ MASK_DOWNSAMPLE_OPTION = typer.Option(None, "--mask-downsample", help="Level-0 p
                                       "(config mask.downsample: 1).")
 TILE_OPTION = typer.Option(None, "--tile", help="Tile side in model pixels (config tiling.tile: 512).")
 
-
-def _trainer(accelerator: str | None, devices: str | None, strategy: str | None) -> dict:
-    return {"accelerator": accelerator, "devices": devices, "strategy": strategy}
 
 
 @train_app.command("detector")
@@ -50,7 +49,7 @@ def train_detector(
     from maskllp.training.stage1 import run_train_detector
 
     cfg = load_run_config(config, {"detector": {"max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
-                                   "trainer": _trainer(accelerator, devices, strategy)})
+                                   "trainer": trainer_overrides(accelerator, devices, strategy)})
     path = run_train_detector(cohort, out, cfg, overwrite)
     _echo_validation(path)
 
@@ -62,8 +61,7 @@ def train_tumour_classifier(
     out: Path = typer.Option(..., "--out", help="Stage-1 model folder to write (detector + classifier)."),
     classes: str | None = typer.Option(None, "--classes", help="'tumour' (tumour vs non-tumour) or 'three' "
                                        "(positive / negative tumour / non-tumour, the Det baseline)."),
-    pretrained_weights: Path | None = typer.Option(None, "--pretrained-weights", help="Local ImageNet "
-                                                   "ResNet weights file (random init without)."),
+    pretrained_weights: Path | None = PRETRAINED_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
     steps_per_epoch: int | None = STEPS_OPTION,
     accelerator: str | None = ACCELERATOR_OPTION,
@@ -80,7 +78,7 @@ def train_tumour_classifier(
     cfg = load_run_config(config, {
         "classifier": {"classes": classes, "pretrained_weights": weights, "max_epochs": max_epochs,
                        "steps_per_epoch": steps_per_epoch},
-        "trainer": _trainer(accelerator, devices, strategy)})
+        "trainer": trainer_overrides(accelerator, devices, strategy)})
     path = run_train_classifier(cohort, detector, out, cfg, overwrite)
     _echo_validation(path)
 

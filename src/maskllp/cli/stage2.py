@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from maskllp.cli import app, train_app
-from maskllp.cli.common import CONFIG_OPTION, OVERWRITE_OPTION
+from maskllp.cli.common import (
+    ACCELERATOR_OPTION,
+    CONFIG_OPTION,
+    DEVICES_OPTION,
+    OVERWRITE_OPTION,
+    PRETRAINED_OPTION,
+    STRATEGY_OPTION,
+    trainer_overrides,
+)
 
 STAGE1_OPTION = typer.Option(None, "--stage1", help="Stage-1 model folder: tumour masks for the masked "
                              "methods (computed once, cached with the cohort).")
@@ -36,6 +44,8 @@ def cross_validate(
                                           "classifier trained per fold over the --stage1 detector)."),
     input_size: int | None = INPUT_SIZE_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
+    pretrained_weights: Path | None = PRETRAINED_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
@@ -45,7 +55,9 @@ def cross_validate(
     from maskllp.methods import parse_methods
 
     cfg = load_run_config(config, {"cv": {"folds": folds},
-                                   "proportion": {"input_size": input_size, "max_epochs": max_epochs}})
+                                   "proportion": {"input_size": input_size, "max_epochs": max_epochs,
+                                                  "pretrained_weights": pretrained_weights},
+                                   "trainer": trainer_overrides(accelerator)})
     request = CrossValidationRequest(cohort, parse_methods(methods), out, stage1, mask_source, truth,
                                      det_model, overwrite)
     run_cross_validation(request, cfg, echo=typer.echo)
@@ -62,18 +74,25 @@ def train_proportion(
     truth: Path | None = TRUTH_OPTION,
     input_size: int | None = INPUT_SIZE_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
+    pretrained_weights: Path | None = PRETRAINED_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
+    devices: str | None = DEVICES_OPTION,
+    strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Train a stage-2 proportion model on a cohort and save it as a model folder."""
+    """Train a stage-2 proportion model on a cohort and save it as a model folder (with the stage 1
+    that made its masks, so that 'maskllp predict' needs nothing else)."""
     from maskllp.cli.common import load_run_config
     from maskllp.training.proportion import train_on_cohort
 
     cfg = load_run_config(config, {"proportion": {"method": method, "input_size": input_size,
-                                                  "max_epochs": max_epochs}})
+                                                  "max_epochs": max_epochs,
+                                                  "pretrained_weights": pretrained_weights},
+                                   "trainer": trainer_overrides(accelerator, devices, strategy)})
     model = train_on_cohort(cohort, cfg.proportion.method, cfg, out, stage1=stage1,
                             mask_source=mask_source, truth=truth, overwrite=overwrite)
-    s = model.summary
+    s = model.summary if model is not None else None  # None in the extra processes of a DDP run
     if s is not None:
         typer.echo(f"{model.method.display_name}: {s.n_train} training and {s.n_val} validation cores"
                    f"{f', {s.n_skipped} left out (empty tumour mask)' if s.n_skipped else ''}; "

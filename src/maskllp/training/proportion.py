@@ -30,7 +30,7 @@ from maskllp.methods import Method, get_method
 from maskllp.proportion.data import Stage2Dataset, Stage2Item
 from maskllp.proportion.model import ProportionModel, TrainingSummary, predicted_intervals
 from maskllp.proportion.network import ProportionNet
-from maskllp.training.trainer import build_trainer
+from maskllp.training.trainer import build_trainer, is_global_zero
 
 log = logging.getLogger("maskllp")
 
@@ -74,7 +74,7 @@ class ProportionModule(L.LightningModule):
         if self.trainer.world_size > 1:
             true, pred = self.all_gather(true).flatten(), self.all_gather(pred).flatten()
         mf1 = interval_metrics(true.cpu().numpy(), pred.cpu().numpy(), len(self.scheme)).mf1
-        self.log("val_mf1", mf1, prog_bar=True, sync_dist=False)
+        self.log("val_mf1", mf1, prog_bar=True, sync_dist=True)  # equal on every rank (gathered)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)
@@ -171,8 +171,9 @@ def train_proportion_model(
 
 def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Config, out_dir: str | Path, *,
                     stage1: Path | None = None, mask_source: str | None = None,
-                    truth: Path | None = None, overwrite: bool = False) -> ProportionModel:
-    """Train ``method`` on every labelled core of a cohort and save the model folder ``out_dir``.
+                    truth: Path | None = None, overwrite: bool = False) -> ProportionModel | None:
+    """Train ``method`` on every labelled core of a cohort and save the model folder ``out_dir``
+    (None in the extra processes of a multi-GPU DDP run, which save nothing).
 
     Tumour masks come from ``stage1`` (or oracle ``truth`` masks with ``mask_source = "truth"``) and
     are cached with the cohort. ``out_dir`` receives the model folder, its ``logs/`` and the resolved
@@ -208,6 +209,8 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))
     try:
         model = train_proportion_model(items, method, config, work)
+        if not is_global_zero():  # the extra processes of a DDP run save nothing
+            return None
         with staged_directory(out_dir, overwrite) as stage:
             model.save(stage, {"mask_source": source.name})
             if isinstance(source, Stage1MaskSource):

@@ -47,7 +47,7 @@ from maskllp.evaluation.detection_metrics import (
 )
 from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet, image_mpp
 from maskllp.inference.tiling import ImageSource, ModelGrid, read_model_window, round_up, tile_grid
-from maskllp.training.trainer import build_trainer
+from maskllp.training.trainer import build_trainer, is_global_zero
 
 log = logging.getLogger("maskllp")
 
@@ -296,13 +296,6 @@ def _fit(module: L.LightningModule, data: CropDataModule, config: Config, work_d
                                has_validation=data.val is not None and len(data.val) > 0,
                                save_checkpoints=config.trainer.save_checkpoints)
     trainer.fit(module, datamodule=data)
-
-
-def is_global_zero() -> bool:
-    """False in the extra processes of a multi-GPU (DDP) run: only rank 0 chooses settings and saves."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _model_mpp(images: list[TrainingImage], cfg: DetectorConfig) -> float:

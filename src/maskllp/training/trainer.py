@@ -65,6 +65,13 @@ class BestWeights(Callback):
             pl_module.load_state_dict(copy.deepcopy(self.state))
 
 
+def is_global_zero() -> bool:
+    """False in the extra processes of a multi-GPU (DDP) run: only rank 0 chooses settings and saves."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def parse_devices(devices: str) -> str | int | list[int]:
     """``"auto"`` -> ``"auto"``, ``"4"`` -> 4, ``"0,1"`` -> [0, 1] (Lightning's forms)."""
     d = devices.strip()
