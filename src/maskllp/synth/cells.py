@@ -68,6 +68,10 @@ class CellTable:
     """(N, 3) float32 DAB density of membrane, cytoplasm, nucleus."""
     ring: np.ndarray
     """(N, 3) float32 stained membrane arc: cos and sin of its centre angle, cos of its half-width."""
+    packing: np.ndarray
+    """(N,) float32 largest overlap of this nucleus with a neighbour's that packs too, as a share of
+    their summed radii along the line between them (crowded tumour cells, lymphocytes in aggregates);
+    0: the nucleus keeps a gap to every other."""
 
     def __len__(self) -> int:
         return len(self.yx)
@@ -108,7 +112,7 @@ def empty_table(n: int, yx: np.ndarray, subtype: Subtype) -> CellTable:
         theta=z(n, np.float32), cell_axes=z((n, 2), np.float32), nucleus_axes=z((n, 2), np.float32),
         harmonics=z((n, 6), np.float32), chromatin=z((n, 3), np.float32),
         nucleoli=z((n, 6), np.float32), cytoplasm=z((n, 2), np.float32), dab=z((n, 3), np.float32),
-        ring=ring,
+        ring=ring, packing=z(n, np.float32),
     )
 
 
@@ -154,11 +158,12 @@ def _chromatin(rng: np.random.Generator, n: int, hematoxylin: float, rim: tuple[
 
 
 def tumour_cells(rng: np.random.Generator, yx: np.ndarray, traits: CoreTraits,
-                 cell_radius: float, theta: np.ndarray | None = None,
+                 cell_radius: float | np.ndarray, theta: np.ndarray | None = None,
                  columnar: float = 1.0) -> CellTable:
     """Tumour cells with nuclei at ``yx`` (N, 2).
 
-    ``cell_radius``: mean body semi-axis (px, half the lattice spacing or a bit more so bodies meet).
+    ``cell_radius``: mean body semi-axis (px, half the lattice spacing or a bit more so bodies meet),
+    one for all or one per cell (crowded cells have less cytoplasm).
     ``theta``: cell orientations (random when None); ``columnar`` >= 1 stretches cells and nuclei
     along ``theta`` (gland epithelium), with the nucleus moved to the basal end (towards -theta).
     """
@@ -282,6 +287,13 @@ def set_cytoplasm_stain(t: CellTable, index: np.ndarray, level: np.ndarray) -> N
     t.stained[index] = True
     t.dab[index, 1] = level
     t.dab[index, 0] = np.maximum(t.dab[index, 0], 0.6 * level)
+
+
+def set_diffuse_cytoplasm_stain(t: CellTable, index: np.ndarray, level: np.ndarray) -> None:
+    """Give cells ``index`` diffuse cytoplasmic DAB of OD ``level`` and no membrane: brown negative
+    tumour cells, which carry DAB but not the membranous pattern that makes a cell positive."""
+    t.stained[index] = True
+    t.dab[index, 1] = level
 
 
 def set_nucleus_stain(t: CellTable, index: np.ndarray, level: np.ndarray) -> None:

@@ -87,6 +87,15 @@ class TissueConfig:
     """Relative density of cells in the stroma."""
     lymphoid_aggregates: tuple[float, float] = (0.0, 0.25)
     """Share of the stroma covered by dense lymphocyte aggregates."""
+    crowding: tuple[float, float] = (0.1, 0.4)
+    """Per-core share of tumour cells in crowded patches, where nuclei lie closer than their
+    diameter, touch and partly overlap (darker where they overlap). (0, 0): none."""
+    crowded_spacing: tuple[float, float] = (0.75, 0.95)
+    """Per-core distance between neighbouring nucleus centres in crowded patches, in mean tumour
+    nuclear diameters (elsewhere 1.3-1.65)."""
+    aggregate_spacing: tuple[float, float] = (0.9, 1.1)
+    """Per-core distance between neighbouring lymphocyte nucleus centres in aggregates, in lymphocyte
+    nuclear diameters: below 1, nuclei touch and overlap (scattered lymphocytes keep ~1.4)."""
 
     def __post_init__(self) -> None:
         w = self.architecture_weights
@@ -99,6 +108,9 @@ class TissueConfig:
         _check_range("immune_infiltration", self.immune_infiltration, 0, 0.5)
         _check_range("stroma_cellularity", self.stroma_cellularity, 0, 2)
         _check_range("lymphoid_aggregates", self.lymphoid_aggregates, 0, 0.9)
+        _check_range("crowding", self.crowding, 0, 1)
+        _check_range("crowded_spacing", self.crowded_spacing, 0.6, 1.3)
+        _check_range("aggregate_spacing", self.aggregate_spacing, 0.75, 2)
 
 
 @dataclass
@@ -132,7 +144,25 @@ class StainConfig:
     nonspecific_dab: tuple[float, float] = (0.03, 0.1)
     """DAB OD of that background."""
     blur_px: tuple[float, float] = (0.7, 1.3)
-    """Gaussian blur sigma of the optics, in pixels."""
+    """Gaussian blur sigma of the optics, in pixels (everywhere in the core)."""
+    defocus_area: tuple[float, float] = (0.0, 0.4)
+    """Per-core share of the core out of focus: smooth random regions (tens to hundreds of microns)
+    whose blur grows towards their middle, as where a section is not flat. (0, 0): none."""
+    defocus_px: tuple[float, float] = (1.0, 3.0)
+    """Per-core extra blur sigma (px) in the middle of an out-of-focus region, added in quadrature to
+    ``blur_px``."""
+    pale_nucleus_fraction: tuple[float, float] = (0.05, 0.25)
+    """Per-core share of nuclei (any cell type) with faint hematoxylin (35-65 % of their density)."""
+    dab_hematoxylin_masking: tuple[float, float] = (0.2, 0.6)
+    """Per-core share of a nucleus's hematoxylin lost under strong DAB (in proportion to the cell's
+    DAB up to OD 0.8): the counterstain is paler in heavily stained cells."""
+    brown_negative_core_fraction: float = 0.3
+    """Share of cores (membrane marker) in which some negative tumour cells carry diffuse
+    cytoplasmic DAB and no membrane: brown, but negative (the pattern, not the colour, decides)."""
+    brown_negative_fraction: tuple[float, float] = (0.05, 0.4)
+    """Share of the negative tumour cells of such a core that are brown (spatially clustered)."""
+    brown_negative_dab: tuple[float, float] = (0.08, 0.3)
+    """Per-core mean cytoplasmic DAB OD of brown negative tumour cells."""
     noise: tuple[float, float] = (0.5, 2.0)
     """SD of sensor noise in 8-bit levels."""
     illumination: float = 0.05
@@ -154,6 +184,13 @@ class StainConfig:
         _check_value("nonspecific_core_fraction", self.nonspecific_core_fraction, 0, 1)
         _check_range("nonspecific_dab", self.nonspecific_dab, 0, 1)
         _check_range("blur_px", self.blur_px, 0, 5)
+        _check_range("defocus_area", self.defocus_area, 0, 1)
+        _check_range("defocus_px", self.defocus_px, 0, 8)
+        _check_range("pale_nucleus_fraction", self.pale_nucleus_fraction, 0, 1)
+        _check_range("dab_hematoxylin_masking", self.dab_hematoxylin_masking, 0, 0.9)
+        _check_value("brown_negative_core_fraction", self.brown_negative_core_fraction, 0, 1)
+        _check_range("brown_negative_fraction", self.brown_negative_fraction, 0, 1)
+        _check_range("brown_negative_dab", self.brown_negative_dab, 0, 2)
         _check_range("noise", self.noise, 0, 20)
         _check_value("illumination", self.illumination, 0, 0.5)
 

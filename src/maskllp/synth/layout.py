@@ -6,20 +6,27 @@ A layout is drawn once, as compact arrays (:class:`CoreLayout`), before any pixe
 1. a roughly round core with a wobbly outline on glass;
 2. a tumour compartment: nests or sheets (a thresholded smooth random field, threshold set so the
    tumour takes the drawn share of the tissue) or glands (rings of columnar cells round a lumen);
-3. tumour cells on a jittered hexagonal lattice filling the compartment (cohesive, touching), some
-   sites taken by infiltrating lymphocytes and macrophages;
-4. stroma cells on a finer jittered lattice outside it: scattered and aggregated lymphocytes,
-   fibroblasts aligned with the stroma (wrapping round nests), a few macrophages;
-5. overlapping nuclei removed (tumour cells win), so every cell in the truth is visible;
+3. tumour cells on a jittered hexagonal lattice filling the compartment (cohesive, touching), denser
+   in crowded patches where nuclei lie closer than their diameter and partly overlap (crowded
+   glands: narrow cells with nuclei at staggered heights); some sites taken by infiltrating
+   lymphocytes and macrophages;
+4. stroma cells on a finer jittered lattice outside it: scattered lymphocytes, fibroblasts aligned
+   with the stroma (wrapping round nests), a few macrophages; lymphoid aggregates on a lattice
+   tighter than a lymphocyte's diameter (touching, overlapping nuclei);
+5. nuclei fitted (crowded tumour nuclei squeezed to overlap at most ``CROWDED_OVERLAP``, the others
+   to keep a gap) and clashing ones removed (tumour cells win), so every cell in the truth is
+   visible with its centre inside its own nucleus;
 6. stains: exactly ``round(tps * n_tumour)`` positive tumour cells, chosen with spatial clustering,
    some weak, rings complete or partial; PD-L1-positive macrophages and lymphocytes as confounders;
-   brown non-specific background in some cores.
+   brown negative tumour cells (diffuse cytoplasmic DAB, no membrane) in some cores; brown
+   non-specific background in some cores; pale nuclei, and less hematoxylin under strong DAB;
+7. out-of-focus regions: a smooth random field whose threshold gives the drawn share of the core.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -33,7 +40,24 @@ from maskllp.synth.stains import Optics, jitter_vector
 Rng = np.random.Generator
 
 # Tags of the random fields of a core (sub-seeds of its noise seed).
-FIELD_TUMOUR, FIELD_POSITIVE, FIELD_AGGREGATE, FIELD_LOOSE = 1, 2, 3, 4
+(FIELD_TUMOUR, FIELD_POSITIVE, FIELD_AGGREGATE, FIELD_LOOSE, FIELD_CROWD, FIELD_BROWN,
+ FIELD_DEFOCUS) = range(1, 8)
+
+CROWDED_OVERLAP = 0.35
+"""Largest overlap of two crowded tumour nuclei, as a share of their summed radii along the line
+between them; larger nuclei are squeezed to fit."""
+AGGREGATE_OVERLAP = 0.25
+"""Largest overlap of two lymphocyte nuclei in an aggregate (squeezed by at most 20 % to fit; a pair
+overlapping more still loses one)."""
+CENTRE_CLEARANCE = 0.8
+"""A packed nucleus reaches at most this share of the way to a neighbour's centre, so every nucleus
+centre lies in its own nucleus alone and the truth position stays visible."""
+PALE_HEMATOXYLIN = (0.35, 0.65)
+"""Hematoxylin of a pale nucleus, as a share of what it would have."""
+MASKING_FULL_DAB = 0.8
+"""DAB OD at which the counterstain loss under DAB (``stain.dab_hematoxylin_masking``) is full."""
+DEFOCUS_RAMP = 0.2
+"""Width, in units of the [0, 1) defocus field, of the passage from in focus to fully out of focus."""
 
 
 @dataclass(frozen=True)
@@ -235,8 +259,69 @@ class _TumourSites:
     theta: np.ndarray | None
     columnar: float
     cell_radius: float
+    """Body semi-axis (px) of the cells of the regular lattice (the largest)."""
     in_compartment: Callable[[np.ndarray], np.ndarray]
     """(N, 2) points -> (N,) bool: inside the tumour compartment (for keeping stroma out)."""
+    crowded: np.ndarray
+    """(N,) bool: the site lies in a crowded patch (its nucleus may overlap crowded neighbours)."""
+    radius: np.ndarray
+    """(N,) float64 body semi-axis (px) of each site's cell (smaller where crowded)."""
+
+    @staticmethod
+    def none() -> _TumourSites:
+        return _TumourSites(np.zeros((0, 2)), None, 1.0, 0.0, lambda yx: np.zeros(len(yx), bool),
+                            np.zeros(0, bool), np.zeros(0))
+
+
+def _crowded_area(cell_share: float, density_ratio: float) -> float:
+    """Share of a compartment to crowd so that ``cell_share`` of its cells are crowded, when crowded
+    parts hold ``density_ratio`` times as many cells per area (or per gland)."""
+    return cell_share / (cell_share + (1.0 - cell_share) * density_ratio) if cell_share > 0 else 0.0
+
+
+def _crowd(rng: Rng, cfg: SynthConfig, traits: C.CoreTraits, lattice: np.ndarray, spacing: float,
+           usable: Callable[[np.ndarray], np.ndarray], seed: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crowded patches: where a smooth field is high, the regular lattice (spacing ``spacing``) gives
+    way to a denser one (``tissue.crowded_spacing`` nuclear diameters), so the drawn share
+    (``tissue.crowding``) of the tumour cells are crowded. ``usable(points)``: inside the core and the
+    compartment. Returns sites (N, 2), crowded (N,) bool and body radius (N,) px."""
+    t = cfg.tissue
+    share = _uniform(rng, t.crowding)
+    dense_spacing = traits.tumour_nucleus * _uniform(rng, t.crowded_spacing)
+    scale = traits.um * rng.uniform(25, 60)
+    regular_radius = np.full(len(lattice), 0.72 * spacing)
+    if share <= 0 or len(lattice) == 0:
+        return lattice, np.zeros(len(lattice), bool), regular_radius
+    cseed = sub_seed(seed, FIELD_CROWD)
+    field = fractal_noise_points(cseed, lattice, scale)
+    all_dense = _hex_lattice(rng, cfg.size, dense_spacing, 0.15 * dense_spacing)
+    all_dense = all_dense[usable(all_dense)]
+    dense_field = fractal_noise_points(cseed, all_dense, scale)
+
+    def split(area: float) -> tuple[np.ndarray, np.ndarray]:
+        thr = _quantile_threshold(field, area)
+        regular, dense = lattice[field <= thr], all_dense[dense_field > thr]
+        if len(regular) and len(dense):  # where the two lattices meet, the regular one keeps its room
+            dist, _ = cKDTree(regular).query(dense, k=1)
+            dense = dense[dist > 0.5 * (spacing + dense_spacing)]
+        return regular, dense
+
+    # the rims of patches lose sites, so find the crowded area that gives the share by bisection
+    lo, hi = 0.0, 1.0
+    area = _crowded_area(share, (spacing / dense_spacing) ** 2)
+    for _ in range(12):
+        regular, dense = split(area)
+        got = len(dense) / max(len(regular) + len(dense), 1)
+        if abs(got - share) < 0.01:
+            break
+        lo, hi = (area, hi) if got < share else (lo, area)
+        area = 0.5 * (lo + hi)
+    yx = np.concatenate([regular, dense])
+    crowded = np.arange(len(yx)) >= len(regular)
+    # crowded cells have little cytoplasm: bodies reach just past their nuclei
+    radius = np.where(crowded, 0.62 * dense_spacing, 0.72 * spacing)
+    return yx, crowded, radius
 
 
 def _nest_sites(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTraits, arch: str,
@@ -251,14 +336,18 @@ def _nest_sites(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTra
     thr = _quantile_threshold(fractal_noise_points(fseed, probe, scale), share)
     spacing = traits.tumour_nucleus * rng.uniform(1.3, 1.65)
     lattice = _hex_lattice(rng, cfg.size, spacing, 0.1 * spacing)
-    inside = geo.depth(lattice) > 0.7 * spacing
-    lattice = lattice[inside]
-    lattice = lattice[fractal_noise_points(fseed, lattice, scale) > thr]
+
+    def usable(yx: np.ndarray) -> np.ndarray:
+        ok = geo.depth(yx) > 0.7 * spacing
+        ok[ok] = fractal_noise_points(fseed, yx[ok], scale) > thr
+        return ok
+
+    yx, crowded, radius = _crowd(rng, cfg, traits, lattice[usable(lattice)], spacing, usable, seed)
 
     def in_compartment(yx: np.ndarray) -> np.ndarray:
         return fractal_noise_points(fseed, yx, scale) > thr - 0.01
 
-    return _TumourSites(lattice, None, 1.0, 0.72 * spacing, in_compartment), Glands.none()
+    return _TumourSites(yx, None, 1.0, 0.72 * spacing, in_compartment, crowded, radius), Glands.none()
 
 
 def _gland_sites(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTraits
@@ -290,24 +379,37 @@ def _gland_sites(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTr
     layers = np.minimum(layers, np.maximum(1, (radius / height - 0.3).astype(int)))
     lumen = np.clip((radius - layers * height) / radius, 0.08, None)
     glands = Glands(centres, np.stack([radius * (1 + ecc), radius * (1 - ecc)], 1), angle, lumen)
+    # Crowded glands (pseudostratified): cells narrower than their nuclei, nuclei at staggered
+    # heights, so neighbours overlap; whole glands are chosen so the drawn share of cells is crowded.
+    t_cfg = cfg.tissue
+    crowd_share = _uniform(rng, t_cfg.crowding)
+    crowd_width = width * 0.7 * _uniform(rng, t_cfg.crowded_spacing)
+    crowded_gland = rng.random(len(centres)) < _crowded_area(crowd_share, width / crowd_width)
 
-    yx_parts, theta_parts = [], []
+    yx_parts, theta_parts, crowded_parts = [], [], []
     for g in range(len(centres)):
+        w = crowd_width if crowded_gland[g] else width
         for layer in range(layers[g]):
             scale = 1.0 - (layer + 0.5) * height / radius[g]
             if scale <= 0.05:
                 continue
-            n = max(5, int(round(2 * np.pi * radius[g] * scale / width)))
+            n = max(5, int(round(2 * np.pi * radius[g] * scale / w)))
             t = 2 * np.pi * (np.arange(n) + rng.uniform()) / n + rng.normal(0, 0.06 * 2 * np.pi / n, n)
             a, b = glands.axes[g] * scale
             u, v = a * np.cos(t), b * np.sin(t)
             c, s = np.cos(angle[g]), np.sin(angle[g])
             pts = centres[g] + np.stack([u * c - v * s, u * s + v * c], axis=1)
             inward = centres[g] - pts
+            if crowded_gland[g]:  # staggered heights: alternate up and down, with some scatter
+                stagger = (np.where(np.arange(n) % 2, 0.15, -0.15) + rng.normal(0, 0.05, n)) * height
+                pts = pts + inward / np.hypot(*inward.T)[:, None] * stagger[:, None]
+                inward = centres[g] - pts
             yx_parts.append(pts)
             theta_parts.append(np.arctan2(inward[:, 1], inward[:, 0]))
+            crowded_parts.append(np.full(n, bool(crowded_gland[g])))
     yx = np.concatenate(yx_parts) if yx_parts else np.zeros((0, 2))
     theta = np.concatenate(theta_parts) if theta_parts else np.zeros(0)
+    crowded = np.concatenate(crowded_parts) if crowded_parts else np.zeros(0, bool)
     tree = cKDTree(centres) if len(centres) else None
 
     def in_compartment(pts: np.ndarray) -> np.ndarray:
@@ -316,8 +418,10 @@ def _gland_sites(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTr
         _, idx = tree.query(pts, k=1)
         return glands.scaled_distance(pts, idx) < 1.0 + gap / (2 * radius[idx])
 
-    sites = _TumourSites(yx, theta.astype(np.float32), height / width, 0.65 * np.sqrt(height * width),
-                         in_compartment)
+    cell_radius = 0.65 * np.sqrt(height * width)
+    radius = np.where(crowded, 0.65 * np.sqrt(height * crowd_width), cell_radius)
+    sites = _TumourSites(yx, theta.astype(np.float32), height / width, cell_radius, in_compartment,
+                         crowded, radius)
     return sites, glands
 
 
@@ -334,39 +438,61 @@ def _fibre_theta(rng: Rng, yx: np.ndarray, tumour_yx: np.ndarray, base_angle: fl
 
 def _stroma_cells(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, traits: C.CoreTraits, sites: _TumourSites,
                   seed: int, stroma: StromaLook) -> list[C.CellTable]:
-    """Lymphocytes, fibroblasts and macrophages on a fine jittered lattice outside the tumour."""
+    """Lymphocytes, fibroblasts and macrophages on a fine jittered lattice outside the tumour;
+    lymphoid aggregates on a lattice tighter than a lymphocyte's diameter (touching nuclei)."""
     t = cfg.tissue
     um = traits.um
     spacing = max(traits.lymphocyte_nucleus + 2.2 * um, 3.0)
+
+    def usable(yx: np.ndarray) -> np.ndarray:
+        ok = geo.depth(yx) > 0.6 * spacing
+        if len(sites.yx) and ok.any():
+            dist, _ = cKDTree(sites.yx).query(yx[ok], k=1)
+            ok[ok] = dist > sites.cell_radius + spacing * 0.6
+        ok[ok] = ~sites.in_compartment(yx[ok])
+        return ok
+
     pts = _hex_lattice(rng, cfg.size, spacing, 0.12 * spacing)
-    pts = pts[geo.depth(pts) > 0.6 * spacing]
-    if len(sites.yx):
-        dist, _ = cKDTree(sites.yx).query(pts, k=1)
-        pts = pts[dist > sites.cell_radius + spacing * 0.6]
-    pts = pts[~sites.in_compartment(pts)]
+    pts = pts[usable(pts)]
     if len(pts) == 0:
         return []
     cellularity = _uniform(rng, t.stroma_cellularity)
     loose = fractal_noise_points(sub_seed(seed, FIELD_LOOSE), pts, stroma.loose_scale)
     density = np.clip((loose - 0.25) * 2.0, 0.15, 1.0)
-    agg_field = fractal_noise_points(sub_seed(seed, FIELD_AGGREGATE), pts, 60 * um)
+    agg_seed = sub_seed(seed, FIELD_AGGREGATE)
+    agg_field = fractal_noise_points(agg_seed, pts, 60 * um)
     agg_share = _uniform(rng, t.lymphoid_aggregates)
-    in_agg = np.zeros(len(pts), bool)
-    if agg_share > 0:
-        in_agg = agg_field > _quantile_threshold(agg_field, agg_share)
-    p_lymph = np.where(in_agg, 0.8, rng.uniform(0.03, 0.08) * cellularity * density)
-    p_fib = np.where(in_agg, 0.01, 0.16 * cellularity * density)
-    p_mac = np.where(in_agg, 0.01, 0.008 * cellularity)
+    agg_thr = _quantile_threshold(agg_field, agg_share) if agg_share > 0 else np.inf
+    pts = pts[agg_field <= agg_thr]  # aggregates get their own, tighter lattice below
+    density = density[agg_field <= agg_thr]
+    p_lymph = rng.uniform(0.03, 0.08) * cellularity * density
+    p_fib = 0.16 * cellularity * density
+    p_mac = np.full(len(pts), 0.008 * cellularity)
     u = rng.random(len(pts))
     is_lymph = u < p_lymph
     is_fib = (u >= p_lymph) & (u < p_lymph + p_fib)
     is_mac = (u >= p_lymph + p_fib) & (u < p_lymph + p_fib + p_mac)
     fib_yx = pts[is_fib]
-    return [
+    tables = [
         C.lymphocytes(rng, pts[is_lymph], traits),
         C.fibroblasts(rng, fib_yx, _fibre_theta(rng, fib_yx, sites.yx, stroma.fibre_angle, um), traits),
         C.macrophages(rng, pts[is_mac], traits),
     ]
+    if agg_share > 0:
+        agg_spacing = traits.lymphocyte_nucleus * _uniform(rng, t.aggregate_spacing)
+        dense = _hex_lattice(rng, cfg.size, agg_spacing, 0.08 * agg_spacing)
+        dense = dense[usable(dense)]
+        dense = dense[fractal_noise_points(agg_seed, dense, 60 * um) > agg_thr]
+        occupied = pts[is_lymph | is_fib | is_mac]
+        if len(occupied) and len(dense):  # where aggregate meets stroma, stroma cells keep their room
+            dist, _ = cKDTree(occupied).query(dense, k=1)
+            dense = dense[dist > 0.5 * (spacing + agg_spacing)]
+        u = rng.random(len(dense))
+        aggregate = C.lymphocytes(rng, dense[u < 0.93], traits)
+        aggregate.packing[:] = AGGREGATE_OVERLAP
+        fit_nuclei(aggregate, gap=0.0, min_scale=0.8)  # lymphocytes vary little in size
+        tables += [aggregate, C.macrophages(rng, dense[(u >= 0.93) & (u < 0.945)], traits)]
+    return tables
 
 
 def _polar_radius(cells: C.CellTable, index: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -381,11 +507,19 @@ _PRIORITY = {C.Subtype.TUMOUR: 3, C.Subtype.MACROPHAGE: 2, C.Subtype.FIBROBLAST:
              C.Subtype.LYMPHOCYTE: 0}
 
 
+def _allowed_overlap(cells: C.CellTable, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Largest overlap of the nuclei of pairs (i, j): both must pack (``CellTable.packing``)."""
+    return np.minimum(cells.packing[i], cells.packing[j])
+
+
 def remove_overlaps(rng: np.random.Generator, cells: C.CellTable, gap: float) -> C.CellTable:
-    """Drop cells whose nucleus would touch another's (``gap`` px apart at least).
+    """Drop cells whose nucleus would touch another's (``gap`` px apart at least), or, for two cells
+    that pack (crowded tumour cells, aggregated lymphocytes), overlap it by more than their
+    ``packing`` or reach past ``CENTRE_CLEARANCE`` of the way to its centre.
 
     Of each clashing pair the lower-priority cell goes (tumour > macrophage > fibroblast >
-    lymphocyte, random within a type), so no clash remains and every kept nucleus is drawn whole.
+    lymphocyte, random within a type), so no clash remains and every kept nucleus is drawn with its
+    centre inside it alone.
     """
     if len(cells) < 2:
         return cells
@@ -397,8 +531,12 @@ def remove_overlaps(rng: np.random.Generator, cells: C.CellTable, gap: float) ->
     i, j = pairs[:, 0], pairs[:, 1]
     d = cells.yx[j] - cells.yx[i]
     direction = np.arctan2(d[:, 1], d[:, 0])
-    clash = np.hypot(d[:, 0], d[:, 1]) < (_polar_radius(cells, i, direction)
-                                          + _polar_radius(cells, j, direction + np.pi) + gap)
+    dist = np.hypot(d[:, 0], d[:, 1])
+    ri, rj = _polar_radius(cells, i, direction), _polar_radius(cells, j, direction + np.pi)
+    allowed = _allowed_overlap(cells, i, j)
+    clash = np.where(allowed > 0,
+                     (dist < (ri + rj) * (1 - allowed)) | (np.maximum(ri, rj) > CENTRE_CLEARANCE * dist),
+                     dist < ri + rj + gap)
     prio = np.array([_PRIORITY[C.Subtype(s)] for s in range(4)])[cells.subtype] + rng.random(len(cells))
     i, j = i[clash], j[clash]
     loser = np.where(prio[i] < prio[j], i, j)
@@ -407,8 +545,12 @@ def remove_overlaps(rng: np.random.Generator, cells: C.CellTable, gap: float) ->
     return cells.take(keep)
 
 
-def fit_tumour_nuclei(cells: C.CellTable, gap: float) -> None:
-    """Shrink tumour nuclei that would touch a neighbour's (in place), keeping ``gap`` px between.
+def fit_nuclei(cells: C.CellTable, gap: float, min_scale: float = 0.0) -> None:
+    """Shrink nuclei that would touch a neighbour's (in place), keeping ``gap`` px between; packed
+    ones (``packing`` > 0: crowded tumour cells, aggregated lymphocytes) may overlap a packed
+    neighbour by up to their packing, but reach at most ``CENTRE_CLEARANCE`` of the way to its centre.
+    No nucleus shrinks below ``min_scale`` of its size (a clash left is resolved by
+    :func:`remove_overlaps`).
 
     A cohesive sheet keeps all its cells; a large nucleus is squeezed rather than the cell dropped.
     Radii are measured along the line to each of the nearest neighbours (columnar nuclei in a gland
@@ -417,16 +559,21 @@ def fit_tumour_nuclei(cells: C.CellTable, gap: float) -> None:
     n = len(cells)
     if n < 2:
         return
-    k = min(5, n)
+    k = min(7, n)
     dist, nb = cKDTree(cells.yx).query(cells.yx, k=k)
     me = np.repeat(np.arange(n), k - 1)
     other = nb[:, 1:].ravel()
+    dist = dist[:, 1:].ravel()
     d = cells.yx[other] - cells.yx[me]
     direction = np.arctan2(d[:, 1], d[:, 0])
-    need = _polar_radius(cells, me, direction) + _polar_radius(cells, other, direction + np.pi)
-    room = np.maximum(dist[:, 1:].ravel() - gap, 0.0)
-    scale = np.minimum(1.0, room / need).reshape(n, k - 1).min(axis=1).astype(np.float32)
-    cells.nucleus_axes[:] *= scale[:, None]
+    mine = _polar_radius(cells, me, direction)
+    need = mine + _polar_radius(cells, other, direction + np.pi)
+    allowed = _allowed_overlap(cells, me, other)
+    room = np.where(allowed > 0, 0.995 * dist / (1 - allowed), np.maximum(dist - gap, 0.0))
+    scale = np.minimum(1.0, room / need)
+    scale = np.where(allowed > 0, np.minimum(scale, CENTRE_CLEARANCE * 0.98 * dist / mine), scale)
+    scale = np.maximum(scale.reshape(n, k - 1).min(axis=1), min_scale)
+    cells.nucleus_axes[:] *= scale.astype(np.float32)[:, None]
 
 
 def _infiltrate(rng: Rng, n_sites: int, share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -481,6 +628,52 @@ def _assign_immune_stain(rng: Rng, cfg: SynthConfig, cells: C.CellTable, tps: fl
         C.set_nucleus_stain(cells, lym, (rng.uniform(0.3, 0.9, len(lym)) * dab_scale).astype(np.float32))
 
 
+def _assign_brown_negatives(rng: Rng, cfg: SynthConfig, cells: C.CellTable, seed: int,
+                            dab_scale: float) -> None:
+    """In ``stain.brown_negative_core_fraction`` of the cores (membrane marker), give a clustered
+    share of the negative tumour cells diffuse cytoplasmic DAB and no membrane: they stay negative."""
+    s = cfg.stain
+    if cfg.marker != "membrane" or rng.random() >= s.brown_negative_core_fraction:
+        return
+    neg = np.flatnonzero(cells.cls == CellClass.NEGATIVE_TUMOUR)
+    n = int(round(_uniform(rng, s.brown_negative_fraction) * len(neg)))
+    if n == 0:
+        return
+    w = rng.uniform(0.4, 0.9)
+    field = fractal_noise_points(sub_seed(seed, FIELD_BROWN), cells.yx[neg], 80 / cfg.mpp, 2)
+    score = w * field + (1 - w) * rng.random(len(neg))
+    brown = neg[np.argsort(-score, kind="stable")[:n]]
+    level = _uniform(rng, s.brown_negative_dab) * np.exp(rng.normal(0, 0.3, n)) * dab_scale
+    C.set_diffuse_cytoplasm_stain(cells, brown, level.astype(np.float32))
+
+
+def _pale_nuclei(rng: Rng, cfg: SynthConfig, cells: C.CellTable) -> None:
+    """Faint nuclei: a random share of all nuclei lose hematoxylin, and every nucleus loses some in
+    proportion to its cell's DAB (strong DAB masks the counterstain), whatever its class."""
+    s = cfg.stain
+    pale = np.flatnonzero(rng.random(len(cells)) < _uniform(rng, s.pale_nucleus_fraction))
+    cells.chromatin[pale, 0] *= rng.uniform(*PALE_HEMATOXYLIN, len(pale)).astype(np.float32)
+    masking = _uniform(rng, s.dab_hematoxylin_masking)
+    strongest = cells.dab.max(axis=1) if len(cells) else np.zeros(0, np.float32)
+    cells.chromatin[:, 0] *= (1 - masking * np.minimum(strongest / MASKING_FULL_DAB, 1)).astype(np.float32)
+
+
+def _draw_defocus(rng: Rng, cfg: SynthConfig, geo: CoreGeometry, optics: Optics, seed: int) -> Optics:
+    """Out-of-focus regions: where a smooth field over the core exceeds the quantile that leaves the
+    drawn share (``stain.defocus_area``) of the core's area above it."""
+    s = cfg.stain
+    area = _uniform(rng, s.defocus_area)
+    extra = _uniform(rng, s.defocus_px)
+    scale = rng.uniform(60, 200) / cfg.mpp
+    if area <= 0 or extra <= 0:
+        return optics
+    probe = _hex_lattice(rng, cfg.size, max(cfg.size / 80, 2.0), 0.0)
+    probe = probe[geo.depth(probe) > 0]
+    field = fractal_noise_points(sub_seed(seed, FIELD_DEFOCUS), probe, scale)
+    threshold = _quantile_threshold(field, area) - DEFOCUS_RAMP / 2  # half-defocused at the quantile
+    return replace(optics, defocus_px=extra, defocus_scale=float(scale), defocus_threshold=threshold)
+
+
 def _draw_stroma_look(rng: Rng, cfg: SynthConfig, patient: PatientStain) -> StromaLook:
     s = cfg.stain
     um = 1.0 / cfg.mpp
@@ -507,7 +700,7 @@ def build_layout(rng: np.random.Generator, seed: int, cfg: SynthConfig, patient:
     stroma = _draw_stroma_look(rng, cfg, patient)
     if tps is None:
         arch = "none"
-        sites = _TumourSites(np.zeros((0, 2)), None, 1.0, 0.0, lambda yx: np.zeros(len(yx), bool))
+        sites = _TumourSites.none()
         glands = Glands.none()
     else:
         w = np.asarray(cfg.tissue.architecture_weights, float)
@@ -520,18 +713,24 @@ def build_layout(rng: np.random.Generator, seed: int, cfg: SynthConfig, patient:
     is_tumour, is_lymph, is_mac = _infiltrate(rng, len(sites.yx),
                                               _uniform(rng, cfg.tissue.immune_infiltration))
     theta = None if sites.theta is None else sites.theta[is_tumour]
+    tumour = C.tumour_cells(rng, sites.yx[is_tumour], traits, sites.radius[is_tumour], theta, sites.columnar)
+    tumour.packing[sites.crowded[is_tumour]] = CROWDED_OVERLAP
     tables = [
-        C.tumour_cells(rng, sites.yx[is_tumour], traits, sites.cell_radius, theta, sites.columnar),
+        tumour,
         C.lymphocytes(rng, sites.yx[is_lymph], traits),
         C.macrophages(rng, sites.yx[is_mac], traits),
         *_stroma_cells(rng, cfg, geo, traits, sites, seed, stroma),
     ]
-    fit_tumour_nuclei(tables[0], gap=0.8 / cfg.mpp)
+    fit_nuclei(tables[0], gap=0.8 / cfg.mpp)
     cells = remove_overlaps(rng, C.CellTable.concat(tables), gap=0.5 / cfg.mpp)
     cells = cells.take(np.lexsort((cells.yx[:, 1], cells.yx[:, 0])))
     if tps is not None:
         _assign_tumour_stain(rng, cfg, cells, tps, seed, patient.dab_scale)
     _assign_immune_stain(rng, cfg, cells, tps or 0.0, patient.dab_scale)
+    if tps is not None:
+        _assign_brown_negatives(rng, cfg, cells, seed, patient.dab_scale)
+    _pale_nuclei(rng, cfg, cells)
+    optics = _draw_defocus(rng, cfg, geo, optics, seed)
     return CoreLayout(size=cfg.size, mpp=cfg.mpp, marker=cfg.marker, seed=seed, geometry=geo,
                       architecture=arch, glands=glands, cells=cells, optics=optics, stroma=stroma,
                       tps_target=tps)

@@ -6,7 +6,9 @@ terms, so neighbouring tumour cells meet along shared membranes like a real epit
 macrophage's body is larger than a lymphocyte's. From the owner follow hematoxylin (chromatin with
 a rim, vesicular interior, nucleoli; pale cytoplasm; stroma fibres where no cell is) and DAB
 (membrane rings, complete or partial arcs; granular cytoplasm; nuclei for Ki-67; non-specific
-background). Beer-Lambert mixing, uneven illumination, optical blur and sensor noise follow.
+background). Where two nuclei overlap (crowded cells), the pixel belongs to the nearer one but both
+deposit their stain, so the overlap is darker (optical densities add). Beer-Lambert mixing, uneven
+illumination, optical blur (stronger in out-of-focus regions) and sensor noise follow.
 
 Every random texture is a function of absolute pixel position (:mod:`maskllp.synth.noise`) and a
 window is rendered with a margin wider than the blur, so a core rendered in one piece and tile by
@@ -22,7 +24,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
 from maskllp.synth.cells import CellTable
-from maskllp.synth.layout import CoreLayout
+from maskllp.synth.layout import DEFOCUS_RAMP, FIELD_DEFOCUS, CoreLayout
 from maskllp.synth.noise import (
     fractal_noise_grid,
     sub_seed,
@@ -34,6 +36,8 @@ from maskllp.synth.stains import mix_stains, od_to_rgb
 
 K_NEAREST = 6
 """Cells considered per pixel."""
+DEFOCUS_LEVELS = 2
+"""Blur levels above the in-focus one; spatially varying blur interpolates between them."""
 CHUNK = 16384
 """Pixels processed at once (bounds the memory of the per-pixel, per-candidate arrays)."""
 TRUNCATE = 4.0
@@ -48,9 +52,28 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
+def blur_levels(layout: CoreLayout) -> list[float]:
+    """Gaussian sigmas (px) rendered: the in-focus blur, then up to fully out of focus."""
+    o = layout.optics
+    extra = o.defocus_px if o.defocus_px > 0 else 0.0
+    n = DEFOCUS_LEVELS if extra > 0 else 0
+    return [float(np.hypot(o.blur_px, extra * k / max(n, 1))) for k in range(n + 1)]
+
+
 def blur_margin(layout: CoreLayout) -> int:
     """Pixels a window is extended by on each side so the blur inside it is exact."""
-    return int(TRUNCATE * layout.optics.blur_px + 0.5) + 1
+    return int(TRUNCATE * max(blur_levels(layout)) + 0.5) + 1
+
+
+def defocus_map(layout: CoreLayout, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """(h, w) float32 in [0, 1]: how far out of focus each pixel is (0: in focus, 1: the core's full
+    ``defocus_px``). A smooth function of absolute position, so tiles agree."""
+    o = layout.optics
+    if o.defocus_px <= 0:
+        return np.zeros((height, width), np.float32)
+    field = fractal_noise_grid(sub_seed(layout.seed, FIELD_DEFOCUS), top, left, height, width,
+                               o.defocus_scale)
+    return _smoothstep((field - o.defocus_threshold) / DEFOCUS_RAMP).astype(np.float32)
 
 
 class _Window:
@@ -169,6 +192,21 @@ def _cell_stains(layout: CoreLayout, sub: CellTable, packed: np.ndarray, tree: c
     inv_a, inv_b = q[8][near, kn_near], q[9][near, kn_near]
     nuc = _Nuclei(sub, cand, un[near, kn_near] * inv_a, vn[near, kn_near] * inv_b, inv_a, inv_b)
     inside = nuc.depth > -0.5
+    # A second nucleus over the same pixel (crowded, overlapping nuclei): its stain adds.
+    rest = rho_n2[near]
+    rest[np.arange(len(near)), kn_near] = np.inf
+    kn2 = np.argmin(rest, axis=1)
+    two = np.flatnonzero(rest[np.arange(len(near)), kn2] < limit**2)
+    if len(two):
+        px2, k2n = near[two], kn2[two]
+        cand2 = idx[px2, k2n]
+        a2, b2 = q[8][px2, k2n], q[9][px2, k2n]
+        nuc2 = _Nuclei(sub, cand2, un[px2, k2n] * a2, vn[px2, k2n] * b2, a2, b2)
+        in2 = nuc2.depth > -0.5
+        px2, cand2 = px2[in2], cand2[in2]
+        cover2 = np.clip(nuc2.depth[in2] + 0.5, 0, 1)
+        h2 = cover2 * nuc2.hematoxylin(sub, cand2, tex["chromatin"][px2], in2)
+        d2 = cover2 * sub.dab[cand2, 2] * (0.55 + 0.9 * tex["chromatin"][px2])
     k = np.argmin(rho2, axis=1)
     k[near[inside]] = kn_near[inside]
     owner = np.minimum(idx[rows, k], len(sub) - 1)  # the padding cell never covers a pixel
@@ -202,6 +240,9 @@ def _cell_stains(layout: CoreLayout, sub: CellTable, packed: np.ndarray, tree: c
         cos_off = (ody * ring[:, 0] + odx * ring[:, 1]) / np.maximum(np.hypot(ody, odx), 1e-3)
         arc = np.clip((cos_off - ring[:, 2]) / 0.25 + 0.5, 0, 1)
         d[ringed] += membrane[ringed] * dab[ringed, 0] * arc * (0.6 + 0.8 * tex["membrane"][ringed])
+    if len(two):
+        h[px2] += h2
+        d[px2] += d2
     owner_nucleus = np.where(nucleus > 0.5, owner, -1)
     return h, d.astype(np.float32), cover, owner_nucleus
 
@@ -342,12 +383,21 @@ def render_window(layout: CoreLayout, top: int, left: int, height: int, width: i
     light = od_to_rgb(mix_stains(h_map, d_map, optics), optics.white) * _illumination(layout, win)[..., None]
     out = np.empty((height, width, 3), np.float32)
     inner = (slice(m, m + height), slice(m, m + width))
+    sigmas = blur_levels(layout)
+    # weight of each blur level per pixel: linear between neighbouring levels
+    position = defocus_map(layout, top, left, height, width) * np.float32(len(sigmas) - 1)
+    weights = [np.clip(1 - np.abs(position - k), 0, 1) for k in range(len(sigmas))]
     for c in range(3):
-        channel = light[..., c]
-        if optics.blur_px > 0:
-            channel = gaussian_filter(channel, optics.blur_px, truncate=TRUNCATE, mode="nearest")
+        acc = np.zeros((height, width), np.float32)
+        for sigma, w in zip(sigmas, weights, strict=True):
+            if not w.any():
+                continue
+            channel = light[..., c]
+            if sigma > 0:
+                channel = gaussian_filter(channel, sigma, truncate=TRUNCATE, mode="nearest")
+            acc += w * channel[inner]
         noise = white_noise_grid(sub_seed(layout.seed, TEX_NOISE + 100 * c), top, left, height, width)
-        out[..., c] = channel[inner] * 255.0 + noise * np.float32(optics.noise)
+        out[..., c] = acc * 255.0 + noise * np.float32(optics.noise)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

@@ -32,8 +32,15 @@ class Optics:
     illumination: float
     """Amplitude of the uneven background (share of the white level)."""
     blur_px: float
+    """Gaussian blur sigma (px) everywhere."""
     noise: float
     """Sensor noise SD in 8-bit levels."""
+    defocus_px: float = 0.0
+    """Extra blur sigma (px, added in quadrature) where the core is fully out of focus; 0: none."""
+    defocus_scale: float = 1.0
+    """Scale (px) of the defocus field (fractal value noise, see :mod:`maskllp.synth.render`)."""
+    defocus_threshold: float = 1.0
+    """Field value above which a pixel starts to lose focus (the field is below 1 everywhere)."""
 
 
 def jitter_vector(rng: np.random.Generator, v: np.ndarray, sd: float) -> np.ndarray:
