@@ -8,10 +8,12 @@ Steps (each one maskllp library call; the equivalent command is printed):
 1. ``maskllp synth``: a synthetic PD-L1 cohort with the confounders on (the generator's defaults:
    PD-L1-positive macrophages and immune cells, brown background in some cores, weak and partial
    membranes), the paper's imbalanced interval distribution, exact truth;
-2. stage 1 on the cohort's annotations: the detector on its 2 point-annotated cores, the binary
+2. stage 1 on the cohort's annotations: the detector on its point-annotated cores, the binary
    tumour classifier on its points and regions (the mask M of the masked methods), and the
    three-class classifier on its points (the Det baseline), each trained once, as in the paper,
-   where stage 1 was trained on separate annotated cores and used for all folds;
+   where stage 1 was trained on separate annotated cores and used for all folds; stage 1 is then
+   scored against every true cell of the cohort (``maskllp evaluate-detection``), so the table
+   can be read knowing how good the masks were;
 3. ``maskllp cv --methods all --folds 4``: the eleven methods on the same folds (stratified by
    interval, grouped by patient), exact TPS from the truth for MAE and cut-off agreement.
 
@@ -33,6 +35,7 @@ import torch
 from maskllp import __version__
 from maskllp.config import config_from_mapping, merge_mappings, read_config_mapping, save_config
 from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
+from maskllp.inference.stage1 import evaluate_detection
 from maskllp.methods import parse_methods
 from maskllp.synth import generate_cohort
 from maskllp.training.stage1 import run_train_classifier, run_train_detector
@@ -84,6 +87,16 @@ def main() -> None:
          lambda: run_train_classifier(cohort, models / "detector", models / "det", three))
     methods = parse_methods(args.methods)
     truth = out / "cohort" / "truth.csv"
+    report = step("stage-1 evaluation",
+                  f"maskllp evaluate-detection {models / 'stage1'} {cohort} --truth {truth} {c}",
+                  lambda: evaluate_detection(models / "stage1", cohort, cfg, truth, "cpu"))
+    o = report["overall"]
+    det, tum = o["detection"], o["tumour"]
+    stage1_line = (f"Stage 1 on all {o['cores']} cores against every true cell: detection precision "
+                   f"{_fmt(det['precision'])}, recall {_fmt(det['recall'])}, F1 {_fmt(det['f1'])}; "
+                   f"tumour accuracy {_fmt(tum['accuracy'])}, F1 {_fmt(tum['f1'])} ({tum['n']} matched "
+                   f"cells); mask Dice {_fmt(o['mask_dice_mean'])} (mean over cores).")
+    print(stage1_line, flush=True)
     req = CrossValidationRequest(cohort, methods, out / "cv", models / "stage1", None, truth, models / "det")
     result = step(f"{cfg.cv.folds}-fold cross-validation",
                   f"maskllp cv {cohort} --methods {args.methods} --folds {cfg.cv.folds} --stage1 "
@@ -100,6 +113,8 @@ def main() -> None:
         "|---|---|",
         *[f"| {k} | {v / 60:.1f} |" for k, v in times.items()],
         "",
+        stage1_line,
+        "",
         "```",
         result.table.rstrip(),
         "```",
@@ -108,6 +123,10 @@ def main() -> None:
     ]
     (out / "benchmark.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"\nTotal {total / 60:.1f} min; {out / 'benchmark.md'}")
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
