@@ -40,6 +40,24 @@ def test_masked_methods_without_a_mask_source_are_refused(cohort_csv, cv_config,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("devices", ["2", "0,1", "-1"])
+def test_cv_refuses_several_devices_before_writing(cohort_csv, cv_config, tmp_path, devices) -> None:
+    cv_config.trainer.devices = devices
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), tmp_path / "run")
+    with pytest.raises(InputError, match="one fold at a time on one device"):
+        run_cross_validation(req, cv_config, echo=lambda s: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_single_device_turns_auto_into_one_device_and_keeps_the_rest() -> None:
+    from maskllp.training.config import TrainerConfig
+    from maskllp.training.trainer import single_device
+
+    assert single_device(TrainerConfig(devices="auto", strategy="auto")).devices == "1"
+    kept = TrainerConfig(accelerator="gpu", devices="1", precision="16-mixed")
+    assert single_device(kept) == kept
+
+
 def test_unlabelled_cores_are_left_out_and_named(cohort_csv, cv_config, tmp_path) -> None:
     lines = cohort_csv.read_text().splitlines()
     lines[3] = lines[3].rsplit(",", 2)[0] + ",,0.5"

@@ -23,7 +23,7 @@ import io
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +280,9 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     from maskllp.io.manifest import read_cohort
     from maskllp.proportion.cache import ItemCache, default_cache_root, prepare_items
     from maskllp.proportion.masks import build_mask_source
+    from maskllp.training.trainer import single_device
 
+    config = replace(config, trainer=single_device(config.trainer))
     out_dir = check_output_dir(req.out_dir, req.overwrite)
     scheme = config.intervals.build()
     cohort = read_cohort(req.cohort, scheme, mapping=config.classes)

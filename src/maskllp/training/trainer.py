@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from maskllp.errors import InputError
 from maskllp.training.config import TrainerConfig
 
 
@@ -80,6 +82,22 @@ def parse_devices(devices: str) -> str | int | list[int]:
     if "," in d:
         return [int(x) for x in d.split(",") if x.strip()]
     return int(d)
+
+
+def single_device(cfg: TrainerConfig) -> TrainerConfig:
+    """``cfg`` for a run of many short fits in one process (cross-validation): ``devices = "auto"``
+    becomes one device, so a multi-GPU machine does not start a DDP launch per fold; an explicit
+    request for several devices is refused (train one model on several with ``train proportion``).
+    """
+    devices = parse_devices(cfg.devices)
+    if devices == "auto":
+        return replace(cfg, devices="1")
+    several = devices == -1 or (isinstance(devices, int) and devices > 1) or (
+        isinstance(devices, list) and len(devices) > 1)
+    if several:
+        raise InputError("trainer.devices", f"cross-validation trains one fold at a time on one device, "
+                         f"not {cfg.devices!r}; set devices = \"1\" (several devices: train proportion)")
+    return cfg
 
 
 def build_trainer(
