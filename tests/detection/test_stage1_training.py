@@ -80,6 +80,38 @@ def test_cell_labels_from_points_and_regions():
     assert cell_labels(cells, image, "three", 3.0).tolist() == [0, 2, -1, 2, -1, -1]
 
 
+def test_a_core_clicked_only_inside_small_regions_is_recognised():
+    from shapely.geometry import box
+
+    from maskllp.classes import CellClass, RegionClass
+    from maskllp.io.annotations import Region
+    from maskllp.training.stage1 import partially_clicked
+
+    classes = np.full(2, CellClass.NEGATIVE_TUMOUR, np.int8)
+    inside = np.array([[10.0, 10.0], [15.0, 12.0]])  # (y, x), in the 20 x 20 box at the top left
+    regions = [Region(box(0, 0, 20, 20), RegionClass.TUMOUR), Region(box(10, 10, 30, 20), RegionClass.TUMOUR)]
+
+    def core(points, regs, side=80):
+        return TrainingImage(ArrayImage(np.zeros((side, side, 3), np.uint8)), 0.5, points, classes, regs)
+
+    covered = partially_clicked(core(inside, regions))
+    assert covered == pytest.approx((400 + 100) / 6400)  # the union, not the sum (overlap counted once)
+    assert partially_clicked(core(np.array([[10.0, 10.0], [60.0, 60.0]]), regions)) is None  # one outside
+    assert partially_clicked(core(inside, [])) is None  # no regions: a whole clicked core
+    assert partially_clicked(core(inside, regions, side=28)) is None  # regions cover most of the image
+
+
+def test_train_detector_refuses_a_cohort_clicked_only_inside_regions(tmp_path, run_cli):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[synth]\nsize = 160\n[synth.annotations]\npoint_scope = \"regions\"\n")
+    code, _, stderr = run_cli("synth", "--n", 3, "--out", tmp_path / "c", "-c", cfg)
+    assert code in (0, None), stderr
+    code, _, stderr = run_cli("train", "detector", tmp_path / "c" / "cohort.csv", "--out", tmp_path / "det")
+    assert code == 2 and "every clicked cell lies inside the region annotations" in stderr
+    assert "cohort.csv" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "det").exists()
+
+
 def test_classifier_starts_from_a_local_weights_file(tmp_path):
     import torch
     import torchvision

@@ -615,6 +615,34 @@ def _cohort_images(cohort_path: Path, config: Config) -> list[TrainingImage]:
     return images_from_cohort(cohort, config)
 
 
+PARTIAL_POINTS_AREA = 0.5
+"""Region annotations covering less than this share of an image, with every clicked cell inside
+them, mark a core whose cells were clicked only in the regions (see :func:`partially_clicked`)."""
+
+
+def partially_clicked(image: TrainingImage) -> float | None:
+    """The share of ``image`` its regions cover when every point lies inside them and they cover
+    less than :data:`PARTIAL_POINTS_AREA` of it: a core clicked only inside its regions, which the
+    detector cannot use (it would learn the unclicked cells outside as background). None otherwise.
+    """
+    import shapely
+
+    from maskllp.io.annotations import region_class_at
+    from maskllp.io.images import open_image
+
+    if not image.has_points or not image.regions:
+        return None
+    if (region_class_at(image.regions, image.points_yx) == 0).any():
+        return None
+    if isinstance(image.source, Path):
+        with open_image(image.source) as reader:
+            height, width = reader.shape
+    else:
+        height, width = image.source.shape
+    covered = shapely.union_all([r.geometry for r in image.regions]).area / float(height * width)
+    return covered if covered < PARTIAL_POINTS_AREA else None
+
+
 def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False
                        ) -> Path | None:
     """``maskllp train detector``: train h on the cohort's point-annotated cores; write a ``detector``
@@ -626,6 +654,14 @@ def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwri
     images = _cohort_images(cohort_path, config)
     if not any(im.has_points for im in images):
         raise InputError(cohort_path, "no core has point annotations: the detector needs some")
+    for im in images:
+        covered = partially_clicked(im)
+        if covered is not None:
+            raise InputError(cohort_path, f"every clicked cell lies inside the region annotations, which "
+                             f"cover {100 * covered:.0f} % of the image: the detector needs every cell of a "
+                             f"point-annotated core clicked (unclicked cells would be learnt as "
+                             f"background); click the whole core or crop the image to the clicked area",
+                             f"core {im.name}")
     work = work_dir_for(out_dir)
     try:
         detector = train_detector(images, config, work)
