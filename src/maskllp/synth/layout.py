@@ -591,10 +591,7 @@ def _assign_tumour_stain(rng: Rng, cfg: SynthConfig, cells: C.CellTable, tps: fl
     n_pos = int(round(tps * len(tumour)))
     if n_pos == 0:
         return
-    w = rng.uniform(0.3, 0.9)
-    field = fractal_noise_points(sub_seed(seed, FIELD_POSITIVE), cells.yx[tumour], 120 / cfg.mpp, 2)
-    score = w * field + (1 - w) * rng.random(len(tumour))
-    pos = tumour[np.argsort(-score, kind="stable")[:n_pos]]
+    pos = _clustered_pick(rng, cells, tumour, n_pos, sub_seed(seed, FIELD_POSITIVE), 120 / cfg.mpp, 0.3)
     cells.cls[pos] = CellClass.POSITIVE_TUMOUR
     weak = rng.random(n_pos) < _uniform(rng, s.weak_positive_fraction)
     if cfg.marker == "membrane":
@@ -628,6 +625,16 @@ def _assign_immune_stain(rng: Rng, cfg: SynthConfig, cells: C.CellTable, tps: fl
         C.set_nucleus_stain(cells, lym, (rng.uniform(0.3, 0.9, len(lym)) * dab_scale).astype(np.float32))
 
 
+def _clustered_pick(rng: Rng, cells: C.CellTable, index: np.ndarray, n: int, field_seed: int,
+                    scale: float, min_weight: float) -> np.ndarray:
+    """``n`` of the cells ``index``, spatially clustered: ranked by a smooth random field (scale
+    ``scale`` px) mixed with independent noise, the field's weight drawn in [min_weight, 0.9]."""
+    w = rng.uniform(min_weight, 0.9)
+    field = fractal_noise_points(field_seed, cells.yx[index], scale, 2)
+    score = w * field + (1 - w) * rng.random(len(index))
+    return index[np.argsort(-score, kind="stable")[:n]]
+
+
 def _assign_brown_negatives(rng: Rng, cfg: SynthConfig, cells: C.CellTable, seed: int,
                             dab_scale: float) -> None:
     """In ``stain.brown_negative_core_fraction`` of the cores (membrane marker), give a clustered
@@ -639,10 +646,7 @@ def _assign_brown_negatives(rng: Rng, cfg: SynthConfig, cells: C.CellTable, seed
     n = int(round(_uniform(rng, s.brown_negative_fraction) * len(neg)))
     if n == 0:
         return
-    w = rng.uniform(0.4, 0.9)
-    field = fractal_noise_points(sub_seed(seed, FIELD_BROWN), cells.yx[neg], 80 / cfg.mpp, 2)
-    score = w * field + (1 - w) * rng.random(len(neg))
-    brown = neg[np.argsort(-score, kind="stable")[:n]]
+    brown = _clustered_pick(rng, cells, neg, n, sub_seed(seed, FIELD_BROWN), 80 / cfg.mpp, 0.4)
     level = _uniform(rng, s.brown_negative_dab) * np.exp(rng.normal(0, 0.3, n)) * dab_scale
     C.set_diffuse_cytoplasm_stain(cells, brown, level.astype(np.float32))
 
