@@ -35,6 +35,7 @@ import torch
 from maskllp import __version__
 from maskllp.config import config_from_mapping, merge_mappings, read_config_mapping, save_config
 from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
+from maskllp.evaluation.detection_metrics import summary_line
 from maskllp.inference.stage1 import evaluate_detection
 from maskllp.methods import parse_methods
 from maskllp.synth import generate_cohort
@@ -90,12 +91,8 @@ def main() -> None:
     report = step("stage-1 evaluation",
                   f"maskllp evaluate-detection {models / 'stage1'} {cohort} --truth {truth} {c}",
                   lambda: evaluate_detection(models / "stage1", cohort, cfg, truth, "cpu"))
-    o = report["overall"]
-    det, tum = o["detection"], o["tumour"]
-    stage1_line = (f"Stage 1 on all {o['cores']} cores against every true cell: detection precision "
-                   f"{_fmt(det['precision'])}, recall {_fmt(det['recall'])}, F1 {_fmt(det['f1'])}; "
-                   f"tumour accuracy {_fmt(tum['accuracy'])}, F1 {_fmt(tum['f1'])} ({tum['n']} matched "
-                   f"cells); mask Dice {_fmt(o['mask_dice_mean'])} (mean over cores).")
+    stage1_line = (f"Stage 1 against every true cell, {summary_line(report['overall'])} "
+                   "(mean over cores).")
     print(stage1_line, flush=True)
     req = CrossValidationRequest(cohort, methods, out / "cv", models / "stage1", None, truth, models / "det")
     result = step(f"{cfg.cv.folds}-fold cross-validation",
@@ -123,10 +120,6 @@ def main() -> None:
     ]
     (out / "benchmark.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"\nTotal {total / 60:.1f} min; {out / 'benchmark.md'}")
-
-
-def _fmt(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

@@ -86,20 +86,20 @@ def train_tumour_classifier(
 def _echo_validation(path: Path | None) -> None:
     import json
 
+    from maskllp.evaluation.detection_metrics import format_score
+
     if path is None:  # an extra process of a multi-GPU run: rank 0 reports
         return
     thresholds = json.loads((path / "thresholds.json").read_text(encoding="utf-8"))
     det = thresholds.get("validation", {})
     typer.echo(f"Wrote {path}: peak threshold {thresholds['peak_threshold']}, min distance "
-               f"{thresholds['min_distance_um']} um; detection F1 {_fmt(det.get('f1'))} on {det.get('on')}")
+               f"{thresholds['min_distance_um']} um; detection F1 {format_score(det.get('f1'))} "
+               f"on {det.get('on')}")
     cls = thresholds.get("classifier_validation")
     if cls and "accuracy" in cls:
-        typer.echo(f"Classifier on {cls['on']}: accuracy {_fmt(cls['accuracy'])}, F1 {_fmt(cls['f1'])} "
+        typer.echo(f"Classifier on {cls['on']}: accuracy {format_score(cls['accuracy'])}, "
+                   f"F1 {format_score(cls['f1'])} "
                    f"({cls['n']} cells)")
-
-
-def _fmt(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.3f}"
 
 
 @app.command("detect")
@@ -141,6 +141,7 @@ def evaluate_detection(
     import json
 
     from maskllp.cli.common import load_run_config
+    from maskllp.evaluation.detection_metrics import summary_line
     from maskllp.inference.stage1 import evaluate_detection as run
 
     cfg = load_run_config(config, {"mask": {"downsample": mask_downsample}})
@@ -149,10 +150,6 @@ def evaluate_detection(
         from maskllp.io.atomic import write_text_atomic
 
         write_text_atomic(out, json.dumps(report, indent=2) + "\n")
-    o = report["overall"]
-    det, tum = o["detection"], o["tumour"]
-    typer.echo(f"{o['cores']} cores: detection precision {_fmt(det['precision'])}, recall "
-               f"{_fmt(det['recall'])}, F1 {_fmt(det['f1'])}; tumour accuracy {_fmt(tum['accuracy'])}, "
-               f"F1 {_fmt(tum['f1'])} ({tum['n']} matched cells); mask Dice {_fmt(o['mask_dice_mean'])}")
+    typer.echo(summary_line(report["overall"]))
     if report["skipped"]:
         typer.echo(f"skipped (no truth): {', '.join(report['skipped'])}")

@@ -231,3 +231,16 @@ def summarise(cores: list[CoreEvaluation]) -> dict:
     return {"cores": len(cores), "detection": det.as_dict(),
             "tumour": classification_scores(pred, true, positive=1).as_dict(),
             "mask_dice_mean": float(np.mean(dices)) if dices else None}
+
+
+def format_score(value: float | None) -> str:
+    """A score at 3 decimals, or "undefined"."""
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def summary_line(overall: dict) -> str:
+    """One line of a :func:`summarise` result, as ``maskllp evaluate-detection`` prints it."""
+    det, tum, f = overall["detection"], overall["tumour"], format_score
+    return (f"{overall['cores']} cores: detection precision {f(det['precision'])}, recall "
+            f"{f(det['recall'])}, F1 {f(det['f1'])}; tumour accuracy {f(tum['accuracy'])}, "
+            f"F1 {f(tum['f1'])} ({tum['n']} matched cells); mask Dice {f(overall['mask_dice_mean'])}")
