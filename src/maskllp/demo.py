@@ -26,7 +26,8 @@ from typing import Any
 DEMO_SETTINGS: dict[str, Any] = {
     # 4 point-annotated cores (not the generator's 2): 256 px cores hold ~150 cells each. Measured on
     # the 40 demo cores: 2 point cores and 80 detector steps gave detection F1 0.57 (9 cores with an
-    # empty tumour mask); 2 cores and 300 steps 0.78; 4 cores and 300 steps 0.94
+    # empty tumour mask); 2 cores and 300 steps 0.78; 4 cores and 300 steps 0.94 in that trial and
+    # 0.82 in the timed demo run (no empty mask; training differs run to run with the thread count)
     "synth": {"size": 256, "seed": 0, "annotations": {"point_cores": 4, "region_cores": 10}},
     "detector": {"max_epochs": 20, "steps_per_epoch": 15, "patience": 6},
     "classifier": {"backbone": "resnet18", "max_epochs": 10, "steps_per_epoch": 10, "patience": 4},
