@@ -17,10 +17,10 @@ import time
 import numpy as np
 import torch
 
-from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
 from maskllp.detection.mask import tumour_mask
-from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
-from maskllp.inference.tiling import read_model_window
+from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet
+from maskllp.io.grid import read_model_window
 
 
 class ProceduralCore:
@@ -82,7 +82,7 @@ def main() -> None:
     grid = model.grid_for(image)
     first = model.tiles(grid)[0]
     window = read_model_window(image, grid, *first.window_origin, first.window, first.window)
-    from maskllp.detection.tensors import rgb_to_tensor
+    from maskllp.backbones import rgb_to_tensor
 
     heat = detector.heatmap(rgb_to_tensor(window, model.device))
     per_px = (image.mpp / args.cell_um) ** 2

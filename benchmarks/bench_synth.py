@@ -29,9 +29,9 @@ def _rss_mb() -> float:
 
 
 def speed(cores: int, size: int) -> None:
+    from maskllp.config.synth import SynthConfig
     from maskllp.synth import generate_cohort
     from maskllp.synth.cohort import make_core, plan_cohort
-    from maskllp.synth.config import SynthConfig
     from maskllp.synth.render import render_core
 
     cfg = SynthConfig(size=size, seed=1)
@@ -52,8 +52,8 @@ def speed(cores: int, size: int) -> None:
 
 
 def big(size: int) -> None:
+    from maskllp.config.synth import SynthConfig
     from maskllp.synth.cohort import make_core, plan_cohort, write_core_image
-    from maskllp.synth.config import SynthConfig
     from maskllp.synth.truth import write_cells
 
     cfg = SynthConfig(size=size, seed=1, image_format="ome.tif")
@@ -76,8 +76,8 @@ def big(size: int) -> None:
 
 def _synthetic_cores(n: int, size: int, mpp: float, marker: str, bins: list[float]) -> list[np.ndarray]:
     """``n`` cores with TPS drawn from the paper's intervals with weights ``bins``."""
+    from maskllp.config.synth import CohortDrawConfig, SynthConfig
     from maskllp.synth.cohort import make_core, plan_cohort
-    from maskllp.synth.config import CohortDrawConfig, SynthConfig
     from maskllp.synth.render import render_core
 
     cfg = SynthConfig(size=size, mpp=mpp, marker=marker, seed=11,
@@ -130,7 +130,7 @@ def _figure(path: Path, ihc: np.ndarray, ki67: np.ndarray) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskllp.synth.config import StainConfig, SynthConfig, TissueConfig
+    from maskllp.config.synth import StainConfig, SynthConfig, TissueConfig
     from maskllp.synth.layout import build_layout, draw_patient_stain
     from maskllp.synth.render import render_core, render_window
     from maskllp.synth.truth import core_counts, exact_tps
@@ -182,8 +182,8 @@ def detect(cores: int) -> None:
     from scipy.spatial import cKDTree
     from skimage.feature import blob_log
 
+    from maskllp.config.synth import CohortDrawConfig, SynthConfig
     from maskllp.synth.cohort import make_core, plan_cohort
-    from maskllp.synth.config import CohortDrawConfig, SynthConfig
     from maskllp.synth.render import render_core
     from maskllp.synth.stains import unmix_hd
 

@@ -34,12 +34,12 @@ import torch
 
 from maskllp import __version__
 from maskllp.config import config_from_mapping, merge_mappings, read_config_mapping, save_config
-from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
 from maskllp.evaluation.detection_metrics import summary_line
-from maskllp.inference.stage1 import evaluate_detection
 from maskllp.methods import parse_methods
 from maskllp.synth import generate_cohort
-from maskllp.training.stage1 import run_train_classifier, run_train_detector
+from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
+from maskllp.workflows.stage1_evaluation import evaluate_detection
+from maskllp.workflows.train import run_train_classifier, run_train_detector
 
 HERE = Path(__file__).parent
 

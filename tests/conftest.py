@@ -10,6 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from maskllp.classes import CellClass
+from maskllp.config import Config
+from maskllp.intervals import PAPER_FIVE
+from maskllp.proportion.inputs import Stage2Item
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -71,8 +76,8 @@ def cohort_csv(tmp_path):
 def stage1_dir(tmp_path):
     """A three-class stage-1 folder with random networks: every local maximum is a cell, every cell is
     tumour."""
-    from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
-    from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
+    from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+    from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet
 
     torch.manual_seed(0)
     det_cfg = DetectorConfig(base_channels=4, depth=2)
@@ -98,3 +103,101 @@ def run_cli(monkeypatch, capsys):
         return info.value.code, out.out, out.err
 
     return run
+
+
+# ------------------------------------------------------------------ stage 1: hand-drawn cores
+def draw_cells(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(size, size, 3) uint8 image, (N, 2) cell centres, (N,) classes: big dark-blue tumour cells on
+    the left half, small brown non-tumour cells on the right half, on a grid with jitter."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size, 3), 235, np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    centres, classes = [], []
+    for y in range(6, size - 4, 12):
+        for x in range(6, size - 4, 12):
+            cy, cx = y + rng.uniform(-2, 2), x + rng.uniform(-2, 2)
+            tumour = cx < size / 2
+            r = 4.0 if tumour else 2.5
+            colour = (70, 60, 150) if tumour else (150, 100, 60)
+            inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            img[inside] = colour
+            centres.append((cy, cx))
+            classes.append(CellClass.NEGATIVE_TUMOUR if tumour else CellClass.NON_TUMOUR)
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), np.array(centres), np.array(classes, np.int8)
+
+
+@pytest.fixture
+def make_core():
+    """The :func:`draw_cells` factory."""
+    return draw_cells
+
+
+# ------------------------------------------------------------------ stage 2: tiny items and configs
+SIZE = 64
+
+
+def tiny_items(n: int = 10, size: int = SIZE, seed: int = 0) -> list[Stage2Item]:
+    """``n`` random cores, intervals cycling 0..4, a square tumour mask (the last core's mask empty)."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        k = i % 5
+        mask = np.zeros((size, size), bool)
+        if i != n - 1:
+            mask[8:40, 8 + i: 40 + i] = True
+        items.append(Stage2Item(f"core{i}.png", f"p{i // 2}", k, float(PAPER_FIVE.midpoints[k]), None,
+                                rng.integers(0, 256, (size, size, 3), dtype=np.uint8), mask))
+    return items
+
+
+def tiny_config(size: int = SIZE) -> Config:
+    cfg = Config()
+    cfg.proportion.input_size = size
+    cfg.proportion.batch_size = 4
+    cfg.proportion.max_steps = 2
+    cfg.trainer.accelerator = "cpu"
+    cfg.trainer.devices = "1"
+    cfg.trainer.progress_bar = False
+    return cfg
+
+
+@pytest.fixture
+def items() -> list[Stage2Item]:
+    return tiny_items()
+
+
+@pytest.fixture
+def cpu_config() -> Config:
+    return tiny_config()
+
+
+# ------------------------------------------------------------------ cross-validation
+@pytest.fixture
+def annotated_cohort_csv(cohort_csv):
+    """The tiny cohort with point annotations (positive, negative tumour, stroma) on every core."""
+    rng = np.random.default_rng(2)
+    lines = cohort_csv.read_text().splitlines()
+    out = [lines[0] + ",points"]
+    for i, line in enumerate(lines[1:]):
+        points = cohort_csv.parent / "cores" / f"core{i:02d}_points.csv"
+        rows = [f"{x:.1f},{y:.1f},{c}" for x, y, c in zip(rng.uniform(4, 60, 9), rng.uniform(4, 44, 9),
+                                                          ["Positive", "Negative", "Stroma"] * 3,
+                                                          strict=True)]
+        points.write_text("x,y,class\n" + "\n".join(rows) + "\n")
+        out.append(f"{line},cores/{points.name}")
+    cohort_csv.write_text("\n".join(out) + "\n")
+    return cohort_csv
+
+
+@pytest.fixture
+def cv_config() -> Config:
+    cfg = Config()
+    cfg.proportion.input_size = 64
+    cfg.proportion.batch_size = 4
+    cfg.proportion.max_steps = 2
+    cfg.trainer.accelerator = "cpu"
+    cfg.trainer.devices = "1"
+    cfg.trainer.progress_bar = False
+    cfg.cv.folds = 2
+    return cfg

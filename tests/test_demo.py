@@ -1,4 +1,4 @@
-"""The main job, ``maskllp demo``, end to end at a tiny budget (the real budget is in maskllp.demo)."""
+"""The main job, ``maskllp demo``, end to end at a tiny budget (the real budget: maskllp.workflows.demo)."""
 
 from __future__ import annotations
 

@@ -39,3 +39,74 @@ def test_network_specs_follow_the_head_and_the_scheme() -> None:
     assert not get_method("ours-nomask").network_spec(5).masked
     with pytest.raises(ValueError, match="stage-1"):
         get_method("det").network_spec(5)
+
+
+# ------------------------------------------------------------------ every entry through the registry
+def _cohort_items(cohort_csv, stage1_dir, config, tmp_path):
+    from maskllp.io.manifest import read_cohort
+    from maskllp.training.inputs import ItemCache, Stage1MaskSource, prepare_items
+
+    scheme = config.intervals.build()
+    entries = read_cohort(cohort_csv, scheme).entries
+    source = Stage1MaskSource(stage1_dir)
+    cache = ItemCache(tmp_path / "cache", config.proportion.input_size)
+    items = prepare_items(entries, scheme, source, cache)
+    return items, source
+
+
+@pytest.mark.parametrize("name", TABLE_1)
+def test_each_entry_fits_through_the_registry_and_predicts(name, annotated_cohort_csv, stage1_dir,
+                                                           cv_config, tmp_path) -> None:
+    from maskllp.methods import FitSetup, load_fitted
+
+    cv_config.classifier.max_epochs = 1
+    cv_config.classifier.steps_per_epoch = 2
+    cv_config.classifier.backbone = "resnet18"
+    cv_config.classifier.feature_layer = "layer1"
+    items, source = _cohort_items(annotated_cohort_csv, stage1_dir, cv_config, tmp_path)
+    method = get_method(name)
+    setup = FitSetup(source, stage1_dir, None, annotated_cohort_csv, cv_config.intervals.build())
+    method.check(setup)
+    fitted = method.fit(items[:8], setup, cv_config, tmp_path / "work")
+    preds = fitted.predict_items(items[8:])
+    assert len(preds) == 4
+    assert all(p.proportion is None or 0 <= p.proportion <= 1 for p in preds)
+    loaded = load_fitted(fitted.save(tmp_path / "model"))
+    assert loaded.method is method
+    assert loaded.predict_items(items[8:]) == preds
+
+
+def test_det_without_a_detector_or_model_is_refused_before_any_work(cv_config) -> None:
+    from maskllp.methods import FitSetup
+
+    with pytest.raises(InputError, match="Det needs --stage1"):
+        get_method("det").check(FitSetup())
+
+
+def test_a_core_gives_the_same_tensors_at_training_and_at_prediction(cohort_csv, stage1_dir, cv_config,
+                                                                     tmp_path) -> None:
+    import torch
+
+    from maskllp.detection.model import Stage1Model
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.io.images import open_image
+    from maskllp.methods import Stage2Fitted
+    from maskllp.proportion.inputs import Stage2Dataset, to_tensors
+    from maskllp.proportion.model import ProportionModel
+    from maskllp.proportion.network import ProportionNet
+
+    items, _ = _cohort_items(cohort_csv, stage1_dir, cv_config, tmp_path)
+    ours = get_method("ours")
+    stage1 = Stage1Model.load(stage1_dir)
+    fitted = Stage2Fitted(ours, ProportionModel(ProportionNet(ours.network_spec(5)), "ours", PAPER_FIVE, 64),
+                          stage1)
+    for k in (0, 5):
+        entry = items[k].entry
+        with open_image(entry.image, entry.mpp) as reader:
+            cells = stage1.detect(reader)
+        image, mask, _ = fitted.network_input(entry.image, entry.mpp, cells)
+        at_prediction = to_tensors(image, mask)
+        at_training = Stage2Dataset(items, augment=False)[k]
+        assert torch.equal(at_training["image"], at_prediction[0])
+        assert torch.equal(at_training["mask"], at_prediction[1])
+        assert at_prediction[1].sum() > 0

@@ -1,16 +1,19 @@
 """maskllp: PD-L1 tumour proportion score from IHC cores by masked learning from label proportions.
 
-Stages, one sub-package each:
+The packages are floors; each imports only from the floors below it (README, "Layout"):
 
-* ``maskllp.io``          images, cohort manifest, QuPath GeoJSON / CSV annotations
-* ``maskllp.synth``       synthetic IHC cohorts with exact truth
-* ``maskllp.detection``   stage 1: cell detector, tumour classifier, tumour mask
-* ``maskllp.proportion``  stage 2: proportion network, masked sums, losses
-* ``maskllp.methods``     the registry of the paper's Table 1 methods
-* ``maskllp.training``    Lightning modules and data modules shared by every method
-* ``maskllp.inference``   tiling, model folders, the end-to-end pipeline
-* ``maskllp.evaluation``  metrics, cross-validation, the Table 1 printer
-* ``maskllp.report``      overlays, loss curves, cohort report
+* ``errors``, ``intervals``, ``classes``, ``predictions``   plain-Python foundations
+* ``maskllp.io``           images, cohort manifest, QuPath GeoJSON / CSV annotations, model folders
+* ``maskllp.config``       typed settings of every stage
+* ``maskllp.backbones``, ``maskllp.synth``   torch building blocks; synthetic IHC cohorts with truth
+* ``maskllp.detection``    stage 1: cell detector, tumour classifier, tumour mask, the stage-1 model
+* ``maskllp.proportion``   stage 2: proportion network, masked sums, losses, inputs, the model
+* ``maskllp.evaluation``   metrics of Table 1 and of stage 1
+* ``maskllp.training``, ``maskllp.report``   Lightning training; figures and the cohort report
+* ``maskllp.methods``      the registry of the paper's Table 1 methods
+* ``maskllp.inference``    ``predict`` and ``detect`` on new cores
+* ``maskllp.workflows``    training runs, cross-validation, stage-1 evaluation, the demo
+* ``maskllp.cli``          the command line
 
 Importing ``maskllp`` is cheap: torch and friends load only where a stage needs them.
 """

@@ -1,4 +1,5 @@
-"""torchvision ResNet trunks, randomly initialised or loaded from a local ImageNet weights file.
+"""Torch building blocks both stages share: images as network inputs, and torchvision ResNet trunks,
+randomly initialised or loaded from a local ImageNet weights file.
 
 Nothing is downloaded: ``weights_path`` names a file the user has (a torchvision state dict saved
 with ``torch.save`` -- read with ``weights_only=True`` -- or a ``.safetensors`` file), e.g. the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,3 +74,15 @@ def normalise_rgb(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) or (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1]: the one conversion from
+    API-edge images (numpy HWC) to network inputs (torch NCHW) in maskllp."""
+    arr = np.asarray(rgb)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"expected (H, W, 3) or (N, H, W, 3) RGB, got {arr.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(arr)).to(device)
+    return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()

@@ -1,8 +1,10 @@
-"""The registry of Table 1 methods: name -> head kind, loss, whether the tumour mask is used.
+"""The registry of Table 1 methods: each entry says what the method is and how it is fitted and predicts.
 
-Every method is one frozen :class:`Method`; the methods differ only by their entry, never by their
-training code (:func:`maskllp.training.proportion.train_proportion_model` trains every ``maps``,
-``class`` and ``ordinal`` method; ``det`` goes through stage 1's three-class detector).
+Every method is one frozen :class:`Method`. What differs between methods is data on the entry: the
+head kind, the loss factory, whether the tumour mask is used, and its :class:`MethodFitting` (how it
+is fitted on training cores, how a fitted model predicts, how it is saved and loaded). Cross-
+validation (:mod:`maskllp.workflows.cross_validation`), ``maskllp train proportion`` and ``maskllp
+predict`` call the entry and never ask which method it is.
 
 ========================  ==============================  ========  ====  ===========================
 name                      Table 1                         head      mask  loss
@@ -20,30 +22,323 @@ name                      Table 1                         head      mask  loss
 ``ours``                  Ours                            maps      yes   weighted focal prop. loss
 ========================  ==============================  ========  ====  ===========================
 
+Two fittings serve the eleven entries: :class:`Stage2Fitting` (the stage-2 network, trained on the
+interval labels by :func:`maskllp.training.proportion.train_proportion_model`) and
+:class:`CountingFitting` (Det: a three-class stage-1 classifier trained on the point annotations,
+cells counted by :class:`maskllp.detection.counting.CountingModel`).
+
 "w/o mask" methods use the same map network with M = 1 over the whole input image (the paper: they
 "produce the PD-L1 rate directly from the entire image"; the white padding that squares a core is
 glass like the background around any round core), so they differ from their masked twins only by
 the mask.
+
+Lightning is imported only when a method is fitted, so ``maskllp predict`` never loads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Protocol
 
+import numpy as np
 from torch import nn
 
+from maskllp.config import Config
+from maskllp.config.proportion import LossConfig
+from maskllp.detection.cells import DetectedCells
+from maskllp.detection.counting import CountingModel
+from maskllp.detection.model import STAGE1_KIND, DetectorModel, Stage1Model
 from maskllp.errors import InputError
-from maskllp.intervals import IntervalScheme
+from maskllp.intervals import IntervalScheme, get_scheme
+from maskllp.io.images import open_image
+from maskllp.io.manifest import Cohort
+from maskllp.io.model_folder import read_model_config
+from maskllp.predictions import ProportionPrediction
 from maskllp.proportion import losses
-from maskllp.proportion.config import LossConfig
+from maskllp.proportion.inputs import Stage2Item, input_mask, read_input_image
+from maskllp.proportion.model import (
+    MODEL_KIND,
+    ProportionModel,
+    Stage2Recipe,
+    TrainingSummary,
+    load_proportion_model,
+)
 from maskllp.proportion.network import NetworkSpec
+from maskllp.training.inputs import MaskSource, Stage1MaskSource
 
 HeadKind = Literal["maps", "class", "ordinal", "count"]
 LossFactory = Callable[[IntervalScheme, LossConfig], nn.Module]
+ProportionKind = Literal["masked ratio", "interval midpoint", "cell count"]
+
+STAGE1_SUBFOLDER = "stage1"
+"""Where a stage-2 model folder that uses the tumour mask keeps the stage 1 that made its masks."""
 
 
+# ===================================================================================== what is shared
+@dataclass
+class FitSetup:
+    """What a run gives its methods besides the training cores (built once per run).
+
+    ``mask_source``: where the training masks came from (stage 2 keeps its stage 1 with the model).
+    Det: ``det_model``, a trained three-class stage-1 folder used as it is; otherwise a three-class
+    classifier is trained per fit on the annotated training cores over the detector of ``stage1``.
+    """
+
+    mask_source: MaskSource | None = None
+    stage1: Path | None = None
+    det_model: Path | None = None
+    cohort: Path | None = None
+    """The cohort manifest (named in messages)."""
+    scheme: IntervalScheme = field(default_factory=get_scheme)
+    device: str = "cpu"
+    _loaded: dict[str, object] = field(default_factory=dict, repr=False)
+
+    def fixed_counting_model(self) -> CountingModel | None:
+        """The ``det_model`` folder, loaded once (None when not given)."""
+        if self.det_model is None:
+            return None
+        if "det_model" not in self._loaded:
+            self._loaded["det_model"] = CountingModel.load(self.det_model, self.scheme, self.device)
+        return self._loaded["det_model"]  # type: ignore[return-value]
+
+    def detector(self) -> DetectorModel:
+        """The detector of the ``stage1`` folder, loaded once."""
+        if self.stage1 is None:
+            raise InputError(None, "Det needs --stage1 MODEL_DIR (its detector; a three-class classifier is "
+                                   "then trained per fold on the annotated training cores) or --det-model "
+                                   "MODEL_DIR (a trained three-class stage-1 model)", "--methods")
+        if "detector" not in self._loaded:
+            self._loaded["detector"] = Stage1Model.load(self.stage1).detector
+        return self._loaded["detector"]  # type: ignore[return-value]
+
+
+@dataclass
+class CoreEstimate:
+    """A fitted method's estimate for one new core, with what it was computed from (for figures)."""
+
+    prediction: ProportionPrediction
+    kind: ProportionKind
+    """``masked ratio`` (s_p / (s_p + s_n)), ``interval midpoint`` (Class, O-Reg), ``cell count`` (Det)."""
+    image: np.ndarray | None = None
+    """(S, S, 3) uint8: the network's input image; None for Det."""
+    mask: np.ndarray | None = None
+    """(S, S) bool: the tumour mask M at the same size (all True for "w/o mask" methods)."""
+    maps: np.ndarray | None = None
+    """(2, S/8, S/8) float32 F_p, F_n; None for methods without maps."""
+    tumour_area_fraction: float | None = None
+    """Fraction of the core's pixels inside M (None when no tumour mask was made)."""
+
+
+class FittedMethod(Protocol):
+    """A method fitted on training cores (or loaded from its model folder)."""
+
+    method: Method
+    scheme: IntervalScheme
+    summary: TrainingSummary | None
+
+    @property
+    def stage1(self) -> Stage1Model | None:
+        """The stage 1 a new core goes through before :meth:`estimate` (None: none needed)."""
+        ...
+
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
+        """Predictions for prepared cohort cores, in their order (cross-validation)."""
+        ...
+
+    def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
+                 want_maps: bool = True) -> CoreEstimate:
+        """The estimate for a new core image, given the cells :attr:`stage1` found in it."""
+        ...
+
+    def save(self, path: Path) -> Path:
+        """Write the model folder ``path`` (atomically); ``maskllp predict`` needs nothing else."""
+        ...
+
+
+class MethodFitting(Protocol):
+    """How the methods of one kind are fitted, and how their model folders are read back."""
+
+    folder_kind: str
+    """The ``kind`` of the model folders this fitting writes."""
+
+    def check(self, method: Method, setup: FitSetup) -> None:
+        """Raise InputError, before any work, when ``setup`` lacks what ``fit`` needs."""
+        ...
+
+    def fit(self, method: Method, items: Sequence[Stage2Item], setup: FitSetup, config: Config,
+            work_dir: Path) -> FittedMethod:
+        ...
+
+    def load(self, method: Method, path: Path, device: str, stage1_dir: Path | None,
+             scheme: IntervalScheme) -> FittedMethod:
+        ...
+
+
+# ===================================================================================== stage 2
+@dataclass
+class Stage2Fitted:
+    """A stage-2 network and, for a method that uses the mask, the stage 1 that makes its masks."""
+
+    method: Method
+    model: ProportionModel
+    stage1: Stage1Model | None = None
+    mask_source: str | None = None
+    """``stage1``, ``truth`` or ``none``: where the training masks came from (kept in the folder)."""
+
+    @property
+    def scheme(self) -> IntervalScheme:
+        return self.model.scheme
+
+    @property
+    def summary(self) -> TrainingSummary | None:
+        return self.model.summary
+
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
+        return self.model.predict_items(list(items), batch_size=batch_size)
+
+    def network_input(self, image: Path, mpp: float | None, cells: DetectedCells | None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The network's (S, S, 3) image and (S, S) mask of a core, built exactly as for training
+        (:class:`maskllp.training.inputs.ItemCache`), and the mask at the core's fit (None without
+        cells: M = 1)."""
+        rgb, fit = read_input_image(image, mpp, self.model.input_size)
+        content = None
+        if cells is not None and self.stage1 is not None:
+            content = self.stage1.mask_at(cells, fit.content_shape)
+        mask = input_mask(np.ones(fit.content_shape, bool) if content is None else content, fit)
+        return rgb, mask, content
+
+    def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
+                 want_maps: bool = True) -> CoreEstimate:
+        rgb, mask, content = self.network_input(image, mpp, cells)
+        pred = self.model.predict_batch(rgb[None], mask[None])[0]
+        maps = self.model.maps(rgb, mask) if want_maps and self.method.head == "maps" else None
+        area = float(content.mean()) if content is not None and content.size else None
+        kind: ProportionKind = "masked ratio" if pred.s_p is not None else "interval midpoint"
+        return CoreEstimate(pred, kind, rgb, mask, maps, area)
+
+    def to(self, device: str) -> Stage2Fitted:
+        self.model.to(device)
+        return self
+
+    def save(self, path: Path) -> Path:
+        extra = {} if self.mask_source is None else {"mask_source": self.mask_source}
+        self.model.save(path, extra)
+        if self.stage1 is not None:
+            self.stage1.save(Path(path) / STAGE1_SUBFOLDER)
+        return Path(path)
+
+
+class Stage2Fitting:
+    """Fitting of the map, class and ordinal methods: one network trained on the interval labels."""
+
+    folder_kind = MODEL_KIND
+
+    def check(self, method: Method, setup: FitSetup) -> None:
+        return None
+
+    def fit(self, method: Method, items: Sequence[Stage2Item], setup: FitSetup, config: Config,
+            work_dir: Path) -> Stage2Fitted:
+        from maskllp.training.proportion import train_proportion_model  # imports Lightning
+
+        model = train_proportion_model(list(items), method.recipe(config), config, work_dir)
+        source = setup.mask_source
+        stage1 = source.model if method.uses_mask and isinstance(source, Stage1MaskSource) else None
+        return Stage2Fitted(method, model, stage1, None if source is None else source.name)
+
+    def load(self, method: Method, path: Path, device: str, stage1_dir: Path | None,
+             scheme: IntervalScheme) -> Stage2Fitted:
+        model = load_proportion_model(path).to(device)
+        stage1 = None
+        if method.uses_mask:
+            where = Path(stage1_dir) if stage1_dir is not None else Path(path) / STAGE1_SUBFOLDER
+            if not where.is_dir():
+                raise InputError(path, f"method {method.name!r} needs a tumour mask but the model carries "
+                                       "no stage1/ folder (trained with oracle masks?); give --stage1 "
+                                       "STAGE1_DIR")
+            stage1 = Stage1Model.load(where, device=device)
+            if stage1.classifier is None:
+                raise InputError(where, "a detector-only model gives no tumour mask (need stage1)")
+        return Stage2Fitted(method, model, stage1)
+
+
+# ===================================================================================== Det
+@dataclass
+class CountingFitted:
+    """Det: a three-class stage-1 model; every prediction counts the cells it finds."""
+
+    method: Method
+    counting: CountingModel
+    summary: TrainingSummary | None = None
+
+    @property
+    def scheme(self) -> IntervalScheme:
+        return self.counting.scheme
+
+    @property
+    def stage1(self) -> Stage1Model:
+        return self.counting.stage1
+
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
+        out = []
+        for it in items:
+            if it.entry is None:
+                raise ValueError(f"Det reads the core image, and item {it.name} has no manifest entry")
+            with open_image(it.entry.image, it.entry.mpp) as reader:
+                out.append(self.counting.predict_image(reader))
+        return out
+
+    def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
+                 want_maps: bool = True) -> CoreEstimate:
+        if cells is None:
+            raise ValueError("Det counts the cells stage 1 found: pass them")
+        return CoreEstimate(self.counting.predict_cells(cells), "cell count")
+
+    def to(self, device: str) -> CountingFitted:
+        return self
+
+    def save(self, path: Path) -> Path:
+        return self.counting.stage1.save(path)
+
+
+class CountingFitting:
+    """Fitting of Det: the stage-1 classifier trained with three classes (positive tumour, negative
+    tumour, non-tumour) on the point annotations of the training cores, over a trained detector; no
+    proportion label is used. Or a given trained three-class model (``FitSetup.det_model``)."""
+
+    folder_kind = STAGE1_KIND
+
+    def check(self, method: Method, setup: FitSetup) -> None:
+        if setup.fixed_counting_model() is None:
+            setup.detector()
+
+    def fit(self, method: Method, items: Sequence[Stage2Item], setup: FitSetup, config: Config,
+            work_dir: Path) -> CountingFitted:
+        fixed = setup.fixed_counting_model()
+        if fixed is not None:
+            return CountingFitted(method, fixed)
+        from maskllp.training.stage1 import images_from_cohort, train_classifier  # imports Lightning
+
+        three = replace(config, classifier=replace(config.classifier, classes="three"))
+        scheme = config.intervals.build()
+        entries = [it.entry for it in items if it.entry is not None]
+        annotated = [e for e in entries if e.points is not None or e.regions is not None]
+        images = images_from_cohort(Cohort(Path(setup.cohort or "."), scheme, annotated), three)
+        if not any(im.has_points for im in images):
+            raise InputError(setup.cohort, "Det: no training core has point annotations to learn positive "
+                                           "and negative tumour cells from (or give a trained three-class "
+                                           "model, --det-model)")
+        stage1 = train_classifier(images, setup.detector(), three, Path(work_dir))
+        return CountingFitted(method, CountingModel(stage1, scheme, setup.cohort))
+
+    def load(self, method: Method, path: Path, device: str, stage1_dir: Path | None,
+             scheme: IntervalScheme) -> CountingFitted:
+        return CountingFitted(method, CountingModel.load(path, scheme, device=device))
+
+
+# ===================================================================================== the registry
 @dataclass(frozen=True)
 class Method:
     """One row of Table 1."""
@@ -54,6 +349,7 @@ class Method:
     loss_factory: LossFactory | None
     """Builds the loss from the interval scheme and ``[proportion.loss]``; None for ``det``."""
     uses_mask: bool
+    fitting: MethodFitting
 
     @property
     def predicts_proportion(self) -> bool:
@@ -80,21 +376,41 @@ class Method:
             return NetworkSpec("ordinal", n_intervals - 1)
         raise ValueError(f"method {self.name!r} has no stage-2 network (it counts stage-1 detections)")
 
+    def recipe(self, config: Config) -> Stage2Recipe:
+        """The stage-2 network and loss of this method for ``config``'s scheme and loss settings."""
+        scheme = config.intervals.build()
+        return Stage2Recipe(self.name, self.network_spec(len(scheme)),
+                            self.build_loss(scheme, config.proportion.loss))
+
+    def check(self, setup: FitSetup) -> None:
+        """InputError, before any work, when ``setup`` lacks what fitting this method needs."""
+        self.fitting.check(self, setup)
+
+    def fit(self, items: Sequence[Stage2Item], setup: FitSetup, config: Config, work_dir: Path
+            ) -> FittedMethod:
+        """Fit the method on labelled training cores (``work_dir`` receives the training logs)."""
+        return self.fitting.fit(self, items, setup, config, Path(work_dir))
+
+
+STAGE2 = Stage2Fitting()
+COUNTING = CountingFitting()
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("det", "Det", "count", None, False),
-        Method("class", "Class", "class", losses.class_loss, False),
-        Method("o-reg", "O-Reg", "ordinal", losses.ordinal_loss, False),
-        Method("prop-nomask", "Prop w/o mask", "maps", losses.proportion_loss, False),
-        Method("ours-nomask", "Ours w/o mask", "maps", losses.weighted_focal_proportion_loss, False),
-        Method("lpi", "LPI loss", "maps", losses.interval_loss, True),
-        Method("prop", "Prop", "maps", losses.proportion_loss, True),
-        Method("wprop", "WProp", "maps", losses.weighted_proportion_loss, True),
-        Method("wprop-listnet", "WProp + ListNet", "maps", losses.wprop_listnet_loss, True),
-        Method("focalprop", "FocalProp", "maps", losses.focal_proportion_loss, True),
-        Method("ours", "Ours", "maps", losses.weighted_focal_proportion_loss, True),
+        Method("det", "Det", "count", None, False, COUNTING),
+        Method("class", "Class", "class", losses.class_loss, False, STAGE2),
+        Method("o-reg", "O-Reg", "ordinal", losses.ordinal_loss, False, STAGE2),
+        Method("prop-nomask", "Prop w/o mask", "maps", losses.proportion_loss, False, STAGE2),
+        Method("ours-nomask", "Ours w/o mask", "maps", losses.weighted_focal_proportion_loss, False,
+               STAGE2),
+        Method("lpi", "LPI loss", "maps", losses.interval_loss, True, STAGE2),
+        Method("prop", "Prop", "maps", losses.proportion_loss, True, STAGE2),
+        Method("wprop", "WProp", "maps", losses.weighted_proportion_loss, True, STAGE2),
+        Method("wprop-listnet", "WProp + ListNet", "maps", losses.wprop_listnet_loss, True,
+               STAGE2),
+        Method("focalprop", "FocalProp", "maps", losses.focal_proportion_loss, True, STAGE2),
+        Method("ours", "Ours", "maps", losses.weighted_focal_proportion_loss, True, STAGE2),
     )
 }
 """Every Table 1 method, in the order of the table."""
@@ -121,3 +437,26 @@ def parse_methods(text: str) -> list[Method]:
         if m not in out:
             out.append(m)
     return out
+
+
+def method_of_folder(path: str | Path) -> Method:
+    """The method a model folder was fitted as: a ``proportion`` folder names it; a ``stage1`` folder
+    is the counting method (Det). InputError for anything else."""
+    kinds = tuple(dict.fromkeys(m.fitting.folder_kind for m in METHODS.values()))
+    kind, config = read_model_config(path, kinds)
+    candidates = [m for m in METHODS.values() if m.fitting.folder_kind == kind]
+    if len(candidates) == 1:
+        return candidates[0]
+    try:
+        return get_method(str(config["method"]))
+    except (KeyError, InputError) as e:
+        raise InputError(path, f"broken {kind} model folder ({e})") from None
+
+
+def load_fitted(path: str | Path, device: str = "cpu", stage1_dir: str | Path | None = None,
+                scheme: IntervalScheme | None = None) -> FittedMethod:
+    """A fitted method from its model folder. ``stage1_dir`` replaces the stage 1 a stage-2 folder
+    carries; ``scheme`` bins Det's counts (stage-2 folders carry their own)."""
+    method = method_of_folder(path)
+    return method.fitting.load(method, Path(path), device, None if stage1_dir is None else Path(stage1_dir),
+                               scheme or get_scheme())

@@ -112,8 +112,8 @@ def random_stage1(tmp_path):
     """A stage-1 folder with tiny randomly initialised networks (no training)."""
     import torch
 
-    from maskllp.detection.config import ClassifierConfig, DetectorConfig, TilingConfig
-    from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
+    from maskllp.config.detection import ClassifierConfig, DetectorConfig, TilingConfig
+    from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet
 
     torch.manual_seed(0)
     det_cfg = DetectorConfig(base_channels=4, depth=3)
@@ -138,8 +138,8 @@ def test_detect_needs_a_pixel_size(run_cli, tmp_path, random_stage1, make_core):
 
 
 def test_evaluate_against_synthetic_truth(run_cli, tmp_path, random_stage1):
+    from maskllp.config.synth import SynthConfig
     from maskllp.synth import generate_cohort
-    from maskllp.synth.config import SynthConfig
 
     manifest = generate_cohort(tmp_path / "syn", 2, SynthConfig(size=128, seed=3))
     code, out, err = run_cli("evaluate-detection", random_stage1, manifest, "--truth",

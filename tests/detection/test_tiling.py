@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from maskllp.detection.config import ClassifierConfig, DetectorConfig, TilingConfig
-from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet
-from maskllp.inference.tiling import ArrayImage, ModelGrid, read_model_window, tile_grid
+from maskllp.config.detection import ClassifierConfig, DetectorConfig, TilingConfig
+from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet
+from maskllp.detection.tiling import tile_grid
+from maskllp.io.grid import ArrayImage, ModelGrid, read_model_window
 
 
 def _model(overlap: int, classifier: bool = True) -> Stage1Model:

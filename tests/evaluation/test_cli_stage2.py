@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from maskllp.config.proportion import LossConfig
 from maskllp.intervals import PAPER_FIVE
-from maskllp.proportion.config import LossConfig
 from maskllp.proportion.losses import focal_proportion_loss, weighted_focal_proportion_loss
 from maskllp.report.loss_curves import loss_curves
 

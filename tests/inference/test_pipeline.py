@@ -25,7 +25,7 @@ def _model_dir(tmp_path, stage1_dir, method: str = "ours", with_stage1: bool = T
 
     torch.manual_seed(0)
     m = get_method(method)
-    model = ProportionModel(ProportionNet(m.network_spec(5)), m, PAPER_FIVE, 64)
+    model = ProportionModel(ProportionNet(m.network_spec(5)), m.name, PAPER_FIVE, 64)
     out = model.save(tmp_path / f"model-{method}")
     if m.uses_mask and with_stage1:
         shutil.copytree(stage1_dir, out / "stage1")
@@ -89,10 +89,10 @@ def test_det_model_counts_cells(tmp_path, cohort_csv, stage1_dir):
     predictor = Predictor.load(stage1_dir)
     assert predictor.method.name == "det"
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
-    result, evidence = predictor.predict(image, mpp=0.5)
+    result, evidence, cells = predictor.predict(image, mpp=0.5)
     assert result.proportion_kind == "cell count"
     assert result.s_p + result.s_n == result.tumour_cells
-    assert evidence.image is None and evidence.cells is not None
+    assert evidence.image is None and cells is not None
 
 
 def test_mask_method_without_stage1_is_refused_in_one_line(tmp_path, cohort_csv, stage1_dir, run_cli):
@@ -116,7 +116,7 @@ def test_unreadable_image_stops_before_any_output(tmp_path, cohort_csv, stage1_d
 def test_maps_and_mask_in_the_evidence_match_the_input(tmp_path, cohort_csv, stage1_dir):
     predictor = Predictor.load(_model_dir(tmp_path, stage1_dir))
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
-    result, evidence = predictor.predict(image, mpp=0.5)
+    result, evidence, _ = predictor.predict(image, mpp=0.5)
     assert evidence.image.shape == (64, 64, 3) and evidence.mask.shape == (64, 64)
     assert evidence.maps.shape == (2, 8, 8) and np.all(evidence.maps >= 0)
     # the cores are 48 x 64: the square's padding rows are white and outside the mask

@@ -167,7 +167,7 @@ def test_same_image_written_two_ways_is_a_duplicate(cohort_dir):
 def test_validation_summary(cohort_dir):
     path = cohort_dir / "cohort.csv"
     write_cohort(path, _rows(cohort_dir))
-    report = validate_cohort(path, Config())
+    report = validate_cohort(path, Config().intervals.build())
     assert report.label_counts() == {"0-1 %": 0, "1-25 %": 1, "25-50 %": 0, "50-75 %": 1, "75-100 %": 0}
     summary = report.summary()
     assert f"Cohort {path}: 3 cores" in summary
@@ -181,11 +181,12 @@ def test_validation_summary(cohort_dir):
     assert "Regions: 1 core; mean area annotated: tumour 50.0 %, non-tumour 0.0 %" in summary
     clinical = Config(intervals=IntervalsConfig(scheme="clinical3"))
     with pytest.raises(ProblemList, match="'1-25 %' is not an interval of the 'clinical3' scheme"):
-        validate_cohort(path, clinical)
+        validate_cohort(path, clinical.intervals.build())
     rows = _rows(cohort_dir)
     rows[0]["label"] = "0.3"
     write_cohort(path, rows)
-    assert validate_cohort(path, clinical).label_counts() == {"<1 %": 0, "1-49 %": 1, ">=50 %": 1}
+    counts = validate_cohort(path, clinical.intervals.build()).label_counts()
+    assert counts == {"<1 %": 0, "1-49 %": 1, ">=50 %": 1}
 
 
 def test_unclassified_points_are_a_warning_not_a_failure(fixtures_dir, tmp_path):
@@ -193,7 +194,7 @@ def test_unclassified_points_are_a_warning_not_a_failure(fixtures_dir, tmp_path)
     path = tmp_path / "m.csv"
     path.write_text(f"image,points,regions\n{source / 'core1.png'},{source / 'core1_points.geojson'},"
                     f"{source / 'core1_regions.geojson'}\n")
-    report = validate_cohort(path, Config())
+    report = validate_cohort(path, Config().intervals.build())
     assert report.cores[0].skipped_points == 1
     assert report.cores[0].cell_counts[CellClass.POSITIVE_TUMOUR] == 3
     assert report.cores[0].region_fractions[RegionClass.TUMOUR] == pytest.approx(0.5)

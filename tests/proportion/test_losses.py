@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from maskllp.config.proportion import LossConfig
 from maskllp.errors import InputError
 from maskllp.intervals import PAPER_FIVE
 from maskllp.methods import get_method
 from maskllp.proportion import losses
-from maskllp.proportion.config import LossConfig
 
 CFG = LossConfig()
 # KL((0.375, 0.625) || (0.5, 0.5)) = 0.375 ln(0.75) + 0.625 ln(1.25), computed by hand

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from maskllp.intervals import PAPER_FIVE
-from maskllp.methods import get_method
 from maskllp.proportion.masked import mask_to_grid, masked_sums, proportion_from_sums
 from maskllp.proportion.model import ProportionModel
 from maskllp.proportion.network import NetworkSpec, ProportionNet
@@ -77,7 +76,7 @@ def test_pooled_heads_give_logits() -> None:
 
 def test_prediction_on_an_empty_mask_is_undefined_not_zero() -> None:
     torch.manual_seed(0)
-    model = ProportionModel(ProportionNet(NetworkSpec("maps", 2)), get_method("ours"), PAPER_FIVE, 64)
+    model = ProportionModel(ProportionNet(NetworkSpec("maps", 2)), "ours", PAPER_FIVE, 64)
     images = np.full((2, 64, 64, 3), 200, np.uint8)
     masks = np.zeros((2, 64, 64), bool)
     masks[0, 10:30, 10:30] = True

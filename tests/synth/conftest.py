@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskllp.synth.config import StainConfig, SynthConfig, TissueConfig
+from maskllp.config.synth import StainConfig, SynthConfig, TissueConfig
 from maskllp.synth.layout import CoreLayout, build_layout, draw_patient_stain
 
 

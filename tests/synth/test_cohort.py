@@ -10,12 +10,12 @@ from scipy.spatial import cKDTree
 
 from maskllp.classes import CellClass
 from maskllp.config import Config, load_config
+from maskllp.config.synth import AnnotationDrawConfig, CohortDrawConfig, SynthConfig
 from maskllp.io.annotations import read_annotations
 from maskllp.io.images import open_image, read_image
 from maskllp.io.manifest import read_cohort, validate_cohort
 from maskllp.synth import generate_cohort
 from maskllp.synth.cohort import make_core, plan_cohort
-from maskllp.synth.config import AnnotationDrawConfig, CohortDrawConfig, SynthConfig
 from maskllp.synth.truth import read_truth, read_truth_cells
 
 
@@ -35,7 +35,7 @@ def cohort(tmp_path_factory):
 
 def test_cohort_passes_validation(cohort):
     manifest, cfg = cohort
-    report = validate_cohort(manifest, Config(synth=cfg))
+    report = validate_cohort(manifest, Config(synth=cfg).intervals.build())
     assert len(report.cohort) == 6
     assert not report.warnings
     assert all(c.shape == (256, 256) and c.entry.mpp == pytest.approx(0.5) for c in report.cores)
@@ -116,7 +116,7 @@ def test_tiled_ome_tiff_cores_hold_the_same_pixels_as_png(tmp_path):
         assert reader.mpp == pytest.approx(0.5)
         assert len(reader.level_shapes) > 1  # pyramid
         assert np.array_equal(reader.read(), read_image(png_image))
-    assert validate_cohort(tif, Config())
+    assert validate_cohort(tif, Config().intervals.build())
     again = generate_cohort(tmp_path / "tif2", 1, small(size=300, tile=128, image_format="ome.tif"))
     for rel in ("images/" + tif_image.name, "cohort.csv"):
         assert (again.parent / rel).read_bytes() == (tif.parent / rel).read_bytes(), rel
@@ -125,7 +125,7 @@ def test_tiled_ome_tiff_cores_hold_the_same_pixels_as_png(tmp_path):
 def test_jpeg_and_label_noise_and_nucleus_marker(tmp_path):
     cfg = small(jpeg_quality=80, marker="nucleus", cohort=CohortDrawConfig(label_noise=1.5))
     manifest = generate_cohort(tmp_path / "j", 8, cfg)
-    report = validate_cohort(manifest, Config(synth=cfg))
+    report = validate_cohort(manifest, Config(synth=cfg).intervals.build())
     assert all(e.image.suffix == ".jpg" for e in report.cohort)
     truth = read_truth(manifest.parent / "truth.csv")
     # with label noise the manifest label is an estimate: it may differ from the exact interval

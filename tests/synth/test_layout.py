@@ -8,9 +8,9 @@ from scipy.spatial import cKDTree
 
 from maskllp.classes import CellClass
 from maskllp.config import load_config
+from maskllp.config.synth import StainConfig, SynthConfig, TissueConfig
 from maskllp.errors import InputError
 from maskllp.synth.cells import Subtype
-from maskllp.synth.config import StainConfig, SynthConfig, TissueConfig
 from maskllp.synth.layout import _polar_radius
 from maskllp.synth.truth import core_counts, exact_tps
 

@@ -10,8 +10,8 @@ from scipy.ndimage import binary_erosion, laplace
 from scipy.spatial import cKDTree
 
 from maskllp.classes import CellClass
+from maskllp.config.synth import StainConfig, TissueConfig
 from maskllp.synth.cells import Subtype
-from maskllp.synth.config import StainConfig, TissueConfig
 from maskllp.synth.render import (
     defocus_map,
     iter_tiles,

@@ -24,7 +24,7 @@ def demo(
     the table, then predict the real IHC sample that scikit-image ships. About five minutes on two
     CPU cores. A --config file's settings win over the demo's small budget."""
     from maskllp.config import read_config_mapping
-    from maskllp.demo import REAL_SAMPLE_MPP, DemoRun, run_demo
+    from maskllp.workflows.demo import REAL_SAMPLE_MPP, DemoRun, run_demo
 
     overrides = read_config_mapping(config) if config is not None else {}
     names = tuple(m.strip() for m in methods.split(",") if m.strip())

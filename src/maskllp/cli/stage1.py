@@ -46,7 +46,7 @@ def train_detector(
     with the model.
     """
     from maskllp.cli.common import load_run_config
-    from maskllp.training.stage1 import run_train_detector
+    from maskllp.workflows.train import run_train_detector
 
     cfg = load_run_config(config, {"detector": {"max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
                                    "trainer": trainer_overrides(accelerator, devices, strategy)})
@@ -72,7 +72,7 @@ def train_tumour_classifier(
 ) -> None:
     """Train the tumour classifier g on detected cells that annotations label; write a stage-1 folder."""
     from maskllp.cli.common import load_run_config
-    from maskllp.training.stage1 import run_train_classifier
+    from maskllp.workflows.train import run_train_classifier
 
     weights = None if pretrained_weights is None else str(pretrained_weights)
     cfg = load_run_config(config, {
@@ -117,7 +117,7 @@ def detect(
     """Detect and classify every cell; write per image the cells (QuPath GeoJSON), the tumour mask
     (PNG) and a preview, plus summary.json and config.yaml."""
     from maskllp.cli.common import load_run_config
-    from maskllp.inference.stage1 import DetectRun, detect_images
+    from maskllp.inference.detect import DetectRun, detect_images
 
     cfg = load_run_config(config, {"mask": {"downsample": mask_downsample}, "tiling": {"tile": tile}})
     results = detect_images(DetectRun(model, list(images), out, mpp, device, overwrite), cfg)
@@ -142,7 +142,7 @@ def evaluate_detection(
 
     from maskllp.cli.common import load_run_config
     from maskllp.evaluation.detection_metrics import summary_line
-    from maskllp.inference.stage1 import evaluate_detection as run
+    from maskllp.workflows.stage1_evaluation import evaluate_detection as run
 
     cfg = load_run_config(config, {"mask": {"downsample": mask_downsample}})
     report = run(model, cohort, cfg, truth, device)

@@ -51,8 +51,8 @@ def cross_validate(
 ) -> None:
     """Cross-validate Table 1 methods (same folds for all); print and save the table."""
     from maskllp.cli.common import load_run_config
-    from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
     from maskllp.methods import parse_methods
+    from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
 
     cfg = load_run_config(config, {"cv": {"folds": folds},
                                    "proportion": {"input_size": input_size, "max_epochs": max_epochs,
@@ -84,19 +84,22 @@ def train_proportion(
     """Train a stage-2 proportion model on a cohort and save it as a model folder (with the stage 1
     that made its masks, so that 'maskllp predict' needs nothing else)."""
     from maskllp.cli.common import load_run_config
-    from maskllp.training.proportion import train_on_cohort
+    from maskllp.workflows.train import train_on_cohort
 
     cfg = load_run_config(config, {"proportion": {"method": method, "input_size": input_size,
                                                   "max_epochs": max_epochs,
                                                   "pretrained_weights": pretrained_weights},
                                    "trainer": trainer_overrides(accelerator, devices, strategy)})
-    model = train_on_cohort(cohort, cfg.proportion.method, cfg, out, stage1=stage1,
-                            mask_source=mask_source, truth=truth, overwrite=overwrite)
-    s = model.summary if model is not None else None  # None in the extra processes of a DDP run
-    if s is not None:
-        typer.echo(f"{model.method.display_name}: {s.n_train} training and {s.n_val} validation cores"
-                   f"{f', {s.n_skipped} left out (empty tumour mask)' if s.n_skipped else ''}; "
-                   f"best epoch {s.best_epoch}; model written to {out}")
+    fitted = train_on_cohort(cohort, cfg.proportion.method, cfg, out, stage1=stage1,
+                             mask_source=mask_source, truth=truth, overwrite=overwrite)
+    if fitted is None:  # an extra process of a multi-GPU (DDP) run: rank 0 reports
+        return
+    s = fitted.summary
+    trained = "" if s is None else (
+        f" {s.n_train} training and {s.n_val} validation cores"
+        f"{f', {s.n_skipped} left out (empty tumour mask)' if s.n_skipped else ''}; "
+        f"best epoch {s.best_epoch};")
+    typer.echo(f"{fitted.method.display_name}:{trained} model written to {out}")
 
 
 @app.command("plot-loss")

@@ -22,5 +22,6 @@ def validate(
     from maskllp.cli.common import load_run_config
     from maskllp.io.manifest import validate_cohort
 
-    report = validate_cohort(cohort, load_run_config(config))
+    cfg = load_run_config(config)
+    report = validate_cohort(cohort, cfg.intervals.build(), cfg.classes)
     typer.echo(report.summary())

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def disk_offsets(radius: float) -> np.ndarray:
-    """(K, 2) int64 offsets (dy, dx) of a square window wide enough for a disk of ``radius``."""
-    r = int(np.ceil(radius))
-    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    return np.stack([dy.ravel(), dx.ravel()], axis=1).astype(np.int64)
+from maskllp.detection.disks import disk_pixels
 
 
 def centre_heatmap(
@@ -35,16 +30,6 @@ def centre_heatmap(
         (pts[:, 0] > -reach - 1) & (pts[:, 0] < h + reach)
         & (pts[:, 1] > -reach - 1) & (pts[:, 1] < w + reach)
     )
-    pts = pts[keep]
-    offsets = disk_offsets(reach)
-    chunk = max(1, 2_000_000 // len(offsets))
-    for start in range(0, len(pts), chunk):
-        p = pts[start : start + chunk]
-        base = np.rint(p).astype(np.int64)
-        rr = base[:, None, 0] + offsets[None, :, 0]
-        cc = base[:, None, 1] + offsets[None, :, 1]
-        d2 = (rr - p[:, None, 0]) ** 2 + (cc - p[:, None, 1]) ** 2
-        val = np.exp(-d2 / (2.0 * sigma * sigma)).astype(np.float32)
-        ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w) & (d2 <= reach * reach)
-        np.maximum.at(out, (rr[ok], cc[ok]), val[ok])
+    for rr, cc, d2 in disk_pixels(pts[keep], (h, w), reach, reach, closed=True):
+        np.maximum.at(out, (rr, cc), np.exp(-d2 / (2.0 * sigma * sigma)).astype(np.float32))
     return out

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from maskllp.detection.heatmap import disk_offsets
+from maskllp.detection.disks import disk_pixels
 
 
 def mask_shape(shape: tuple[int, int], downsample: float) -> tuple[int, int]:
@@ -38,16 +38,8 @@ def disk_mask(yx: np.ndarray, shape: tuple[int, int], radius: float, downsample:
         return out
     centre = (pts + 0.5) / downsample - 0.5  # points in mask-pixel coordinates
     r = radius / downsample
-    offsets = disk_offsets(r + 1)
-    chunk = max(1, 4_000_000 // len(offsets))
-    for start in range(0, len(pts), chunk):
-        c = centre[start : start + chunk]
-        base = np.rint(c).astype(np.int64)
-        rr = base[:, None, 0] + offsets[None, :, 0]
-        cc = base[:, None, 1] + offsets[None, :, 1]
-        d2 = (rr - c[:, None, 0]) ** 2 + (cc - c[:, None, 1]) ** 2
-        ok = (d2 < r * r) & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-        out[rr[ok], cc[ok]] = True
+    for rr, cc, _ in disk_pixels(centre, (h, w), r, r + 1, closed=False):
+        out[rr, cc] = True
     return out
 
 

@@ -14,6 +14,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from maskllp.classes import CellClass
+from maskllp.detection.mask import tumour_mask
+
 
 def match_points(pred: np.ndarray, truth: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one matching of predicted to true points within ``radius``.
@@ -144,15 +147,11 @@ def mask_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
 # ================================================================================ cohort evaluation
 def _tumour_code(classes: np.ndarray) -> np.ndarray:
     """CellClass values -> 1 tumour, 0 non-tumour."""
-    from maskllp.classes import CellClass
-
     return (np.asarray(classes) != CellClass.NON_TUMOUR).astype(np.int64)
 
 
 def _three_code(classes: np.ndarray) -> np.ndarray:
     """CellClass values -> 0 positive tumour, 1 negative tumour, 2 non-tumour, -1 tumour of unknown stain."""
-    from maskllp.classes import CellClass
-
     lookup = {CellClass.POSITIVE_TUMOUR: 0, CellClass.NEGATIVE_TUMOUR: 1, CellClass.NON_TUMOUR: 2}
     return np.array([lookup.get(CellClass(int(c)), -1) for c in classes], np.int64)
 
@@ -201,8 +200,6 @@ def evaluate_cells(cells, truth_yx: np.ndarray, truth_classes: np.ndarray, setti
     is known, macro F1. Mask Dice: M of the detections against M of the true tumour cells (same
     alpha and resolution).
     """
-    from maskllp.detection.mask import tumour_mask
-
     s = settings
     p, t = match_points(cells.yx, truth_yx, s.radius_px)
     det = DetectionScores.from_counts(len(p), len(cells) - len(p), len(truth_yx) - len(p))

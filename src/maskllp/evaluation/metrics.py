@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-UNDEFINED = -1
-"""Predicted interval of a core whose proportion is undefined."""
+from maskllp.predictions import UNDEFINED
 
 CLINICAL_CUTOFFS = (0.01, 0.5)
 

@@ -37,6 +37,7 @@ from maskllp.classes import QUPATH_NAMES, QUPATH_REGION_NAMES, CellClass, ClassM
 from maskllp.errors import InputError
 from maskllp.io import geojson as gj
 from maskllp.io.atomic import atomic_file
+from maskllp.io.files import read_text_file
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _MAX_LISTED = 5
@@ -229,14 +230,7 @@ def _sniff_delimiter(line: str) -> str:
 
 
 def _read_points_csv(path: Path, mapping: ClassMapping, problems: _Problems) -> Annotations:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(path, f"cannot read ({e.strerror or e})") from None
+    text = read_text_file(path, "annotation file")
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from maskllp.errors import InputError
+from maskllp.io.files import decode_text, read_file_bytes
 
 GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
                   "GeometryCollection")
@@ -63,14 +64,7 @@ class QuPathObject:
 def load_json(path: str | os.PathLike[str]) -> Any:
     """Parse a (possibly gzipped or zipped) JSON file leniently; InputError when it is not JSON."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, not an annotation file") from None
-    except OSError as e:
-        raise InputError(path, f"cannot read ({e.strerror or e})") from None
+    raw = read_file_bytes(path, "annotation file")
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -78,10 +72,7 @@ def load_json(path: str | os.PathLike[str]) -> Any:
             raise InputError(path, f"damaged gzip file ({e})") from None
     elif raw[:4] == b"PK\x03\x04":
         raw = _zip_member(path, raw)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 text (byte {e.start})") from None
+    text = decode_text(path, raw)
     if not text.strip():
         raise InputError(path, "empty file")
     try:

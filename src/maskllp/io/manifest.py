@@ -29,18 +29,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from maskllp.classes import CellClass, ClassMapping, RegionClass
 from maskllp.errors import InputError, ProblemList
 from maskllp.intervals import IntervalScheme, Label, LabelError
+from maskllp.io.annotations import Annotations, read_annotations_collecting
 from maskllp.io.atomic import write_text_atomic
-
-if TYPE_CHECKING:
-    from maskllp.config import Config
-    from maskllp.io.annotations import Annotations
+from maskllp.io.files import read_text_file
+from maskllp.io.images import open_image
 
 COLUMNS = ("image", "patient", "label", "points", "regions", "mpp")
 PATH_COLUMNS = ("image", "points", "regions")
@@ -110,18 +109,7 @@ def _sniff_delimiter(header: str) -> str:
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header names and (line, values) of the non-blank rows. InputError when unreadable."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "cohort manifest not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, not a cohort manifest (CSV)") from None
-    except OSError as e:
-        raise InputError(path, f"cannot read ({e.strerror or e})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 text (byte {e.start}); save the CSV as UTF-8") from None
+    text = read_text_file(path, "cohort manifest", "; save the CSV as UTF-8")
     lines = text.splitlines(keepends=True)
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:
@@ -271,8 +259,6 @@ def _parse_entries(
 # ================================================================================ checking files
 def _check_core(entry: CohortEntry, base: Path, mapping: ClassMapping, out: _Collector) -> CoreCheck | None:
     """Open the image (header only) and read the annotations; report every problem found."""
-    from maskllp.io.images import open_image
-
     shown = _display(entry.image, base)
     try:
         with open_image(entry.image, entry.mpp) as reader:
@@ -309,8 +295,6 @@ def _with_mpp(entry: CohortEntry, mpp: float | None) -> CohortEntry:
 def _read_annotation_file(
     entry: CohortEntry, column: str, base: Path, mapping: ClassMapping, out: _Collector
 ) -> Annotations | None:
-    from maskllp.io.annotations import read_annotations_collecting
-
     path: Path = getattr(entry, column)
     shown = _display(path, base)
     try:
@@ -533,9 +517,10 @@ class ValidationReport:
         return out
 
 
-def validate_cohort(path: str | os.PathLike[str], config: Config) -> ValidationReport:
-    """Check a cohort with a config's interval scheme and class mapping; ``ProblemList`` if broken."""
-    scheme = config.intervals.build()
-    cohort, checks, out = _load(path, scheme, True, config.classes)
+def validate_cohort(path: str | os.PathLike[str], scheme: IntervalScheme,
+                    mapping: ClassMapping | None = None) -> ValidationReport:
+    """Check a cohort with an interval scheme and class mapping (default: QuPath's names);
+    ``ProblemList`` with every problem if broken."""
+    cohort, checks, out = _load(path, scheme, True, mapping or ClassMapping())
     _raise(Path(path), out)
     return ValidationReport(cohort, checks)

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from maskllp.config.proportion import LossConfig
 from maskllp.intervals import IntervalScheme
-from maskllp.proportion.config import LossConfig
 
 _TINY = 1e-12
 

@@ -19,25 +19,30 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from maskllp.errors import InputError
-from maskllp.evaluation.metrics import UNDEFINED
 from maskllp.intervals import SCHEMES, IntervalScheme, scheme_from_boundaries
-from maskllp.methods import Method, get_method
-from maskllp.proportion.data import Stage2Item, fit_core, to_tensors
+from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
+from maskllp.predictions import UNDEFINED, ProportionPrediction
+from maskllp.proportion.inputs import Stage2Item, to_tensors
 from maskllp.proportion.network import HeadOutput, NetworkSpec, ProportionNet
 
 MODEL_KIND = "proportion"
 
 
 @dataclass(frozen=True)
-class ProportionPrediction:
-    """Stage-2 output for one core (``None``: undefined or not produced by the method)."""
+class Stage2Recipe:
+    """One stage-2 method as training sees it: its registry name, network and loss."""
 
-    proportion: float | None
-    interval: int | None
-    s_p: float | None = None
-    s_n: float | None = None
+    name: str
+    spec: NetworkSpec
+    loss: nn.Module
+
+    @property
+    def uses_mask(self) -> bool:
+        """Whether r_hat is summed over the tumour mask (and so undefined for an empty one)."""
+        return self.spec.head == "maps" and self.spec.masked
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,11 @@ def scheme_from_mapping(data: dict[str, Any]) -> IntervalScheme:
 class ProportionModel:
     """A stage-2 network in eval mode with what it needs to turn cores into predictions."""
 
-    def __init__(self, net: ProportionNet, method: Method, scheme: IntervalScheme, input_size: int,
+    def __init__(self, net: ProportionNet, method_name: str, scheme: IntervalScheme, input_size: int,
                  summary: TrainingSummary | None = None) -> None:
         self.net = net.eval()
-        self.method = method
+        self.method_name = method_name
+        """The registry name of the Table 1 method it was trained as (``maskllp.methods``)."""
         self.scheme = scheme
         self.input_size = input_size
         self.summary = summary
@@ -137,24 +143,17 @@ class ProportionModel:
                                       np.stack([it.load_mask() for it in chunk]))
         return out
 
-    def predict_core(self, rgb: np.ndarray, mask: np.ndarray) -> ProportionPrediction:
-        """A whole core (H, W, 3) uint8 and its tumour mask (any shape, same extent) -> prediction."""
-        image, m = fit_core(rgb, mask, self.input_size)
-        return self.predict_batch(image[None], m[None])[0]
-
     def maps(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """F_p, F_n of one fitted core ((S, S, 3), (S, S)) -> (2, S/8, S/8) float32 (unmasked)."""
         out = self.forward(image[None], mask[None])
         if out.maps is None:
-            raise ValueError(f"method {self.method.name!r} has no F_p / F_n maps")
+            raise ValueError(f"method {self.method_name!r} has no F_p / F_n maps")
         return out.maps[0].cpu().numpy().astype(np.float32)
 
     # ------------------------------------------------------------------------------- folders
     def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
         """Write the model folder (atomically); ``extra_config`` is stored in ``config.json`` too."""
-        from maskllp.inference.model_folder import ModelFolder, save_model_folder
-
-        config = {"method": self.method.name, "network": asdict(self.net.spec),
+        config = {"method": self.method_name, "network": asdict(self.net.spec),
                   "input_size": self.input_size, **(extra_config or {})}
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
         folder = ModelFolder(MODEL_KIND, config, {"net": state},
@@ -164,15 +163,13 @@ class ProportionModel:
 
 def load_proportion_model(path: str | Path) -> ProportionModel:
     """A model folder written by :meth:`ProportionModel.save`; InputError when it is not one."""
-    from maskllp.inference.model_folder import load_model_folder
-
     folder = load_model_folder(path, MODEL_KIND)
     try:
-        method = get_method(str(folder.config["method"]))
+        method = str(folder.config["method"])
         spec = NetworkSpec(**folder.config["network"])
         input_size = int(folder.config["input_size"])
         scheme = scheme_from_mapping(folder.thresholds["scheme"])
-    except (KeyError, TypeError, ValueError, InputError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken proportion model folder ({e})") from None
     net = ProportionNet(spec)
     try:

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from maskllp.evaluation.metrics import UNDEFINED, interval_metrics
+from maskllp.io.atomic import write_text_atomic
+
 CUT_OFFS = (0.01, 0.5)
 """Clinical PD-L1 TPS cut-offs (>= 1 %, >= 50 %)."""
 NEAR_CUT_OFF = 0.2
@@ -64,8 +67,6 @@ def _distribution(results: Sequence[Any], scheme: Any) -> str:
 
 
 def _agreement(results: Sequence[Any], scheme: Any) -> str:
-    from maskllp.evaluation.metrics import UNDEFINED, interval_metrics
-
     pairs = []
     for r in results:
         if r.label is None or r.label == "":
@@ -134,7 +135,5 @@ def cohort_report_html(results: Sequence[Any], scheme: Any, model: str) -> str:
 
 def write_cohort_report(path: str | Path, results: Sequence[Any], scheme: Any, model: str) -> Path:
     """Write :func:`cohort_report_html` to ``path`` atomically."""
-    from maskllp.io.atomic import write_text_atomic
-
     write_text_atomic(path, cohort_report_html(results, scheme, model))
     return Path(path)

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskllp.config.proportion import LossConfig
 from maskllp.intervals import IntervalScheme
-from maskllp.proportion.config import LossConfig
+from maskllp.io.atomic import atomic_file
 from maskllp.proportion.losses import focal_proportion_loss, weighted_focal_proportion_loss
 
 
@@ -40,8 +41,6 @@ def plot_loss_curves(path: str | Path, scheme: IntervalScheme, cfg: LossConfig, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from maskllp.io.atomic import atomic_file
 
     panels = [
         (f"focal proportion loss (gamma {cfg.focal_gamma:g})", focal_proportion_loss(scheme, cfg)),

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from maskllp.io.atomic import atomic_file
+from maskllp.proportion.masked import mask_to_grid
+
 
 def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(h, w[, c]) -> (H, W[, c]) by nearest neighbour (no smoothing: map cells stay visible)."""
@@ -24,8 +27,6 @@ def mask_on_grid(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """(H, W) bool mask -> (h, w) float64 tumour fraction per map cell, exactly as stage 2 weighs
     the maps (:func:`maskllp.proportion.masked.mask_to_grid`)."""
     import torch
-
-    from maskllp.proportion.masked import mask_to_grid
 
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32))[None, None]
     return mask_to_grid(m, tuple(grid))[0, 0].double().numpy()
@@ -75,8 +76,6 @@ def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, path: str | P
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from maskllp.io.atomic import atomic_file
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels), 4))
     for ax, (name, img) in zip(np.atleast_1d(axes), panels, strict=True):

@@ -25,11 +25,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from maskllp.config import Config, save_config
+from maskllp.config.synth import SynthConfig
 from maskllp.intervals import IntervalScheme
-from maskllp.synth.config import SynthConfig
+from maskllp.io.annotations import write_point_annotations_geojson, write_regions_geojson
+from maskllp.io.atomic import staged_directory
+from maskllp.io.images import write_image, write_tiled_tiff
+from maskllp.io.manifest import write_cohort
+from maskllp.synth.annotate import draw_regions, point_annotations
+from maskllp.synth.layout import build_layout, draw_patient_stain
+from maskllp.synth.render import iter_tiles
+from maskllp.synth.truth import CELLS_DIR, TRUTH_FILE, core_counts, exact_tps, write_cells, write_truth
 
 if TYPE_CHECKING:
-    from maskllp.config import Config
     from maskllp.synth.layout import CoreLayout
 
 MANIFEST_FILE = "cohort.csv"
@@ -103,8 +111,6 @@ def plan_cohort(n_cores: int, cfg: SynthConfig) -> list[CorePlan]:
 
 def make_core(plan: CorePlan, cfg: SynthConfig) -> CoreLayout:
     """The layout of one planned core (deterministic in the seed and the plan)."""
-    from maskllp.synth.layout import build_layout, draw_patient_stain
-
     patient = draw_patient_stain(_rng(cfg.seed, _PATIENT, plan.patient_index), cfg)
     pixel_seed = int(np.random.SeedSequence(cfg.seed, spawn_key=(_PIXELS, plan.index)).generate_state(1)[0])
     return build_layout(_rng(cfg.seed, _CORE, plan.index), pixel_seed, cfg, patient, plan.tps)
@@ -129,9 +135,6 @@ def image_suffix(cfg: SynthConfig) -> str:
 
 def write_core_image(path: Path, layout: CoreLayout, cfg: SynthConfig) -> None:
     """Render the core tile by tile into ``path`` (PNG/JPEG assembled in uint8; TIFF streamed)."""
-    from maskllp.io.images import write_image, write_tiled_tiff
-    from maskllp.synth.render import iter_tiles
-
     if path.name.endswith(".ome.tif"):
         write_tiled_tiff(path, layout.shape, iter_tiles(layout, cfg.tile), cfg.mpp, tile=cfg.tile,
                          jpeg_quality=cfg.jpeg_quality)
@@ -145,10 +148,6 @@ def write_core_image(path: Path, layout: CoreLayout, cfg: SynthConfig) -> None:
 def _write_core(stage: Path, plan: CorePlan, cfg: SynthConfig, scheme: IntervalScheme
                 ) -> tuple[dict[str, str], dict[str, str]]:
     """Write one core's image, annotations and cells file; return its manifest and truth rows."""
-    from maskllp.io.annotations import write_point_annotations_geojson, write_regions_geojson
-    from maskllp.synth.annotate import draw_regions, point_annotations
-    from maskllp.synth.truth import CELLS_DIR, core_counts, exact_tps, write_cells
-
     layout = make_core(plan, cfg)
     image = f"{IMAGES_DIR}/{plan.name}{image_suffix(cfg)}"
     write_core_image(stage / image, layout, cfg)
@@ -189,11 +188,6 @@ def generate_cohort(out_dir: str | os.PathLike[str], n_cores: int, config: Synth
     only when complete; an existing non-empty ``out_dir`` is refused unless ``overwrite``.
     ``progress(done, total)`` is called after each core.
     """
-    from maskllp.config import Config, save_config
-    from maskllp.io.atomic import staged_directory
-    from maskllp.io.manifest import write_cohort
-    from maskllp.synth.truth import CELLS_DIR, TRUTH_FILE, write_truth
-
     run_config = config if isinstance(config, Config) else Config(synth=config)
     cfg = run_config.synth
     scheme = run_config.intervals.build()

@@ -32,8 +32,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from maskllp.classes import CellClass
+from maskllp.config.synth import ARCHITECTURES, SynthConfig
 from maskllp.synth import cells as C
-from maskllp.synth.config import ARCHITECTURES, SynthConfig
 from maskllp.synth.noise import fractal_noise_points, sub_seed
 from maskllp.synth.stains import Optics, jitter_vector
 

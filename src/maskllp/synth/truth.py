@@ -32,6 +32,7 @@ import numpy as np
 from maskllp.classes import CellClass
 from maskllp.errors import InputError
 from maskllp.io.atomic import write_text_atomic
+from maskllp.io.files import read_text_file
 from maskllp.synth.cells import SUBTYPE_NAMES, CellTable
 
 TRUTH_FILE = "truth.csv"
@@ -117,12 +118,7 @@ def write_truth(path: str | os.PathLike[str], rows: list[dict[str, str]]) -> Non
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(path, "truth file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, f"cannot read ({e})") from None
+    text = read_text_file(path, "truth file")
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != list(columns):

@@ -1,5 +1,9 @@
 """Training of every stage-2 method of Table 1: one Lightning module, one data module, one function.
 
+What differs between the methods reaches this module as a
+:class:`~maskllp.proportion.model.Stage2Recipe` (network, loss, whether the mask is used), built by
+the method registry (:meth:`maskllp.methods.Method.recipe`).
+
 :func:`train_proportion_model` holds out a stratified validation split of the training cores
 (``proportion.val_fraction``), trains with Adam (``proportion.lr``, batch ``proportion.batch_size``,
 up to ``proportion.max_epochs``) through :func:`maskllp.training.trainer.build_trainer`, stops early
@@ -26,11 +30,10 @@ from maskllp.config import Config
 from maskllp.errors import InputError
 from maskllp.evaluation.metrics import interval_metrics
 from maskllp.intervals import IntervalScheme
-from maskllp.methods import Method, get_method
-from maskllp.proportion.data import Stage2Dataset, Stage2Item
-from maskllp.proportion.model import ProportionModel, TrainingSummary, predicted_intervals
+from maskllp.proportion.inputs import Stage2Dataset, Stage2Item
+from maskllp.proportion.model import ProportionModel, Stage2Recipe, TrainingSummary, predicted_intervals
 from maskllp.proportion.network import ProportionNet
-from maskllp.training.trainer import build_trainer, is_global_zero
+from maskllp.training.trainer import build_trainer
 
 log = logging.getLogger("maskllp")
 
@@ -123,39 +126,36 @@ def validation_split(intervals: np.ndarray, fraction: float, seed: int) -> tuple
     return np.sort(train), np.sort(val)
 
 
-def usable_items(items: list[Stage2Item], method: Method) -> tuple[list[Stage2Item], int]:
+def usable_items(items: list[Stage2Item], uses_mask: bool) -> tuple[list[Stage2Item], int]:
     """Labelled items a method can learn from, and how many were left out for an empty mask."""
     labelled = [it for it in items if it.interval is not None]
-    if not method.uses_mask:
+    if not uses_mask:
         return labelled, 0
     kept = [it for it in labelled if it.has_tumour]
     return kept, len(labelled) - len(kept)
 
 
 def train_proportion_model(
-    items: list[Stage2Item], method: Method | str, config: Config, out_dir: str | Path
+    items: list[Stage2Item], recipe: Stage2Recipe, config: Config, out_dir: str | Path
 ) -> ProportionModel:
-    """Train ``method`` on ``items`` (prepared cores with labels); logs go to ``out_dir/logs``.
+    """Train ``recipe`` on ``items`` (prepared cores with labels); logs go to ``out_dir/logs``.
 
     Returns the fitted model (weights of the best validation epoch), its ``summary`` filled in.
     """
-    method = get_method(method) if isinstance(method, str) else method
-    if method.head == "count":
-        raise ValueError("method 'det' is trained through stage 1 (maskllp.detection), not here")
     pc, scheme = config.proportion, config.intervals.build()
     if items and items[0].load_image().shape[:2] != (pc.input_size, pc.input_size):
         raise ValueError(f"items are {items[0].load_image().shape[:2]}, not input_size {pc.input_size}")
-    kept, skipped = usable_items(items, method)
+    kept, skipped = usable_items(items, recipe.uses_mask)
     if skipped:
         log.warning("%s: %d training core(s) with an empty tumour mask left out (r_hat undefined)",
-                    method.name, skipped)
+                    recipe.name, skipped)
     if not kept:
-        raise InputError(None, "no labelled training core with tumour in its mask", method.name)
+        raise InputError(None, "no labelled training core with tumour in its mask", recipe.name)
     train_idx, val_idx = validation_split(np.array([it.interval for it in kept]), pc.val_fraction,
                                           config.trainer.seed)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    net = ProportionNet(method.network_spec(len(scheme)), pc.pretrained_weights)
-    module = ProportionModule(net, method.build_loss(scheme, pc.loss), scheme, pc.lr)
+    net = ProportionNet(recipe.spec, pc.pretrained_weights)
+    module = ProportionModule(net, recipe.loss, scheme, pc.lr)
     data = ProportionDataModule([kept[i] for i in train_idx], [kept[i] for i in val_idx],
                                 pc.batch_size, pc.augment, config.trainer.num_workers)
     trainer, best = build_trainer(
@@ -166,59 +166,4 @@ def train_proportion_model(
     trainer.fit(module, datamodule=data)
     summary = TrainingSummary(len(train_idx), len(val_idx), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
-    return ProportionModel(module.net.cpu(), method, scheme, pc.input_size, summary)
-
-
-def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Config, out_dir: str | Path, *,
-                    stage1: Path | None = None, mask_source: str | None = None,
-                    truth: Path | None = None, overwrite: bool = False) -> ProportionModel | None:
-    """Train ``method`` on every labelled core of a cohort and save the model folder ``out_dir``
-    (None in the extra processes of a multi-GPU DDP run, which save nothing).
-
-    Tumour masks come from ``stage1`` (or oracle ``truth`` masks with ``mask_source = "truth"``) and
-    are cached with the cohort. ``out_dir`` receives the model folder, its ``logs/`` and the resolved
-    ``config.yaml``.
-    """
-    import shutil
-    import tempfile
-
-    from maskllp.config import save_config
-    from maskllp.inference.pipeline import STAGE1_SUBFOLDER
-    from maskllp.io.atomic import check_output_dir, staged_directory
-    from maskllp.io.manifest import read_cohort
-    from maskllp.proportion.cache import ItemCache, default_cache_root, prepare_items
-    from maskllp.proportion.masks import Stage1MaskSource, build_mask_source
-
-    method = get_method(method) if isinstance(method, str) else method
-    if method.head == "count":
-        raise InputError(None, "Det is a stage-1 model: train it with the stage-1 trainer and "
-                               "classifier.classes = 'three'", "method")
-    out_dir = check_output_dir(out_dir, overwrite)
-    scheme = config.intervals.build()
-    cohort = read_cohort(cohort_path, scheme, mapping=config.classes)
-    entries = [e for e in cohort.entries if e.label is not None]
-    if len(entries) < len(cohort.entries):
-        log.warning("%d unlabelled core(s) left out of training", len(cohort.entries) - len(entries))
-    if not entries:
-        raise InputError(cohort_path, "no labelled core to train on")
-    source = build_mask_source([method.name] if method.uses_mask else [], mask_source, stage1, truth,
-                               entries, config)
-    root = default_cache_root(cohort_path, config.proportion.cache_dir)
-    items = prepare_items(entries, scheme, source, ItemCache(root, config.proportion.input_size))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))
-    try:
-        model = train_proportion_model(items, method, config, work)
-        if not is_global_zero():  # the extra processes of a DDP run save nothing
-            return None
-        with staged_directory(out_dir, overwrite) as stage:
-            model.save(stage, {"mask_source": source.name})
-            if isinstance(source, Stage1MaskSource):
-                # The stage 1 that made the training masks travels with the model: predict needs it.
-                source.model.save(stage / STAGE1_SUBFOLDER)
-            if (work / "logs").is_dir():
-                shutil.move(str(work / "logs"), str(stage / "logs"))
-            save_config(config, stage / "config.yaml")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return model
+    return ProportionModel(module.net.cpu(), recipe.name, scheme, pc.input_size, summary)

@@ -26,17 +26,20 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import shapely
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from maskllp.backbones import rgb_to_tensor
 from maskllp.classes import CellClass, RegionClass
-from maskllp.config import Config
+from maskllp.config import Config, save_config
+from maskllp.config.detection import ClassifierConfig, DetectorConfig
 from maskllp.detection.augment import Dihedral, stain_jitter
 from maskllp.detection.classifier import CellClassLoss, class_probabilities
-from maskllp.detection.config import ClassifierConfig, DetectorConfig
 from maskllp.detection.heatmap import centre_heatmap
-from maskllp.detection.tensors import rgb_to_tensor
+from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet, image_mpp
+from maskllp.detection.tiling import round_up, tile_grid
 from maskllp.errors import InputError
 from maskllp.evaluation.detection_metrics import (
     ClassificationScores,
@@ -45,8 +48,10 @@ from maskllp.evaluation.detection_metrics import (
     detection_scores,
     match_points,
 )
-from maskllp.inference.stage1 import DetectorModel, Stage1Model, build_classifier, build_unet, image_mpp
-from maskllp.inference.tiling import ImageSource, ModelGrid, read_model_window, round_up, tile_grid
+from maskllp.io.annotations import Region, read_annotations, region_class_at
+from maskllp.io.grid import ImageSource, ModelGrid, read_model_window
+from maskllp.io.images import open_image
+from maskllp.io.manifest import Cohort
 from maskllp.training.trainer import build_trainer, is_global_zero
 
 log = logging.getLogger("maskllp")
@@ -67,8 +72,8 @@ class TrainingImage:
     """(N, 2) float64 level-0 index coordinates of annotated cells."""
     point_classes: np.ndarray
     """(N,) int8 CellClass values."""
-    regions: list[Any] = field(default_factory=list)
-    """``maskllp.io.annotations.Region`` polygons (QuPath coordinates)."""
+    regions: list[Region] = field(default_factory=list)
+    """Region polygons (QuPath coordinates)."""
     name: str = ""
 
     @property
@@ -90,8 +95,6 @@ class _Readers:
             self._open, self._pid = {}, os.getpid()
         key = str(image.source)
         if key not in self._open:
-            from maskllp.io.images import open_image
-
             self._open[key] = open_image(image.source, image.mpp)
         return self._open[key]
 
@@ -99,15 +102,12 @@ class _Readers:
         return {"_open": {}, "_pid": -1}
 
 
-def images_from_cohort(cohort: Any, config: Config) -> list[TrainingImage]:
-    """The annotated cores of a cohort (``maskllp.io.manifest.Cohort``), pixel sizes resolved.
+def images_from_cohort(cohort: Cohort, config: Config) -> list[TrainingImage]:
+    """The annotated cores of a cohort, pixel sizes resolved.
 
     Pixel size: the manifest's, else the image file's, else ``detector.default_mpp``; an InputError
     naming the image and its manifest line when none is known.
     """
-    from maskllp.io.annotations import read_annotations
-    from maskllp.io.images import open_image
-
     out = []
     for entry in cohort.entries:
         if entry.points is None and entry.regions is None:
@@ -314,8 +314,6 @@ def _detector_items(images: list[TrainingImage], model_mpp: float, val_fraction:
 
 def _image_shape(image: TrainingImage) -> tuple[int, int]:
     if isinstance(image.source, (str, Path)):
-        from maskllp.io.images import open_image
-
         with open_image(image.source, image.mpp) as reader:
             return reader.shape
     return image.source.shape
@@ -399,8 +397,6 @@ def cell_labels(cells_yx: np.ndarray, image: TrainingImage, classes: str, radius
     n = len(cells_yx)
     labels = np.full(n, -1, np.int64)
     if image.regions and n:
-        from maskllp.io.annotations import region_class_at
-
         codes = region_class_at(image.regions, cells_yx)
         if classes == "tumour":
             labels[codes == RegionClass.TUMOUR] = 1
@@ -587,34 +583,6 @@ def classifier_scores(net: nn.Module, crops: FixedCellCrops) -> ClassificationSc
     return classification_scores(np.concatenate(preds), np.concatenate(truth), 1 if binary else None)
 
 
-# =============================================================================== folders
-def finish_model_folder(model: Stage1Model, out_dir: Path, work_dir: Path, config: Config) -> Path:
-    """Save ``model`` to ``out_dir`` (atomically), then add the run's logs (and Lightning checkpoints
-    when kept) and ``config.yaml``."""
-    from maskllp.config import save_config
-
-    path = model.save(out_dir)
-    for name in ("logs", "checkpoints"):
-        if (work_dir / name).is_dir():
-            shutil.move(str(work_dir / name), str(path / name))
-    save_config(config, path / "config.yaml")
-    return path
-
-
-def work_dir_for(out_dir: Path) -> Path:
-    """A scratch folder next to ``out_dir`` for Lightning's logs during training."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))
-
-
-# =============================================================================== command drivers
-def _cohort_images(cohort_path: Path, config: Config) -> list[TrainingImage]:
-    from maskllp.io.manifest import read_cohort
-
-    cohort = read_cohort(cohort_path, config.intervals.build(), mapping=config.classes)
-    return images_from_cohort(cohort, config)
-
-
 PARTIAL_POINTS_AREA = 0.5
 """Region annotations covering less than this share of an image, with every clicked cell inside
 them, mark a core whose cells were clicked only in the regions (see :func:`partially_clicked`)."""
@@ -625,11 +593,6 @@ def partially_clicked(image: TrainingImage) -> float | None:
     less than :data:`PARTIAL_POINTS_AREA` of it: a core clicked only inside its regions, which the
     detector cannot use (it would learn the unclicked cells outside as background). None otherwise.
     """
-    import shapely
-
-    from maskllp.io.annotations import region_class_at
-    from maskllp.io.images import open_image
-
     if not image.has_points or not image.regions:
         return None
     if (region_class_at(image.regions, image.points_yx) == 0).any():
@@ -643,50 +606,20 @@ def partially_clicked(image: TrainingImage) -> float | None:
     return covered if covered < PARTIAL_POINTS_AREA else None
 
 
-def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False
-                       ) -> Path | None:
-    """``maskllp train detector``: train h on the cohort's point-annotated cores; write a ``detector``
-    model folder (plus ``logs/`` and ``config.yaml``) at ``out_dir``. Returns its path (None in the
-    extra processes of a DDP run, which save nothing)."""
-    from maskllp.io.atomic import check_output_dir
 
-    check_output_dir(out_dir, overwrite)
-    images = _cohort_images(cohort_path, config)
-    if not any(im.has_points for im in images):
-        raise InputError(cohort_path, "no core has point annotations: the detector needs some")
-    for im in images:
-        covered = partially_clicked(im)
-        if covered is not None:
-            raise InputError(cohort_path, f"every clicked cell lies inside the region annotations, which "
-                             f"cover {100 * covered:.0f} % of the image: the detector needs every cell of a "
-                             f"point-annotated core clicked (unclicked cells would be learnt as "
-                             f"background); click the whole core or crop the image to the clicked area",
-                             f"core {im.name}")
-    work = work_dir_for(out_dir)
-    try:
-        detector = train_detector(images, config, work)
-        model = Stage1Model(detector, mask=config.mask, tiling=config.tiling)
-        return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+# =============================================================================== folders
+def finish_model_folder(model: Stage1Model, out_dir: Path, work_dir: Path, config: Config) -> Path:
+    """Save ``model`` to ``out_dir`` (atomically), then add the run's logs (and Lightning checkpoints
+    when kept) and ``config.yaml``."""
+    path = model.save(out_dir)
+    for name in ("logs", "checkpoints"):
+        if (work_dir / name).is_dir():
+            shutil.move(str(work_dir / name), str(path / name))
+    save_config(config, path / "config.yaml")
+    return path
 
 
-def run_train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config,
-                         overwrite: bool = False) -> Path | None:
-    """``maskllp train tumour-classifier``: detect cells on the cohort's annotated cores with the
-    detector of ``detector_dir`` (a ``detector`` or ``stage1`` folder), train g on the labelled ones,
-    and write a self-contained ``stage1`` folder (both networks) at ``out_dir``; None in the extra
-    processes of a DDP run."""
-    from maskllp.io.atomic import check_output_dir
-
-    check_output_dir(out_dir, overwrite)
-    detector = Stage1Model.load(detector_dir).detector
-    images = _cohort_images(cohort_path, config)
-    if not images:
-        raise InputError(cohort_path, "no core has point or region annotations: the classifier needs some")
-    work = work_dir_for(out_dir)
-    try:
-        model = train_classifier(images, detector, config, work)
-        return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def work_dir_for(out_dir: Path) -> Path:
+    """A scratch folder next to ``out_dir`` for Lightning's logs during training."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))

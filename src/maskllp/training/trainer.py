@@ -1,6 +1,6 @@
 """One place that builds the ``lightning.Trainer`` every maskllp training run uses.
 
-Single CPU, one GPU or multi-GPU DDP is a matter of :class:`~maskllp.training.config.TrainerConfig`
+Single CPU, one GPU or multi-GPU DDP is a matter of :class:`~maskllp.config.training.TrainerConfig`
 (``accelerator``, ``devices``, ``strategy``), never of the training code. Every run gets early
 stopping on its validation metric, the best weights restored at the end (kept in memory, so no
 pickled checkpoint is ever read back), optional Lightning checkpoints for resuming, a CSV log, and a
@@ -19,8 +19,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from maskllp.config.training import TrainerConfig
 from maskllp.errors import InputError
-from maskllp.training.config import TrainerConfig
 
 
 def quiet_lightning() -> None:

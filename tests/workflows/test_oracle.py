@@ -9,13 +9,12 @@ import pytest
 
 from maskllp.classes import CellClass
 from maskllp.config import Config
-from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
 from maskllp.intervals import PAPER_FIVE
 from maskllp.io.manifest import read_cohort
 from maskllp.methods import parse_methods
-from maskllp.proportion.cache import ItemCache, prepare_items
-from maskllp.proportion.masks import TruthMaskSource, file_digest, truth_cells
 from maskllp.synth.truth import read_truth, read_truth_cells
+from maskllp.training.inputs import ItemCache, TruthMaskSource, file_digest, prepare_items, truth_cells
+from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ Folds come from scikit-learn's ``StratifiedGroupKFold`` (strata: the labelled in
 patient, so no patient has cores on both sides; shuffled with ``cv.seed``); every method sees the
 same folds. For each method and fold a model is trained on the other folds (with its own validation
 split for early stopping) and predicts the held-out cores. Stage-2 inputs (fitted cores and tumour
-masks) are computed once and cached with the cohort (:mod:`maskllp.proportion.cache`), then shared by
-every method and fold. Outputs under ``RUN_DIR`` (each file written atomically)::
+masks) are computed once and cached with the cohort (:mod:`maskllp.training.inputs`), then shared by
+every method and fold. Every method is fitted and predicts through its registry entry
+(:mod:`maskllp.methods`). Outputs under ``RUN_DIR`` (each file written atomically)::
 
     predictions.csv        method, fold, image, patient, label, truth, proportion, interval, s_p, s_n
     table.txt/.csv/.md     the table in the paper's layout, with its footer
@@ -25,13 +26,12 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from maskllp.config import Config, save_config
 from maskllp.errors import InputError
-from maskllp.evaluation.metrics import UNDEFINED, interval_metrics, proportion_metrics
+from maskllp.evaluation.metrics import interval_metrics, proportion_metrics
 from maskllp.evaluation.table import (
     MethodScores,
     format_csv,
@@ -42,9 +42,19 @@ from maskllp.evaluation.table import (
 )
 from maskllp.intervals import IntervalScheme
 from maskllp.io.atomic import check_output_dir, write_text_atomic
-from maskllp.methods import Method
-from maskllp.proportion.data import Stage2Item
-from maskllp.proportion.model import ProportionPrediction
+from maskllp.io.manifest import Cohort, CohortEntry, read_cohort
+from maskllp.methods import FitSetup, Method
+from maskllp.predictions import UNDEFINED, ProportionPrediction
+from maskllp.proportion.inputs import Stage2Item
+from maskllp.synth.truth import read_truth
+from maskllp.training.inputs import (
+    ItemCache,
+    build_mask_source,
+    default_cache_root,
+    prepare_items,
+    torch_device,
+)
+from maskllp.training.trainer import single_device
 
 PREDICTION_COLUMNS = ("method", "fold", "image", "patient", "label", "truth", "proportion", "interval",
                       "s_p", "s_n")
@@ -100,13 +110,11 @@ def make_folds(intervals: Sequence[int], patients: Sequence[str], n_folds: int, 
 # ------------------------------------------------------------------------------------------ truth
 def read_exact_truth(path: Path) -> dict[str, float | None]:
     """Image file name -> exact TPS (None: no tumour cell) from a synthetic truth CSV."""
-    from maskllp.synth.truth import read_truth
-
     return {name: t.tps for name, t in read_truth(path).items()}
 
 
 # ------------------------------------------------------------------------------------------ setup
-def labelled_entries(cohort: Any, echo: Callable[[str], None]) -> list[Any]:
+def labelled_entries(cohort: Cohort, echo: Callable[[str], None]) -> list[CohortEntry]:
     """The cohort's labelled cores; unlabelled ones (no TPS recorded) are left out, and said so."""
     entries = [e for e in cohort.entries if e.label is not None]
     left_out = [e.line for e in cohort.entries if e.label is None]
@@ -118,72 +126,23 @@ def labelled_entries(cohort: Any, echo: Callable[[str], None]) -> list[Any]:
     return entries
 
 
-# ------------------------------------------------------------------------------------------ Det
-@dataclass(frozen=True)
-class DetSetup:
-    """How Det gets its three-class model: one given model for every fold (``--det-model``), or a
-    classifier trained per fold on the training cores' point annotations over the ``--stage1``
-    detector."""
-
-    fixed: Any = None
-    """A :class:`maskllp.proportion.counting.CountingModel` used for every fold."""
-    detector: Any = None
-    """A :class:`maskllp.inference.stage1.DetectorModel` for per-fold training."""
-    source: Path | None = None
-
-    @classmethod
-    def for_request(cls, req: CrossValidationRequest, config: Config) -> DetSetup:
-        from maskllp.inference.stage1 import Stage1Model
-        from maskllp.proportion.counting import CountingModel
-        from maskllp.proportion.masks import torch_device
-
-        if req.det_model is not None:
-            return cls(fixed=CountingModel.load(req.det_model, config.intervals.build(),
-                                                torch_device(config.trainer)))
-        if req.stage1 is None:
-            raise InputError(None, "Det needs --stage1 MODEL_DIR (its detector; a three-class classifier is "
-                                   "then trained per fold on the annotated training cores) or --det-model "
-                                   "MODEL_DIR (a trained three-class stage-1 model)", "--methods")
-        return cls(detector=Stage1Model.load(req.stage1).detector, source=req.cohort)
-
-    def for_fold(self, train_entries: Sequence[Any], config: Config, work_dir: Path) -> Any:
-        """The counting model for one fold (trained on ``train_entries`` unless fixed)."""
-        from maskllp.proportion.counting import train_counting_model
-
-        if self.fixed is not None:
-            return self.fixed
-        return train_counting_model(train_entries, self.detector, config, work_dir, self.source)
-
-
 # ------------------------------------------------------------------------------------------ run
-def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarray, config: Config,
-                       out_dir: Path, det: DetSetup | None, entries: Sequence[Any],
-                       echo: Callable[[str], None]) -> list[FoldPrediction]:
+def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarray, setup: FitSetup,
+                       config: Config, out_dir: Path, echo: Callable[[str], None]) -> list[FoldPrediction]:
     """Out-of-fold predictions of one method for every core."""
-    from maskllp.proportion.masks import torch_device
-    from maskllp.training.proportion import train_proportion_model
-
     preds: list[FoldPrediction] = []
     for k in range(int(folds.max()) + 1):
         test = np.flatnonzero(folds == k)
-        note = ""
-        if method.head == "count":
-            assert det is not None
-            counting = det.for_fold([entries[i] for i in np.flatnonzero(folds != k)], config,
-                                    out_dir / "training" / method.name / f"fold{k}")
-            out = [counting.predict_entry(entries[i]) for i in test]
-        else:
-            train = [items[i] for i in np.flatnonzero(folds != k)]
-            work = out_dir / "training" / method.name / f"fold{k}"
-            model = train_proportion_model(train, method, config, work)
-            if config.cv.save_models:
-                model.save(out_dir / "models" / f"{method.name}-fold{k}")
-            model.to(torch_device(config.trainer))
-            out = model.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
-            s = model.summary
-            if s is not None:
-                note = (f"; trained on {s.n_train} (+{s.n_val} validation) cores, best epoch {s.best_epoch}"
-                        + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
+        train = [items[i] for i in np.flatnonzero(folds != k)]
+        fitted = method.fit(train, setup, config, out_dir / "training" / method.name / f"fold{k}")
+        if config.cv.save_models:
+            fitted.save(out_dir / "models" / f"{method.name}-fold{k}")
+        fitted.to(torch_device(config.trainer))
+        out = fitted.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
+        s = fitted.summary
+        note = "" if s is None else (
+            f"; trained on {s.n_train} (+{s.n_val} validation) cores, best epoch {s.best_epoch}"
+            + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
         preds += [FoldPrediction(method.name, k, items[i], p) for i, p in zip(test, out, strict=True)]
         echo(f"  {method.name} fold {k}: {len(test)} cores predicted{note}")
     return preds
@@ -277,11 +236,6 @@ class CrossValidationResult:
 def run_cross_validation(req: CrossValidationRequest, config: Config,
                          echo: Callable[[str], None] = print) -> CrossValidationResult:
     """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``."""
-    from maskllp.io.manifest import read_cohort
-    from maskllp.proportion.cache import ItemCache, default_cache_root, prepare_items
-    from maskllp.proportion.masks import build_mask_source
-    from maskllp.training.trainer import single_device
-
     config = replace(config, trainer=single_device(config.trainer))
     out_dir = check_output_dir(req.out_dir, req.overwrite)
     scheme = config.intervals.build()
@@ -293,9 +247,12 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
                            config.cv.folds, config.cv.seed)
     except ValueError as e:
         raise InputError(req.cohort, str(e), "cv.folds") from None
-    det = DetSetup.for_request(req, config) if any(m.head == "count" for m in req.methods) else None
+    setup = FitSetup(None, req.stage1, req.det_model, req.cohort, scheme, torch_device(config.trainer))
+    for method in req.methods:
+        method.check(setup)
     needs_mask = [m.name for m in req.methods if m.uses_mask]
     source = build_mask_source(needs_mask, req.mask_source, req.stage1, req.truth, entries, config)
+    setup.mask_source = source
     root = default_cache_root(req.cohort, config.proportion.cache_dir)
     cache = ItemCache(root, config.proportion.input_size)
     echo(f"preparing {len(entries)} cores at {config.proportion.input_size} px (masks: {source.name}; "
@@ -312,7 +269,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     scores: list[MethodScores] = []
     for method in req.methods:
         echo(f"{method.display_name}: {config.cv.folds} folds")
-        mpreds = _train_and_predict(method, items, folds, config, out_dir, det, entries, echo)
+        mpreds = _train_and_predict(method, items, folds, setup, config, out_dir, echo)
         preds += mpreds
         write_text_atomic(out_dir / "predictions.csv", predictions_csv(preds, scheme))
         scores.append(_scores(method, mpreds, scheme, mask_label if method.uses_mask else "",

@@ -1,11 +1,13 @@
-"""Fitting cores into the input square, and augmentation applied identically to image and mask."""
+"""Cores read into the input square, and augmentation applied identically to image and mask."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 
-from maskllp.proportion.data import augment_pair, fit_core, square_fit, to_tensors
+from maskllp.proportion.inputs import augment_pair, input_mask, read_input_image, square_fit, to_tensors
 
 
 def test_square_fit_keeps_the_aspect_ratio_and_centres() -> None:
@@ -15,11 +17,11 @@ def test_square_fit_keeps_the_aspect_ratio_and_centres() -> None:
     assert (fit.height, fit.width, fit.top, fit.left) == (64, 32, 0, 16)
 
 
-def test_fit_core_pads_white_and_the_mask_false() -> None:
-    rgb = np.zeros((100, 200, 3), np.uint8)
-    mask = np.ones((50, 100), bool)  # the same extent at half resolution
-    image, m = fit_core(rgb, mask, 64)
-    assert image.shape == (64, 64, 3) and m.shape == (64, 64)
+def test_a_core_is_read_into_the_square_on_white_and_its_mask_on_false(tmp_path) -> None:
+    Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(tmp_path / "core.png")
+    image, fit = read_input_image(tmp_path / "core.png", 0.5, 64)
+    m = input_mask(np.ones(fit.content_shape, bool), fit)
+    assert image.shape == (64, 64, 3) and m.shape == (64, 64) and fit.content_shape == (32, 64)
     assert (image[:16] == 255).all() and (image[48:] == 255).all() and (image[16:48] == 0).all()
     assert not m[:16].any() and not m[48:].any() and m[16:48].all()
 
@@ -36,3 +38,9 @@ def test_augmentation_moves_image_and_mask_together() -> None:
                 assert torch.equal((a[0] * 255).round() > 128, b[0] > 0.5)
     a, _ = augment_pair(image, m, 1, False, False)
     assert torch.equal(a, torch.rot90(image, 1, (-2, -1)))
+
+
+def test_a_mask_of_another_shape_is_refused(tmp_path) -> None:
+    fit = square_fit((100, 200), 64)
+    with pytest.raises(ValueError, match="does not match"):
+        input_mask(np.ones((50, 100), bool), fit)

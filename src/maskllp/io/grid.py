@@ -1,26 +1,20 @@
-"""Running stage 1 over images of any size: the model pixel grid, resampled windows, tile grids.
+"""An image read on the pixel grid of another pixel size, window by window.
 
 The networks work on a *model grid*: the image resampled to the model's training pixel size.
 Model pixel (i, j) has its centre at level-0 index coordinates ((i + 0.5) s - 0.5, (j + 0.5) s - 0.5)
 with s = model mpp / image mpp. :func:`read_model_window` reads any window of that grid from an
 image reader by reading only the level-0 (or pyramid-level) pixels it needs, so a 10 000 px core is
-never held whole.
-
-A :class:`Tile` has an *interior*, which tiles partition, and a larger square *window* (the interior
-plus ``margin`` on each side) that the networks see. Interiors are multiples of the networks' stride
-apart, so every window is a shift of every other by a multiple of the stride: away from the window
-border the outputs do not depend on where tiles fall. Each result (a peak, a cell) is kept by the
-one tile whose interior holds it, so tiles never produce duplicates.
+never held whole. :class:`ArrayImage` gives an in-memory array the reader interface.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from PIL import Image
 
 _SAME_SCALE_TOL = 1e-3
 
@@ -151,59 +145,20 @@ def read_model_window(image: ImageSource, grid: ModelGrid, top: int, left: int, 
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class Tile:
-    """Interior rows [top, top + height) x cols [left, left + width) of the model grid, seen
-    through the square window of side ``window`` starting at (top - margin, left - margin)."""
-
-    top: int
-    left: int
-    height: int
-    width: int
-    margin: int
-    window: int
-
-    @property
-    def window_origin(self) -> tuple[int, int]:
-        return self.top - self.margin, self.left - self.margin
-
-    def holds(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """(N,) bool: whether integer model-grid positions lie in this tile's interior."""
-        return ((rows >= self.top) & (rows < self.top + self.height)
-                & (cols >= self.left) & (cols < self.left + self.width))
+def resize_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (h, w, 3) uint8: area averaging when shrinking, bilinear when enlarging."""
+    if rgb.shape[:2] == tuple(shape):
+        return np.ascontiguousarray(rgb)
+    shrink = shape[0] * shape[1] < rgb.shape[0] * rgb.shape[1]
+    method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    out = Image.fromarray(np.ascontiguousarray(rgb)).resize((shape[1], shape[0]), method)
+    return np.asarray(out, dtype=np.uint8)
 
 
-def round_up(value: int, multiple: int) -> int:
-    return -(-int(value) // multiple) * multiple
-
-
-def tile_grid(region: tuple[int, int, int, int], tile: int, margin: int, stride: int) -> list[Tile]:
-    """Tiles whose interiors partition ``region`` = (top, left, height, width) of the model grid.
-
-    ``tile`` and ``margin`` are rounded up to multiples of ``stride``; every window has side
-    tile + 2 margin (the last row and column of tiles reach past the region: they see real context
-    or white, and keep only what lies inside). A tile larger than the region gives one pass.
-    """
-    top, left, height, width = region
-    if height <= 0 or width <= 0:
-        return []
-    tile = min(round_up(max(tile, stride), stride), round_up(max(height, width), stride))
-    margin = round_up(max(margin, 0), stride)
-    tiles = []
-    for r in range(top, top + height, tile):
-        for c in range(left, left + width, tile):
-            tiles.append(Tile(r, c, min(tile, top + height - r), min(tile, left + width - c), margin,
-                              tile + 2 * margin))
-    return tiles
-
-
-def single_pass_tile(region: tuple[int, int, int, int], stride: int) -> int:
-    """The tile side that covers ``region`` in one pass (for comparisons with tiled runs)."""
-    return round_up(max(region[2], region[3]), stride)
-
-
-def iter_windows(image: ImageSource, grid: ModelGrid, tiles: list[Tile]) -> Iterator[tuple[Tile, np.ndarray]]:
-    """Each tile with its (window, window, 3) uint8 model-grid window."""
-    for t in tiles:
-        top, left = t.window_origin
-        yield t, read_model_window(image, grid, top, left, t.window, t.window)
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool -> (h, w) bool: a pixel is tumour when at least half of its area is."""
+    if mask.shape == tuple(shape):
+        return mask.astype(bool)
+    grey = Image.fromarray(mask.astype(np.uint8) * 255)
+    out = np.asarray(grey.resize((shape[1], shape[0]), Image.Resampling.BOX))
+    return out >= 128

@@ -1,4 +1,4 @@
-"""Stage 1 at inference: detect every cell of an image of any size, classify it, build the mask M.
+"""The stage-1 model: detect every cell of an image of any size, classify it, build the mask M.
 
 A stage-1 model folder (kind ``stage1``) holds both networks::
 
@@ -8,7 +8,8 @@ A stage-1 model folder (kind ``stage1``) holds both networks::
 
 A detector-only folder (kind ``detector``) has the same layout without the classifier; it detects
 cells but gives no tumour scores. Images are resampled to the training pixel size before the
-networks (see :mod:`maskllp.inference.tiling`); cells come back in level-0 coordinates of the image.
+networks (see :mod:`maskllp.io.grid`, :mod:`maskllp.detection.tiling`); cells come back in level-0
+coordinates of the image.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskllp.backbones import rgb_to_tensor
+from maskllp.config import section_from_mapping, to_mapping
+from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.classifier import (
     THREE_CLASSES,
@@ -28,14 +32,13 @@ from maskllp.detection.classifier import (
     class_probabilities,
     tumour_probability,
 )
-from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
 from maskllp.detection.mask import tumour_mask
 from maskllp.detection.peaks import peak_pixels, subpixel_offset
-from maskllp.detection.tensors import rgb_to_tensor
+from maskllp.detection.tiling import Tile, iter_windows, tile_grid
 from maskllp.detection.unet import UNet, receptive_radius
 from maskllp.errors import InputError
-from maskllp.inference.model_folder import ModelFolder, load_model_folder, save_model_folder
-from maskllp.inference.tiling import ImageSource, ModelGrid, Tile, iter_windows, tile_grid
+from maskllp.io.grid import ImageSource, ModelGrid, resize_mask
+from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
 
 DETECTOR_KIND = "detector"
 STAGE1_KIND = "stage1"
@@ -129,8 +132,6 @@ class Stage1Model:
     def load(cls, path: str | Path, device: str | torch.device = "cpu",
              tiling: TilingConfig | None = None, mask: MaskConfig | None = None) -> Stage1Model:
         """Load a ``stage1`` or ``detector`` folder. ``tiling`` / ``mask`` override the saved ones."""
-        from maskllp.config import section_from_mapping
-
         folder = load_model_folder(path, (STAGE1_KIND, DETECTOR_KIND))
         src = str(Path(path) / "config.json")
         cfg = folder.config
@@ -159,8 +160,6 @@ class Stage1Model:
                    dict(folder.thresholds.get("classifier_validation", {})))
 
     def to_folder(self) -> ModelFolder:
-        from maskllp.config import to_mapping
-
         det = self.detector
         config: dict[str, Any] = {"mpp": det.mpp, "detector": to_mapping(det.config),
                                   "mask": to_mapping(self.mask), "tiling": to_mapping(self.tiling)}
@@ -262,173 +261,12 @@ class Stage1Model:
         return tumour_mask(cells.yx, cells.is_tumour(self.mask.tumour_threshold), shape or cells.shape,
                            alpha_px, d)
 
+    def mask_at(self, cells: DetectedCells, shape: tuple[int, int]) -> np.ndarray:
+        """M of a whole core from its cells, at ``shape`` (h, w) over the same extent; bool.
 
-# ================================================================================== outputs
-PREVIEW_MAX_SIDE = 1024
-
-
-def write_mask_png(path: Path, mask: np.ndarray, mpp: float | None = None) -> None:
-    """A boolean mask as an 8-bit greyscale PNG (0 / 255), pixel size in pHYs; atomic."""
-    from PIL import Image
-
-    from maskllp.io.atomic import atomic_file
-
-    kwargs: dict[str, Any] = {"format": "PNG", "optimize": True}
-    if mpp is not None:
-        kwargs["dpi"] = (25400.0 / mpp, 25400.0 / mpp)
-    with atomic_file(path) as tmp:
-        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, **kwargs)
-
-
-def write_cells_outputs(model: Stage1Model, image: ImageSource, cells: DetectedCells, out_dir: Path,
-                        stem: str, downsample: float) -> dict[str, Any]:
-    """Write ``<stem>.cells.geojson``, ``<stem>.mask.png`` and ``<stem>.preview.png``; return a summary.
-
-    GeoJSON: one QuPath detection per cell (tumour / non-tumour, or positive / negative tumour /
-    non-tumour for a three-class model) with its scores as measurements. The mask is M at one pixel
-    per ``downsample`` level-0 pixels. The preview is the image (longer side <= 1024 px) with M and
-    the cells drawn on it.
-    """
-    from maskllp.detection.cells import count_proportion
-    from maskllp.detection.preview import draw_preview, preview_scale, read_preview
-    from maskllp.io.annotations import write_detections_geojson
-    from maskllp.io.images import write_image
-
-    threshold = model.mask.tumour_threshold
-    classes = cells.cell_classes(threshold)
-    write_detections_geojson(out_dir / f"{stem}.cells.geojson", cells.yx, classes, cells.measurements())
-    mask = model.tumour_mask(cells, downsample=downsample)
-    write_mask_png(out_dir / f"{stem}.mask.png", mask, cells.mpp * downsample)
-    scale = preview_scale(cells.shape, PREVIEW_MAX_SIDE)
-    small = read_preview(image, scale)
-    small_mask = model.tumour_mask(cells, downsample=scale)
-    write_image(out_dir / f"{stem}.preview.png", draw_preview(small, scale, cells.yx, classes, small_mask))
-    summary: dict[str, Any] = {
-        "cells": len(cells), "tumour_cells": int(cells.is_tumour(threshold).sum()),
-        "mask_downsample": downsample, "mask_shape": list(mask.shape),
-        "mask_fraction": float(mask.mean()) if mask.size else None, "mpp": cells.mpp,
-    }
-    if cells.class_probs is not None:
-        n_pos, n_neg, tps = count_proportion(cells, threshold)
-        summary.update(positive_tumour_cells=n_pos, negative_tumour_cells=n_neg, counted_tps=tps)
-    return summary
-
-
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output names for images: the file stem (``.ome`` dropped), ``-2``, ``-3``... for repeats."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        stem = p.name.split(".")[0] if p.name.lower().endswith((".ome.tif", ".ome.tiff")) else p.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return out
-
-
-@dataclass
-class DetectRun:
-    """What ``maskllp detect`` was asked to do."""
-
-    model_dir: Path
-    images: list[Path]
-    out_dir: Path
-    mpp: float | None = None
-    """Pixel size of every image (overrides their metadata)."""
-    device: str = "cpu"
-    overwrite: bool = False
-
-
-def detect_images(run: DetectRun, config: Any) -> list[dict]:
-    """``maskllp detect``: stage 1 on each image; per-image outputs, ``summary.json`` and
-    ``config.yaml`` in ``run.out_dir`` (which appears only when every image succeeded).
-
-    ``config`` is a ``maskllp.config.Config``: its ``tiling`` and ``mask`` sections (the mask's
-    ``downsample`` sets the written mask's resolution) override the model's saved ones. Pixel size
-    of an image: ``run.mpp``, else its metadata, else ``config.detector.default_mpp``, else the
-    model's saved ``default_mpp``.
-    """
-    import json
-
-    from maskllp.config import save_config
-    from maskllp.io.atomic import staged_directory, write_text_atomic
-    from maskllp.io.images import open_image
-
-    if not config.mask.downsample > 0:
-        raise InputError("mask.downsample", f"must be positive, got {config.mask.downsample}")
-    model = Stage1Model.load(run.model_dir, run.device, tiling=config.tiling, mask=config.mask)
-    if model.classifier is None:
-        raise InputError(run.model_dir, "a detector-only model: detect needs a stage-1 folder with the "
-                                        "tumour classifier (maskllp train tumour-classifier)")
-    default = config.detector.default_mpp or model.detector.config.default_mpp
-    results = []
-    with staged_directory(run.out_dir, run.overwrite) as stage:
-        for path, stem in zip(run.images, unique_stems(run.images), strict=True):
-            with open_image(path, run.mpp) as reader:
-                cells = model.detect(reader, mpp=image_mpp(reader, default, path))
-                summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)
-            results.append({"image": str(path), "name": stem, **summary})
-        text = json.dumps({"model": str(run.model_dir), "images": results}, indent=2) + "\n"
-        write_text_atomic(stage / "summary.json", text)
-        save_config(config, stage / "config.yaml")
-    return results
-
-
-def _truth_of(entry: Any, truth: dict | None, mapping: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """True cells of a cohort entry: the synthetic truth's cells file, else the entry's points."""
-    if truth is not None:
-        from maskllp.synth.truth import read_truth_cells
-
-        core = truth.get(entry.image.name)
-        if core is None:
-            return None
-        cells = read_truth_cells(core.cells_path)
-        return cells.yx, cells.classes
-    if entry.points is None:
-        return None
-    from maskllp.io.annotations import read_annotations
-
-    points = read_annotations(entry.points, mapping).points
-    return points.yx, points.classes
-
-
-def evaluate_detection(model_dir: Path, cohort_path: Path, config: Any, truth_path: Path | None = None,
-                       device: str = "cpu") -> dict[str, Any]:
-    """Stage 1 on every core of a cohort against its true cells; a JSON-ready report.
-
-    Truth: with ``truth_path`` (a synthetic cohort's ``truth.csv``) every drawn cell; otherwise each
-    core's point annotations, which must then mark every cell of the core. Cores without truth are
-    listed as skipped. Matching radius ``detector.match_radius_um``; mask Dice at ``mask.downsample``
-    against the mask of the true tumour cells with the same alpha. ``config`` is a Config.
-    """
-    from maskllp.evaluation.detection_metrics import EvaluationSettings, evaluate_cells, summarise
-    from maskllp.io.images import open_image
-    from maskllp.io.manifest import read_cohort
-
-    model = Stage1Model.load(model_dir, device, tiling=config.tiling, mask=config.mask)
-    if model.classifier is None:
-        raise InputError(model_dir, "a detector-only model: evaluation needs a stage-1 folder")
-    cohort = read_cohort(cohort_path, config.intervals.build(), mapping=config.classes)
-    truth = None
-    if truth_path is not None:
-        from maskllp.synth.truth import read_truth
-
-        truth = read_truth(truth_path)
-    default = config.detector.default_mpp or model.detector.config.default_mpp
-    cores, skipped = [], []
-    for entry in cohort.entries:
-        true_cells = _truth_of(entry, truth, config.classes)
-        if true_cells is None:
-            skipped.append(entry.image.name)
-            continue
-        with open_image(entry.image, entry.mpp) as reader:
-            mpp = image_mpp(reader, default, f"{entry.image} (line {entry.line})")
-            cells = model.detect(reader, mpp=mpp)
-        settings = EvaluationSettings(config.detector.match_radius_um / mpp, model.mask.alpha_um / mpp,
-                                      model.mask.tumour_threshold, config.mask.downsample)
-        cores.append(evaluate_cells(cells, *true_cells, settings, entry.image.name))
-    from maskllp.config import to_mapping
-
-    return {"model": str(model_dir), "cohort": str(cohort_path), "config": to_mapping(config),
-            "truth": str(truth_path) if truth_path else "point annotations",
-            "match_radius_um": config.detector.match_radius_um, "alpha_um": model.mask.alpha_um,
-            "overall": summarise(cores), "cores": [c.as_dict() for c in cores], "skipped": skipped}
+        Stage 2 takes its masks from here, at training time (:mod:`maskllp.training.inputs`) and at
+        prediction time (:mod:`maskllp.methods`), so both see the same M.
+        """
+        h0, w0 = cells.shape
+        downsample = max(h0 / shape[0], w0 / shape[1])
+        return resize_mask(self.tumour_mask(cells, downsample=downsample), shape)

@@ -22,6 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maskllp.config import Config, config_from_mapping, merge_mappings, save_config
+from maskllp.inference.pipeline import CoreResult, PredictRun, predict_cores
+from maskllp.io.atomic import check_output_dir
+from maskllp.io.images import write_image
+from maskllp.methods import parse_methods
+from maskllp.synth import generate_cohort
+from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
+from maskllp.workflows.train import run_train_classifier, run_train_detector, train_on_cohort
+
 # The demo's budget, as config overrides (the defaults are the paper's settings).
 DEMO_SETTINGS: dict[str, Any] = {
     # 4 point-annotated cores (not the generator's 2): 256 px cores hold ~150 cells each. Measured on
@@ -61,15 +70,13 @@ class DemoResult:
     table: str
     model: Path
     prediction_dir: Path
-    real_result: Any
+    real_result: CoreResult
     seconds: dict[str, float]
 
 
-def demo_config(run: DemoRun) -> Any:
+def demo_config(run: DemoRun) -> Config:
     """The resolved ``Config`` of a demo run: defaults, then the demo budget, then the seed, then
     ``run.overrides`` (a user's config file), which win."""
-    from maskllp.config import config_from_mapping, merge_mappings
-
     data = merge_mappings(DEMO_SETTINGS, {"synth": {"seed": run.seed}, "trainer": {"seed": run.seed}})
     return config_from_mapping(merge_mappings(data, run.overrides), "demo settings")
 
@@ -78,16 +85,6 @@ def run_demo(run: DemoRun, echo: Callable[[str], None] = print) -> DemoResult:
     """Run the demo into ``run.out_dir`` (refused when it exists and is not empty, unless
     ``run.overwrite``); every step's output stays there."""
     from skimage.data import immunohistochemistry
-
-    from maskllp.config import save_config
-    from maskllp.evaluation.cv import CrossValidationRequest, run_cross_validation
-    from maskllp.inference.pipeline import PredictRun, predict_cores
-    from maskllp.io.atomic import check_output_dir
-    from maskllp.io.images import write_image
-    from maskllp.methods import parse_methods
-    from maskllp.synth import generate_cohort
-    from maskllp.training.proportion import train_on_cohort
-    from maskllp.training.stage1 import run_train_classifier, run_train_detector
 
     out = check_output_dir(run.out_dir, run.overwrite)
     if out.exists() and run.overwrite:
@@ -132,7 +129,7 @@ def run_demo(run: DemoRun, echo: Callable[[str], None] = print) -> DemoResult:
     write_image(real, immunohistochemistry())
     pred_dir = out / "real" / "prediction"
 
-    def final() -> Any:
+    def final() -> CoreResult:
         train_on_cohort(manifest, "ours", cfg, model_dir, stage1=stage1)
         return predict_cores(PredictRun(model_dir, [real], pred_dir, mpp=REAL_SAMPLE_MPP), cfg)[0]
 

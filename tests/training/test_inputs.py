@@ -10,8 +10,8 @@ from PIL import Image
 
 from maskllp.intervals import PAPER_FIVE
 from maskllp.io.manifest import read_cohort
-from maskllp.proportion.cache import ItemCache, prepare_items, read_core
-from maskllp.proportion.masks import NoMaskSource
+from maskllp.proportion.inputs import read_core
+from maskllp.training.inputs import ItemCache, NoMaskSource, prepare_items
 
 
 class CountingSource:

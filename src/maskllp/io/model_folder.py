@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from maskllp import __version__
 from maskllp.errors import InputError
 from maskllp.io.atomic import staged_directory
 
@@ -38,8 +39,6 @@ class ModelFolder:
 
 def save_model_folder(path: str | Path, model: ModelFolder, overwrite: bool = True) -> Path:
     """Write ``model`` to the folder ``path`` (atomically: a half-written folder never appears)."""
-    from maskllp import __version__
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(path, "model folder exists")
@@ -57,8 +56,10 @@ def save_model_folder(path: str | Path, model: ModelFolder, overwrite: bool = Tr
     return path
 
 
-def load_model_folder(path: str | Path, kind: str | tuple[str, ...] | None = None) -> ModelFolder:
-    """Read a model folder; ``kind`` (one or several) checks what it is. InputError when broken."""
+def read_model_config(path: str | Path, kind: str | tuple[str, ...] | None = None
+                      ) -> tuple[str, dict[str, Any]]:
+    """The ``kind`` and the rest of ``config.json`` of a model folder, without reading its weights;
+    ``kind`` (one or several) checks what it is. InputError when broken."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(path, "model folder not found")
@@ -76,6 +77,13 @@ def load_model_folder(path: str | Path, kind: str | tuple[str, ...] | None = Non
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and found not in kinds:
         raise InputError(path, f"model is a {found!r}, expected {' or '.join(kinds)}")
+    return found, cfg
+
+
+def load_model_folder(path: str | Path, kind: str | tuple[str, ...] | None = None) -> ModelFolder:
+    """Read a model folder; ``kind`` (one or several) checks what it is. InputError when broken."""
+    path = Path(path)
+    found, cfg = read_model_config(path, kind)
     try:
         flat = load_file(str(path / WEIGHTS_FILE))
     except Exception as e:  # safetensors raises its own error types for a damaged file

@@ -13,16 +13,16 @@ from maskllp.training.proportion import train_proportion_model
 MASKED = {m.name for m in METHODS.values() if m.uses_mask}
 
 
-def test_det_is_not_trained_by_the_stage2_function(items, cpu_config, tmp_path) -> None:
-    with pytest.raises(ValueError, match="stage 1"):
-        train_proportion_model(items, "det", cpu_config, tmp_path)
+def test_det_has_no_stage2_recipe(cpu_config) -> None:
+    with pytest.raises(ValueError, match="stage-1"):
+        get_method("det").recipe(cpu_config)
 
 
 @pytest.mark.parametrize("name", [n for n in METHODS if n != "det"])
 def test_each_entry_trains_two_steps_and_predicts(name: str, items, cpu_config, tmp_path, caplog) -> None:
     before = {k: v.clone() for k, v in _fresh_net_state(name).items()}
     with caplog.at_level(logging.WARNING, logger="maskllp"):
-        model = train_proportion_model(items, name, cpu_config, tmp_path)
+        model = train_proportion_model(items, get_method(name).recipe(cpu_config), cpu_config, tmp_path)
     assert model.summary is not None and model.summary.n_train + model.summary.n_val <= len(items)
     if name in MASKED:  # the core with an empty mask is left out, and the log says so
         assert model.summary.n_skipped == 1 and "empty tumour mask" in caplog.text
@@ -52,7 +52,7 @@ def _fresh_net_state(name: str) -> dict[str, torch.Tensor]:
 
 def test_a_step_budget_ending_mid_epoch_stops_cleanly(items, cpu_config, tmp_path) -> None:
     cpu_config.proportion.max_steps = 3  # 8 training cores in batches of 4: stops inside epoch 2
-    model = train_proportion_model(items, "ours", cpu_config, tmp_path)
+    model = train_proportion_model(items, get_method("ours").recipe(cpu_config), cpu_config, tmp_path)
     assert model.summary.best_epoch == 0
 
 

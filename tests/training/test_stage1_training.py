@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from maskllp.config import Config
-from maskllp.detection.config import ClassifierConfig, DetectorConfig, TilingConfig
-from maskllp.inference.stage1 import Stage1Model
-from maskllp.inference.tiling import ArrayImage
+from maskllp.config.detection import ClassifierConfig, DetectorConfig, TilingConfig
+from maskllp.detection.model import Stage1Model
+from maskllp.io.grid import ArrayImage
 from maskllp.training.stage1 import TrainingImage, cell_labels, train_classifier, train_detector
 
 
@@ -117,7 +117,7 @@ def test_classifier_starts_from_a_local_weights_file(tmp_path):
     import torchvision
     from safetensors.torch import save_file
 
-    from maskllp.inference.stage1 import build_classifier
+    from maskllp.detection.model import build_classifier
 
     torch.manual_seed(1)
     reference = torchvision.models.resnet18(weights=None)

@@ -1,4 +1,9 @@
-"""Stage-2 data: one item per core (square image, tumour mask, label), geometry, augmentation.
+"""Stage-2 inputs: how a core becomes the network's input, one item per core, augmentation.
+
+The one way a core becomes a network input, at training, cross-validation and prediction time:
+:func:`read_input_image` (the core read and fitted into the square), :func:`input_mask` (its tumour
+mask, made at :attr:`SquareFit.content_shape` by whoever knows the cells, put on the square) and
+:func:`to_tensors`.
 
 Cores are **fitted into a square** of side ``input_size``: resized with their aspect ratio kept
 (the longer side becomes ``input_size``) and centred on white (255, like glass), the mask on False.
@@ -14,8 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
+
+from maskllp.io.grid import resize_rgb
+from maskllp.io.images import open_image
+from maskllp.io.manifest import CohortEntry
 
 
 def _load(array: np.ndarray | Path) -> np.ndarray:
@@ -30,7 +38,8 @@ class Stage2Item:
     ``.npy`` file (read on use: a cohort of 2048-px cores need not fit in memory); use
     :meth:`load_image` / :meth:`load_mask`. ``interval`` is the labelled interval index (None when
     unlabelled), ``midpoint`` its midpoint, ``proportion`` the exact proportion when known
-    (synthetic truth, exact labels), else None.
+    (synthetic truth, exact labels), else None. ``entry`` is the manifest row it was made from
+    (its image file and annotations, for the methods that read them: Det), when there is one.
     """
 
     name: str
@@ -40,6 +49,7 @@ class Stage2Item:
     proportion: float | None
     image: np.ndarray | Path
     mask: np.ndarray | Path
+    entry: CohortEntry | None = None
 
     def load_image(self) -> np.ndarray:
         return _load(self.image)
@@ -87,33 +97,37 @@ def place_on_square(content: np.ndarray, fit: SquareFit, fill: int | bool) -> np
     return canvas
 
 
-def resize_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 -> (h, w, 3) uint8: area averaging when shrinking, bilinear when enlarging."""
-    if rgb.shape[:2] == tuple(shape):
-        return np.ascontiguousarray(rgb)
-    shrink = shape[0] * shape[1] < rgb.shape[0] * rgb.shape[1]
-    method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    out = Image.fromarray(np.ascontiguousarray(rgb)).resize((shape[1], shape[0]), method)
-    return np.asarray(out, dtype=np.uint8)
+def input_fit(path: Path, mpp: float | None, size: int) -> SquareFit:
+    """Where the core at ``path`` lands in the ``size`` square (reads the header only)."""
+    with open_image(path, mpp) as reader:
+        return square_fit(reader.shape, size)
 
 
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool -> (h, w) bool: a pixel is tumour when at least half of its area is."""
-    if mask.shape == tuple(shape):
-        return mask.astype(bool)
-    grey = Image.fromarray(mask.astype(np.uint8) * 255)
-    out = np.asarray(grey.resize((shape[1], shape[0]), Image.Resampling.BOX))
-    return out >= 128
+def read_core(path: Path, mpp: float | None, size: int) -> tuple[np.ndarray, SquareFit]:
+    """The core at ``path`` resized to its fit in the ``size`` square: ((h, w, 3) uint8, fit).
 
-
-def fit_core(rgb: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A core image (H, W, 3) uint8 and its tumour mask (any shape, same extent) -> network input.
-
-    Returns ((size, size, 3) uint8 on white, (size, size) bool on False).
+    Reads the coarsest pyramid level that is still at least as fine as needed.
     """
-    fit = square_fit(rgb.shape[:2], size)
-    image = place_on_square(resize_rgb(rgb, fit.content_shape), fit, 255)
-    return image, place_on_square(resize_mask(mask, fit.content_shape), fit, False)
+    with open_image(path, mpp) as reader:
+        fit = square_fit(reader.shape, size)
+        h0, w0 = reader.shape
+        level = reader.best_level(min(h0 / fit.height, w0 / fit.width))
+        rgb = reader.read(level)
+    return resize_rgb(rgb, fit.content_shape), fit
+
+
+def read_input_image(path: Path, mpp: float | None, size: int) -> tuple[np.ndarray, SquareFit]:
+    """The network's image of the core at ``path``: ((size, size, 3) uint8 on white, its fit)."""
+    rgb, fit = read_core(path, mpp, size)
+    return place_on_square(rgb, fit, 255), fit
+
+
+def input_mask(content: np.ndarray, fit: SquareFit) -> np.ndarray:
+    """The network's mask: ``content`` ((h, w) bool at ``fit.content_shape``) on a False square."""
+    content = np.asarray(content, dtype=bool)
+    if content.shape != fit.content_shape:
+        raise ValueError(f"mask {content.shape} does not match the fit {fit.content_shape}")
+    return place_on_square(content, fit, False)
 
 
 # ------------------------------------------------------------------------------------ augmentation

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from maskllp.errors import InputError
-from maskllp.evaluation.cv import CrossValidationRequest, make_folds, run_cross_validation
 from maskllp.methods import parse_methods
+from maskllp.workflows.cross_validation import CrossValidationRequest, make_folds, run_cross_validation
 
 
 def test_folds_are_grouped_by_patient_stratified_and_seeded() -> None:
@@ -50,7 +50,7 @@ def test_cv_refuses_several_devices_before_writing(cohort_csv, cv_config, tmp_pa
 
 
 def test_single_device_turns_auto_into_one_device_and_keeps_the_rest() -> None:
-    from maskllp.training.config import TrainerConfig
+    from maskllp.config.training import TrainerConfig
     from maskllp.training.trainer import single_device
 
     assert single_device(TrainerConfig(devices="auto", strategy="auto")).devices == "1"

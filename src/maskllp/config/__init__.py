@@ -1,8 +1,10 @@
 """Typed configuration: dataclasses, loaded from TOML / YAML / JSON, written next to every run.
 
-The root :class:`Config` has one section per concern; each section is a dataclass defined next to
-the code that uses it (``maskllp.synth.config``, ``maskllp.detection.config``...), so a reader finds
-a setting beside its use. A config file holds any subset of the sections and keys::
+The root :class:`Config` has one section per concern; each section is a dataclass in a module of
+this package named after its stage (``maskllp.config.detection``, ``maskllp.config.proportion``,
+``maskllp.config.synth``...). These modules import nothing but the standard library and the floor
+below (``maskllp.classes``, ``maskllp.intervals``), so every stage can import its settings. A config
+file holds any subset of the sections and keys::
 
     # maskllp.toml
     [intervals]
@@ -18,7 +20,6 @@ loads back with ``--config``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import types
 import typing
@@ -27,13 +28,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from maskllp.classes import ClassMapping
-from maskllp.detection.config import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.config.cross_validation import CrossValidationConfig
+from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.config.proportion import ProportionConfig
+from maskllp.config.synth import SynthConfig
+from maskllp.config.training import TrainerConfig
 from maskllp.errors import InputError
-from maskllp.evaluation.config import CrossValidationConfig
 from maskllp.intervals import IntervalScheme, get_scheme
-from maskllp.proportion.config import ProportionConfig
-from maskllp.synth.config import SynthConfig
-from maskllp.training.config import TrainerConfig
+from maskllp.io.atomic import write_text_atomic
+from maskllp.io.files import read_text_file
 
 T = TypeVar("T")
 
@@ -88,14 +91,13 @@ def _convert(value: Any, tp: Any, source: str | None, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _convert(value, a, source, key)
-            except InputError as e:
-                errors.append(e)
+            except InputError:
+                continue
         raise fail(" or ".join(_type_name(a) for a in args))
     if origin is typing.Literal:
         if value in args:
@@ -188,12 +190,7 @@ def _check(cfg: Config, source: str | None) -> None:
 
 def read_config_mapping(path: Path) -> dict[str, Any]:
     """The raw mapping of a config file (TOML/YAML/JSON), before defaults; InputError when unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(path, "config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, f"cannot read config file ({e})") from None
+    text = read_text_file(path, "config file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -257,8 +254,6 @@ def section_from_mapping(cls: type[T], data: dict[str, Any], source: str | None 
 
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write a config (or section) as YAML (``.yaml``) or JSON (``.json``), atomically."""
-    from maskllp.io.atomic import write_text_atomic
-
     path = Path(path)
     data = to_mapping(cfg)
     if path.suffix.lower() == ".json":
@@ -269,7 +264,3 @@ def save_config(cfg: Any, path: str | Path) -> None:
         text = yaml.safe_dump(data, sort_keys=False)
     write_text_atomic(path, text)
 
-
-def replace(obj: T, **changes: Any) -> T:
-    """``dataclasses.replace`` re-exported for callers that adjust a section."""
-    return dataclasses.replace(obj, **changes)  # type: ignore[type-var]

@@ -6,7 +6,8 @@ import numpy as np
 
 from maskllp.classes import QUPATH_NAMES, CellClass
 from maskllp.detection.mask import disk_mask
-from maskllp.inference.tiling import ImageSource, ModelGrid, read_model_window, tile_grid
+from maskllp.detection.tiling import tile_grid
+from maskllp.io.grid import ImageSource, ModelGrid, read_model_window
 
 MASK_TINT = np.array([255, 200, 0], np.float32)
 """Colour laid over the tumour mask (amber)."""

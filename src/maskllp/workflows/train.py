@@ -1,0 +1,131 @@
+"""Training runs that read a cohort and write a model folder: ``maskllp train detector``, ``maskllp
+train tumour-classifier`` and ``maskllp train proportion``.
+
+Each writes its folder atomically (nothing appears unless the run succeeds), with the run's
+Lightning logs and the resolved ``config.yaml``; the extra processes of a multi-GPU (DDP) run write
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from maskllp.config import Config, save_config
+from maskllp.detection.model import Stage1Model
+from maskllp.errors import InputError
+from maskllp.io.atomic import check_output_dir, staged_directory
+from maskllp.io.manifest import read_cohort
+from maskllp.methods import FitSetup, FittedMethod, Method, get_method
+from maskllp.training.inputs import (
+    ItemCache,
+    build_mask_source,
+    default_cache_root,
+    prepare_items,
+    torch_device,
+)
+from maskllp.training.stage1 import (
+    TrainingImage,
+    finish_model_folder,
+    images_from_cohort,
+    partially_clicked,
+    train_classifier,
+    train_detector,
+    work_dir_for,
+)
+from maskllp.training.trainer import is_global_zero
+
+log = logging.getLogger("maskllp")
+
+
+def _cohort_images(cohort_path: Path, config: Config) -> list[TrainingImage]:
+    cohort = read_cohort(cohort_path, config.intervals.build(), mapping=config.classes)
+    return images_from_cohort(cohort, config)
+
+
+def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False
+                       ) -> Path | None:
+    """``maskllp train detector``: train h on the cohort's point-annotated cores; write a ``detector``
+    model folder (plus ``logs/`` and ``config.yaml``) at ``out_dir``. Returns its path (None in the
+    extra processes of a DDP run, which save nothing)."""
+    check_output_dir(out_dir, overwrite)
+    images = _cohort_images(cohort_path, config)
+    if not any(im.has_points for im in images):
+        raise InputError(cohort_path, "no core has point annotations: the detector needs some")
+    for im in images:
+        covered = partially_clicked(im)
+        if covered is not None:
+            raise InputError(cohort_path, f"every clicked cell lies inside the region annotations, which "
+                             f"cover {100 * covered:.0f} % of the image: the detector needs every cell of a "
+                             f"point-annotated core clicked (unclicked cells would be learnt as "
+                             f"background); click the whole core or crop the image to the clicked area",
+                             f"core {im.name}")
+    work = work_dir_for(out_dir)
+    try:
+        detector = train_detector(images, config, work)
+        model = Stage1Model(detector, mask=config.mask, tiling=config.tiling)
+        return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config,
+                         overwrite: bool = False) -> Path | None:
+    """``maskllp train tumour-classifier``: detect cells on the cohort's annotated cores with the
+    detector of ``detector_dir`` (a ``detector`` or ``stage1`` folder), train g on the labelled ones,
+    and write a self-contained ``stage1`` folder (both networks) at ``out_dir``; None in the extra
+    processes of a DDP run."""
+    check_output_dir(out_dir, overwrite)
+    detector = Stage1Model.load(detector_dir).detector
+    images = _cohort_images(cohort_path, config)
+    if not images:
+        raise InputError(cohort_path, "no core has point or region annotations: the classifier needs some")
+    work = work_dir_for(out_dir)
+    try:
+        model = train_classifier(images, detector, config, work)
+        return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Config, out_dir: str | Path, *,
+                    stage1: Path | None = None, mask_source: str | None = None,
+                    truth: Path | None = None, det_model: Path | None = None,
+                    overwrite: bool = False) -> FittedMethod | None:
+    """``maskllp train proportion``: fit ``method`` on every labelled core of a cohort and save its
+    model folder ``out_dir`` (None in the extra processes of a multi-GPU DDP run, which save nothing).
+
+    Tumour masks come from ``stage1`` (or oracle ``truth`` masks with ``mask_source = "truth"``) and
+    are cached with the cohort; Det trains its three-class classifier over the detector of
+    ``stage1``. ``out_dir`` receives the model folder, its ``logs/`` and the resolved ``config.yaml``.
+    """
+    method = get_method(method) if isinstance(method, str) else method
+    out_dir = check_output_dir(out_dir, overwrite)
+    scheme = config.intervals.build()
+    cohort = read_cohort(cohort_path, scheme, mapping=config.classes)
+    entries = [e for e in cohort.entries if e.label is not None]
+    if len(entries) < len(cohort.entries):
+        log.warning("%d unlabelled core(s) left out of training", len(cohort.entries) - len(entries))
+    if not entries:
+        raise InputError(cohort_path, "no labelled core to train on")
+    source = build_mask_source([method.name] if method.uses_mask else [], mask_source, stage1, truth,
+                               entries, config)
+    setup = FitSetup(source, stage1, det_model, Path(cohort_path), scheme, torch_device(config.trainer))
+    method.check(setup)
+    root = default_cache_root(cohort_path, config.proportion.cache_dir)
+    items = prepare_items(entries, scheme, source, ItemCache(root, config.proportion.input_size))
+    work = work_dir_for(out_dir)
+    try:
+        fitted = method.fit(items, setup, config, work)
+        if not is_global_zero():  # the extra processes of a DDP run save nothing
+            return None
+        with staged_directory(out_dir, overwrite) as stage:
+            fitted.save(stage)
+            for name in ("logs", "checkpoints"):
+                if (work / name).is_dir():
+                    shutil.move(str(work / name), str(stage / name))
+            save_config(config, stage / "config.yaml")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return fitted
