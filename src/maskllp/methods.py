@@ -55,7 +55,7 @@ from maskllp.intervals import IntervalScheme, get_scheme
 from maskllp.io.images import open_image
 from maskllp.io.manifest import Cohort
 from maskllp.io.model_folder import read_model_config
-from maskllp.predictions import ProportionPrediction
+from maskllp.predictions import ProportionKind, ProportionPrediction
 from maskllp.proportion import losses
 from maskllp.proportion.inputs import Stage2Item, input_mask, read_input_image
 from maskllp.proportion.model import (
@@ -70,7 +70,6 @@ from maskllp.training.inputs import MaskSource, Stage1MaskSource
 
 HeadKind = Literal["maps", "class", "ordinal", "count"]
 LossFactory = Callable[[IntervalScheme, LossConfig], nn.Module]
-ProportionKind = Literal["masked ratio", "interval midpoint", "cell count"]
 
 STAGE1_SUBFOLDER = "stage1"
 """Where a stage-2 model folder that uses the tumour mask keeps the stage 1 that made its masks."""
@@ -216,8 +215,7 @@ class Stage2Fitted:
         pred = self.model.predict_batch(rgb[None], mask[None])[0]
         maps = self.model.maps(rgb, mask) if want_maps and self.method.head == "maps" else None
         area = float(content.mean()) if content is not None and content.size else None
-        kind: ProportionKind = "masked ratio" if pred.s_p is not None else "interval midpoint"
-        return CoreEstimate(pred, kind, rgb, mask, maps, area)
+        return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area)
 
     def to(self, device: str) -> Stage2Fitted:
         self.model.to(device)
@@ -294,7 +292,7 @@ class CountingFitted:
                  want_maps: bool = True) -> CoreEstimate:
         if cells is None:
             raise ValueError("Det counts the cells stage 1 found: pass them")
-        return CoreEstimate(self.counting.predict_cells(cells), "cell count")
+        return CoreEstimate(self.counting.predict_cells(cells), self.method.proportion_kind)
 
     def to(self, device: str) -> CountingFitted:
         return self
@@ -355,6 +353,11 @@ class Method:
     def predicts_proportion(self) -> bool:
         """Whether the method estimates a proportion (map and count heads) or only an interval."""
         return self.head in ("maps", "count")
+
+    @property
+    def proportion_kind(self) -> ProportionKind:
+        """What its proportion is: a masked ratio (maps), a cell count (Det) or an interval midpoint."""
+        return {"maps": "masked ratio", "count": "cell count"}.get(self.head, "interval midpoint")
 
     def build_loss(self, scheme: IntervalScheme, cfg: LossConfig) -> nn.Module:
         """The method's loss for ``scheme``; InputError when ``[proportion.loss]`` does not fit it."""

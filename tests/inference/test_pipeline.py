@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -72,8 +73,8 @@ def test_no_tumour_cell_gives_undefined_not_zero(tmp_path, cohort_csv, stage1_di
     assert result.proportion is None and result.interval is None
     assert result.tumour_cells == 0
     assert "undefined" in result.note
-    row = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[1].split(",")
-    assert row[3] == "" and row[5] == ""  # proportion, interval: empty, not 0
+    row = next(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
+    assert row["proportion"] == "" and row["interval"] == "" and row["percent"] == ""  # empty, not 0
 
 
 def test_manifest_input_carries_labels_into_the_report(tmp_path, cohort_csv, stage1_dir):

@@ -101,7 +101,8 @@ def test_two_fold_cv_writes_predictions_and_the_table(cohort_csv, stage1_dir, cv
     ours = [r for r in rows if r["method"] == "ours"]
     assert all(r["proportion"] == "" or 0 <= float(r["proportion"]) <= 1 for r in ours)
     assert all(r["s_p"] != "" for r in ours)
-    assert {r["truth"] for r in rows if r["image"] == "core03.png"} == {"0.12"}  # exact label kept
+    assert {r["truth"] for r in rows if r["name"] == "core03"} == {"0.12"}  # exact label kept
+    assert {r["proportion_kind"] for r in rows} == {"cell count", "interval midpoint", "masked ratio"}
 
     table = (out / "table.txt").read_text()
     assert table == result.table and printed[-1] == table

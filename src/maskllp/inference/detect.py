@@ -22,7 +22,7 @@ from maskllp.errors import InputError
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import atomic_file, staged_directory, write_text_atomic
 from maskllp.io.grid import ImageSource
-from maskllp.io.images import open_image, write_image
+from maskllp.io.images import image_stems, open_image, write_image
 from maskllp.report.preview import draw_preview, preview_scale, read_preview
 
 PREVIEW_MAX_SIDE = 1024
@@ -66,17 +66,6 @@ def write_cells_outputs(model: Stage1Model, image: ImageSource, cells: DetectedC
     return summary
 
 
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output names for images: the file stem (``.ome`` dropped), ``-2``, ``-3``... for repeats."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        stem = p.name.split(".")[0] if p.name.lower().endswith((".ome.tif", ".ome.tiff")) else p.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return out
-
-
 @dataclass
 class DetectRun:
     """What ``maskllp detect`` was asked to do."""
@@ -108,7 +97,7 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
     default = config.detector.default_mpp or model.detector.config.default_mpp
     results = []
     with staged_directory(run.out_dir, run.overwrite) as stage:
-        for path, stem in zip(run.images, unique_stems(run.images), strict=True):
+        for path, stem in zip(run.images, image_stems(run.images), strict=True):
             with open_image(path, run.mpp) as reader:
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path))
                 summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)

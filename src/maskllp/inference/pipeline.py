@@ -15,55 +15,24 @@ when there is no tumour cell; Det counts the cells.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from maskllp.config import Config, save_config
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError, ProblemList
-from maskllp.inference.detect import unique_stems
 from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import staged_directory, write_text_atomic
-from maskllp.io.images import open_image
+from maskllp.io.images import image_stems, open_image
 from maskllp.io.manifest import read_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
+from maskllp.predictions import PredictionRow, predictions_csv
 from maskllp.report.cohort_report import write_cohort_report
 from maskllp.report.overlay import proportion_figure, summary_figure
-
-
-@dataclass
-class CoreResult:
-    """The prediction for one core, as written to ``<name>.tps.json`` and ``predictions.csv``."""
-
-    image: str
-    name: str
-    method: str
-    proportion: float | None
-    """TPS estimate in [0, 1]; None = undefined (see ``note``)."""
-    interval: str | None
-    proportion_kind: str
-    """``masked ratio`` (s_p / (s_p + s_n)), ``interval midpoint`` (Class, O-Reg) or ``cell count``
-    (Det)."""
-    s_p: float | None = None
-    s_n: float | None = None
-    cells: int | None = None
-    tumour_cells: int | None = None
-    tumour_area_fraction: float | None = None
-    """Fraction of the core's pixels inside the tumour mask M."""
-    mpp: float | None = None
-    note: str | None = None
-    label: str | None = None
-    """The core's label, when predicting a cohort manifest that has one."""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -95,7 +64,7 @@ class Predictor:
         return self.fitted.stage1
 
     def predict(self, path: str | Path, mpp: float | None = None, name: str | None = None,
-                want_maps: bool = True) -> tuple[CoreResult, CoreEstimate, DetectedCells | None]:
+                want_maps: bool = True) -> tuple[PredictionRow, CoreEstimate, DetectedCells | None]:
         """Predict one core image (any size). ``mpp`` overrides the image's pixel size.
 
         ``want_maps``: also compute F_p, F_n for the figure (one more forward pass). Returns the
@@ -116,11 +85,12 @@ class Predictor:
         n_tumour = None
         if cells is not None and stage1 is not None:
             n_tumour = int(cells.is_tumour(stage1.mask.tumour_threshold).sum())
-        result = CoreResult(
-            str(path), name, self.method.name, pred.proportion,
-            None if pred.interval is None else self.scheme.names[pred.interval], estimate.kind,
-            pred.s_p, pred.s_n, None if cells is None else len(cells), n_tumour,
-            estimate.tumour_area_fraction, pixel, note,
+        result = PredictionRow(
+            name=name, image=str(path), method=self.method.name, proportion=pred.proportion,
+            interval=None if pred.interval is None else self.scheme.names[pred.interval],
+            proportion_kind=estimate.kind, s_p=pred.s_p, s_n=pred.s_n,
+            cells=None if cells is None else len(cells), tumour_cells=n_tumour,
+            tumour_area_fraction=estimate.tumour_area_fraction, mpp=pixel, note=note,
         )
         return result, estimate, cells
 
@@ -147,6 +117,8 @@ class _Core:
     name: str
     mpp: float | None
     label: str | None = None
+    patient: str | None = None
+    truth: float | None = None
 
 
 def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
@@ -154,13 +126,14 @@ def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
     if len(run.inputs) == 1 and run.inputs[0].suffix.lower() == ".csv":
         cohort = read_cohort(run.inputs[0], config.intervals.build(), mapping=config.classes)
         paths = [e.image for e in cohort.entries]
-        cores = [_Core(e.image, "", run.mpp or e.mpp, e.label_text) for e in cohort.entries]
+        cores = [_Core(e.image, "", run.mpp or e.mpp, e.label_text, e.patient,
+                       None if e.label is None else e.label.proportion) for e in cohort.entries]
     else:
         paths = list(run.inputs)
         cores = [_Core(p, "", run.mpp) for p in paths]
     if not cores:
         raise InputError(None, "no image to predict", "IMAGE")
-    for core, stem in zip(cores, unique_stems(paths), strict=True):
+    for core, stem in zip(cores, image_stems(paths), strict=True):
         core.name = stem
     problems = []
     for core in cores:
@@ -174,39 +147,17 @@ def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
     return cores
 
 
-PREDICTION_COLUMNS = ("name", "image", "method", "proportion", "percent", "interval", "proportion_kind",
-                      "s_p", "s_n", "cells", "tumour_cells", "tumour_area_fraction", "mpp", "label", "note")
-
-
-def predictions_csv_text(results: list[CoreResult]) -> str:
-    """One CSV row per core (empty cells for undefined values)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(PREDICTION_COLUMNS)
-    for r in results:
-        row = r.to_json()
-        row["percent"] = None if r.proportion is None else round(100 * r.proportion, 2)
-        writer.writerow(["" if row[c] is None else _fmt(row[c]) for c in PREDICTION_COLUMNS])
-    return buf.getvalue()
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
 def predict_cores(run: PredictRun, config: Config,
-                  progress: Callable[[int, int, CoreResult], None] | None = None) -> list[CoreResult]:
+                  progress: Callable[[int, int, PredictionRow], None] | None = None) -> list[PredictionRow]:
     """``maskllp predict``: every core's JSON, figure and cells, ``predictions.csv``, ``report.html``
     and ``config.yaml`` in ``run.out_dir``, which appears only when every core succeeded."""
     cores = _cores_of(run, config)
     predictor = Predictor.load(run.model_dir, run.device, run.stage1_dir, config.intervals.build())
-    results: list[CoreResult] = []
+    results: list[PredictionRow] = []
     with staged_directory(run.out_dir, run.overwrite) as stage:
         for i, core in enumerate(cores):
             result, estimate, cells = predictor.predict(core.path, core.mpp, core.name, run.figures)
-            result.label = core.label
+            result.label, result.patient, result.truth = core.label, core.patient, core.truth
             results.append(result)
             write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
             if cells is not None and predictor.stage1 is not None:
@@ -215,7 +166,7 @@ def predict_cores(run: PredictRun, config: Config,
                 _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png")
             if progress is not None:
                 progress(i + 1, len(cores), result)
-        write_text_atomic(stage / "predictions.csv", predictions_csv_text(results))
+        write_text_atomic(stage / "predictions.csv", predictions_csv(results))
         write_cohort_report(stage / "report.html", results, predictor.scheme, str(run.model_dir))
         save_config(config, stage / "config.yaml")
     return results
@@ -227,7 +178,7 @@ def _write_cells(stage1: Stage1Model, cells: DetectedCells, core: _Core, stage: 
     write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes, cells.measurements())
 
 
-def _write_figure(predictor: Predictor, result: CoreResult, evidence: CoreEstimate, path: Path) -> None:
+def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path) -> None:
     tps = "undefined" if result.proportion is None else f"{100 * result.proportion:.1f} %"
     title = f"{result.name}: {predictor.method.display_name} — TPS {tps} ({result.interval or 'no interval'})"
     if evidence.maps is None:

@@ -33,7 +33,7 @@ import uuid
 import warnings
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -828,4 +828,15 @@ def _halve_on_disk(level: np.ndarray, target: Path) -> np.ndarray:
     for top in range(0, h, band):
         small = _halve(np.asarray(level[top : top + band]))
         out[top // 2 : top // 2 + small.shape[0]] = small
+    return out
+
+
+def image_stems(paths: Sequence[Path]) -> list[str]:
+    """Output names for images: the file stem (``.ome`` dropped), ``-2``, ``-3``... for repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        stem = p.name.split(".")[0] if p.name.lower().endswith((".ome.tif", ".ome.tiff")) else p.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return out

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from maskllp.evaluation.metrics import UNDEFINED, interval_metrics
+from maskllp.intervals import IntervalScheme
 from maskllp.io.atomic import write_text_atomic
+from maskllp.predictions import PredictionRow
 
 CUT_OFFS = (0.01, 0.5)
 """Clinical PD-L1 TPS cut-offs (>= 1 %, >= 50 %)."""
@@ -45,7 +47,7 @@ def near_cut_off(p: float | None) -> bool:
     return p is not None and any(abs(p - c) <= NEAR_CUT_OFF * c for c in CUT_OFFS)
 
 
-def _distribution(results: Sequence[Any], scheme: Any) -> str:
+def _distribution(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
     names = list(scheme.names)
     counts = {n: 0 for n in names}
     undefined = 0
@@ -66,7 +68,7 @@ def _distribution(results: Sequence[Any], scheme: Any) -> str:
             + "<h2>Estimates by clinical tier</h2>" + _table(["TPS", "cores"], tier_rows))
 
 
-def _agreement(results: Sequence[Any], scheme: Any) -> str:
+def _agreement(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
     pairs = []
     for r in results:
         if r.label is None or r.label == "":
@@ -93,7 +95,7 @@ def _agreement(results: Sequence[Any], scheme: Any) -> str:
     )
 
 
-def _cores(results: Sequence[Any]) -> str:
+def _cores(results: Sequence[PredictionRow]) -> str:
     rows = []
     for r in results:
         flag = []
@@ -119,8 +121,8 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3
 .bar{display:inline-block;height:.8em;background:#b5523b}"""
 
 
-def cohort_report_html(results: Sequence[Any], scheme: Any, model: str) -> str:
-    """The report page for ``results`` (``maskllp.inference.pipeline.CoreResult``)."""
+def cohort_report_html(results: Sequence[PredictionRow], scheme: IntervalScheme, model: str) -> str:
+    """The report page for ``results``."""
     method = results[0].method if results else "-"
     n_undef = sum(r.proportion is None for r in results)
     n_review = sum(near_cut_off(r.proportion) for r in results)
@@ -133,7 +135,8 @@ def cohort_report_html(results: Sequence[Any], scheme: Any, model: str) -> str:
             f"<style>{STYLE}</style></head><body><h1>maskllp: TPS report</h1>{body}</body></html>\n")
 
 
-def write_cohort_report(path: str | Path, results: Sequence[Any], scheme: Any, model: str) -> Path:
+def write_cohort_report(path: str | Path, results: Sequence[PredictionRow], scheme: IntervalScheme,
+                        model: str) -> Path:
     """Write :func:`cohort_report_html` to ``path`` atomically."""
     write_text_atomic(path, cohort_report_html(results, scheme, model))
     return Path(path)

@@ -8,7 +8,7 @@ masks) are computed once and cached with the cohort (:mod:`maskllp.training.inpu
 every method and fold. Every method is fitted and predicts through its registry entry
 (:mod:`maskllp.methods`). Outputs under ``RUN_DIR`` (each file written atomically)::
 
-    predictions.csv        method, fold, image, patient, label, truth, proportion, interval, s_p, s_n
+    predictions.csv        one row per method and core (maskllp.predictions.PREDICTION_COLUMNS)
     table.txt/.csv/.md     the table in the paper's layout, with its footer
     confusion/<method>.csv rows: labelled interval, columns: predicted interval and "undefined"
     metrics.json           every number of the table, per-fold mF1, counts
@@ -42,9 +42,10 @@ from maskllp.evaluation.table import (
 )
 from maskllp.intervals import IntervalScheme
 from maskllp.io.atomic import check_output_dir, write_text_atomic
+from maskllp.io.images import image_stems
 from maskllp.io.manifest import Cohort, CohortEntry, read_cohort
 from maskllp.methods import FitSetup, Method
-from maskllp.predictions import UNDEFINED, ProportionPrediction
+from maskllp.predictions import UNDEFINED, PredictionRow, ProportionPrediction, predictions_csv
 from maskllp.proportion.inputs import Stage2Item
 from maskllp.synth.truth import read_truth
 from maskllp.training.inputs import (
@@ -55,9 +56,6 @@ from maskllp.training.inputs import (
     torch_device,
 )
 from maskllp.training.trainer import single_device
-
-PREDICTION_COLUMNS = ("method", "fold", "image", "patient", "label", "truth", "proportion", "interval",
-                      "s_p", "s_n")
 
 
 @dataclass(frozen=True)
@@ -83,10 +81,23 @@ class CrossValidationRequest:
 class FoldPrediction:
     """One held-out core's prediction by one method."""
 
-    method: str
+    method: Method
     fold: int
     item: Stage2Item
+    name: str
+    """The core's name in ``predictions.csv`` (its image's stem, made unique)."""
     prediction: ProportionPrediction
+
+    def row(self, scheme: IntervalScheme) -> PredictionRow:
+        it, pr, entry = self.item, self.prediction, self.item.entry
+        return PredictionRow(
+            name=self.name, image=str(entry.image) if entry is not None else it.name,
+            method=self.method.name, proportion=pr.proportion,
+            interval=None if pr.interval is None else scheme.names[pr.interval],
+            proportion_kind=self.method.proportion_kind, s_p=pr.s_p, s_n=pr.s_n,
+            label=entry.label_text if entry is not None else scheme.names[it.interval],
+            patient=it.patient, fold=self.fold, truth=it.proportion,
+        )
 
 
 # ------------------------------------------------------------------------------------------ folds
@@ -127,9 +138,10 @@ def labelled_entries(cohort: Cohort, echo: Callable[[str], None]) -> list[Cohort
 
 
 # ------------------------------------------------------------------------------------------ run
-def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarray, setup: FitSetup,
-                       config: Config, out_dir: Path, echo: Callable[[str], None]) -> list[FoldPrediction]:
-    """Out-of-fold predictions of one method for every core."""
+def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str], folds: np.ndarray,
+                       setup: FitSetup, config: Config, out_dir: Path, echo: Callable[[str], None]
+                       ) -> list[FoldPrediction]:
+    """Out-of-fold predictions of one method for every core (``names``: the cores' names)."""
     preds: list[FoldPrediction] = []
     for k in range(int(folds.max()) + 1):
         test = np.flatnonzero(folds == k)
@@ -143,7 +155,7 @@ def _train_and_predict(method: Method, items: list[Stage2Item], folds: np.ndarra
         note = "" if s is None else (
             f"; trained on {s.n_train} (+{s.n_val} validation) cores, best epoch {s.best_epoch}"
             + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
-        preds += [FoldPrediction(method.name, k, items[i], p) for i, p in zip(test, out, strict=True)]
+        preds += [FoldPrediction(method, k, items[i], names[i], p) for i, p in zip(test, out, strict=True)]
         echo(f"  {method.name} fold {k}: {len(test)} cores predicted{note}")
     return preds
 
@@ -164,23 +176,6 @@ def _scores(method: Method, preds: list[FoldPrediction], scheme: IntervalScheme,
                                cutoffs)
     return MethodScores(method.name, method.display_name, mask, pooled, exact, fold_mf1,
                         interval_only=not method.predicts_proportion)
-
-
-def _num(v: float | None, fmt: str = "{:.6g}") -> str:
-    return "" if v is None else fmt.format(v)
-
-
-def predictions_csv(preds: Sequence[FoldPrediction], scheme: IntervalScheme) -> str:
-    """The per-core predictions (empty cells: undefined or unknown)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(PREDICTION_COLUMNS)
-    for p in preds:
-        it, pr = p.item, p.prediction
-        w.writerow([p.method, p.fold, it.name, it.patient, scheme.names[it.interval], _num(it.proportion),
-                    _num(pr.proportion), "" if pr.interval is None else scheme.names[pr.interval],
-                    _num(pr.s_p), _num(pr.s_n)])
-    return buf.getvalue()
 
 
 def confusion_csv(scores: MethodScores, scheme: IntervalScheme) -> str:
@@ -258,6 +253,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     echo(f"preparing {len(entries)} cores at {config.proportion.input_size} px (masks: {source.name}; "
          f"cache {cache.root})")
     items = prepare_items(entries, scheme, source, cache, exact)
+    names = image_stems([e.image for e in entries])
     if out_dir.exists():  # check_output_dir let it through: empty, or --overwrite; start clean
         _check_not_inside(out_dir, [req.cohort, req.stage1, req.truth, req.det_model, root])
         shutil.rmtree(out_dir)
@@ -269,9 +265,9 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     scores: list[MethodScores] = []
     for method in req.methods:
         echo(f"{method.display_name}: {config.cv.folds} folds")
-        mpreds = _train_and_predict(method, items, folds, setup, config, out_dir, echo)
+        mpreds = _train_and_predict(method, items, names, folds, setup, config, out_dir, echo)
         preds += mpreds
-        write_text_atomic(out_dir / "predictions.csv", predictions_csv(preds, scheme))
+        write_text_atomic(out_dir / "predictions.csv", predictions_csv([p.row(scheme) for p in preds]))
         scores.append(_scores(method, mpreds, scheme, mask_label if method.uses_mask else "",
                               config.cv.cutoffs))
         write_text_atomic(out_dir / "confusion" / f"{method.name}.csv", confusion_csv(scores[-1], scheme))

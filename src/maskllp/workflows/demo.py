@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from maskllp.config import Config, config_from_mapping, merge_mappings, save_config
-from maskllp.inference.pipeline import CoreResult, PredictRun, predict_cores
+from maskllp.inference.pipeline import PredictRun, predict_cores
 from maskllp.io.atomic import check_output_dir
 from maskllp.io.images import write_image
 from maskllp.methods import parse_methods
+from maskllp.predictions import PredictionRow
 from maskllp.synth import generate_cohort
 from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
 from maskllp.workflows.train import run_train_classifier, run_train_detector, train_on_cohort
@@ -70,7 +71,7 @@ class DemoResult:
     table: str
     model: Path
     prediction_dir: Path
-    real_result: CoreResult
+    real_result: PredictionRow
     seconds: dict[str, float]
 
 
@@ -129,7 +130,7 @@ def run_demo(run: DemoRun, echo: Callable[[str], None] = print) -> DemoResult:
     write_image(real, immunohistochemistry())
     pred_dir = out / "real" / "prediction"
 
-    def final() -> CoreResult:
+    def final() -> PredictionRow:
         train_on_cohort(manifest, "ours", cfg, model_dir, stage1=stage1)
         return predict_cores(PredictRun(model_dir, [real], pred_dir, mpp=REAL_SAMPLE_MPP), cfg)[0]
 
