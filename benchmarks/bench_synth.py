@@ -183,9 +183,9 @@ def detect(cores: int) -> None:
     from skimage.feature import blob_log
 
     from maskllp.config.synth import CohortDrawConfig, SynthConfig
+    from maskllp.stains import unmix_hd
     from maskllp.synth.cohort import make_core, plan_cohort
     from maskllp.synth.render import render_core
-    from maskllp.synth.stains import unmix_hd
 
     cfg = SynthConfig(size=512, seed=2, cohort=CohortDrawConfig(tps_bin_weights=[1, 1, 1, 1, 1]))
     radius_px = 5.0 / cfg.mpp

@@ -10,14 +10,15 @@ from maskllp.methods import METHODS, get_method, parse_methods
 
 TABLE_1 = ["det", "class", "o-reg", "prop-nomask", "ours-nomask", "lpi", "prop", "wprop", "wprop-listnet",
            "focalprop", "ours"]
-MASKED = {"lpi", "prop", "wprop", "wprop-listnet", "focalprop", "ours"}
+REGISTRY = [*TABLE_1, "ours-cells"]
+MASKED = {"lpi", "prop", "wprop", "wprop-listnet", "focalprop", "ours", "ours-cells"}
 
 
 def test_registry_holds_table_1_in_order() -> None:
-    assert list(METHODS) == TABLE_1
+    assert list(METHODS) == REGISTRY
     assert {m.name for m in METHODS.values() if m.uses_mask} == MASKED
     assert METHODS["ours"].display_name == "Ours" and METHODS["prop-nomask"].display_name == "Prop w/o mask"
-    assert {m.head for m in METHODS.values()} == {"count", "class", "ordinal", "maps"}
+    assert {m.head for m in METHODS.values()} == {"count", "class", "ordinal", "maps", "cells"}
     assert METHODS["ours"].loss_factory is METHODS["ours-nomask"].loss_factory
 
 
@@ -48,13 +49,13 @@ def _cohort_items(cohort_csv, stage1_dir, config, tmp_path):
 
     scheme = config.intervals.build()
     entries = read_cohort(cohort_csv, scheme).entries
-    source = Stage1MaskSource(stage1_dir)
+    source = Stage1MaskSource(stage1_dir, cells_root=tmp_path / "cache")
     cache = ItemCache(tmp_path / "cache", config.proportion.input_size)
     items = prepare_items(entries, scheme, source, cache)
     return items, source
 
 
-@pytest.mark.parametrize("name", TABLE_1)
+@pytest.mark.parametrize("name", REGISTRY)
 def test_each_entry_fits_through_the_registry_and_predicts(name, annotated_cohort_csv, stage1_dir,
                                                            cv_config, tmp_path) -> None:
     from maskllp.methods import FitSetup, load_fitted

@@ -52,11 +52,13 @@ from maskllp.detection.counting import CountingModel
 from maskllp.detection.model import STAGE1_KIND, DetectorModel, Stage1Model
 from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme, get_scheme
+from maskllp.io.grid import ImageSource
 from maskllp.io.images import open_image
 from maskllp.io.manifest import Cohort
 from maskllp.io.model_folder import read_model_config
 from maskllp.predictions import ProportionKind, ProportionPrediction
 from maskllp.proportion import losses
+from maskllp.proportion.cells import CELL_MODEL_KIND, CellProportionModel, load_cell_model
 from maskllp.proportion.inputs import Stage2Item, input_mask, read_input_image
 from maskllp.proportion.model import (
     MODEL_KIND,
@@ -68,7 +70,7 @@ from maskllp.proportion.model import (
 from maskllp.proportion.network import NetworkSpec
 from maskllp.training.inputs import MaskSource, Stage1MaskSource
 
-HeadKind = Literal["maps", "class", "ordinal", "count"]
+HeadKind = Literal["maps", "class", "ordinal", "count", "cells"]
 LossFactory = Callable[[IntervalScheme, LossConfig], nn.Module]
 
 STAGE1_SUBFOLDER = "stage1"
@@ -128,6 +130,9 @@ class CoreEstimate:
     """(2, S/8, S/8) float32 F_p, F_n; None for methods without maps."""
     tumour_area_fraction: float | None = None
     """Fraction of the core's pixels inside M (None when no tumour mask was made)."""
+    cell_positive: np.ndarray | None = None
+    """(N,) float32 p(positive) of each of stage 1's cells by a cell-level method (NaN for cells
+    that are not tumour cells); None for the pixel methods."""
 
 
 class FittedMethod(Protocol):
@@ -140,6 +145,10 @@ class FittedMethod(Protocol):
     @property
     def stage1(self) -> Stage1Model | None:
         """The stage 1 a new core goes through before :meth:`estimate` (None: none needed)."""
+        ...
+
+    def detect_cells(self, reader: ImageSource) -> DetectedCells | None:
+        """Stage 1 on an open core image, as :meth:`estimate` needs it (None: no stage 1)."""
         ...
 
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
@@ -196,6 +205,9 @@ class Stage2Fitted:
 
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
         return self.model.predict_items(list(items), batch_size=batch_size)
+
+    def detect_cells(self, reader: ImageSource) -> DetectedCells | None:
+        return None if self.stage1 is None else self.stage1.detect(reader)
 
     def network_input(self, image: Path, mpp: float | None, cells: DetectedCells | None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -279,6 +291,9 @@ class CountingFitted:
     def stage1(self) -> Stage1Model:
         return self.counting.stage1
 
+    def detect_cells(self, reader: ImageSource) -> DetectedCells:
+        return self.counting.stage1.detect(reader)
+
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
         out = []
         for it in items:
@@ -292,7 +307,13 @@ class CountingFitted:
                  want_maps: bool = True) -> CoreEstimate:
         if cells is None:
             raise ValueError("Det counts the cells stage 1 found: pass them")
-        return CoreEstimate(self.counting.predict_cells(cells), self.method.proportion_kind)
+        positive = np.full(len(cells), np.nan, np.float32)
+        if cells.class_probs is not None:
+            tumour = cells.is_tumour(self.stage1.mask.tumour_threshold)
+            probs = cells.class_probs[tumour]
+            positive[tumour] = probs[:, 0] / np.maximum(probs[:, 0] + probs[:, 1], 1e-12)
+        return CoreEstimate(self.counting.predict_cells(cells), self.method.proportion_kind,
+                            cell_positive=positive)
 
     def to(self, device: str) -> CountingFitted:
         return self
@@ -336,6 +357,118 @@ class CountingFitting:
         return CountingFitted(method, CountingModel.load(path, scheme, device=device))
 
 
+# ===================================================================================== cells
+@dataclass
+class CellFitted:
+    """The cell-level method: stage 1 (with measurements) finds the tumour cells, the cell network
+    gives each p(positive), their mean is the core's TPS."""
+
+    method: Method
+    model: CellProportionModel
+    stage1: Stage1Model
+    cells_of: Callable[[Stage2Item], DetectedCells] | None = None
+    """Where a cohort core's cells come from in cross-validation (the run's stage-1 cache)."""
+
+    @property
+    def scheme(self) -> IntervalScheme:
+        return self.model.scheme
+
+    @property
+    def summary(self) -> TrainingSummary | None:
+        return self.model.summary
+
+    @property
+    def n_trunk(self) -> int:
+        return self.model.net.spec.n_trunk
+
+    @property
+    def threshold(self) -> float:
+        return self.stage1.mask.tumour_threshold
+
+    def detect_cells(self, reader: ImageSource) -> DetectedCells:
+        return self.stage1.detect(reader, measure=True)
+
+    def _cells(self, item: Stage2Item) -> DetectedCells:
+        if self.cells_of is not None:
+            return self.cells_of(item)
+        if item.entry is None:
+            raise ValueError(f"the cell method reads the core image, and item {item.name} has no entry")
+        with open_image(item.entry.image, item.entry.mpp) as reader:
+            return self.detect_cells(reader)
+
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
+        return [self.model.predict_features(self._cells(it).tumour_features(self.threshold, self.n_trunk))
+                for it in items]
+
+    def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
+                 want_maps: bool = True) -> CoreEstimate:
+        if cells is None:
+            raise ValueError("the cell method needs stage 1's measured cells: pass detect_cells(reader)")
+        features = cells.tumour_features(self.threshold, self.n_trunk)
+        tumour = cells.is_tumour(self.threshold)
+        positive = np.full(len(cells), np.nan, np.float32)
+        positive[tumour] = self.model.cell_probabilities(features)
+        return CoreEstimate(self.model.predict_features(features), self.method.proportion_kind,
+                            cell_positive=positive)
+
+    def to(self, device: str) -> CellFitted:
+        return self
+
+    def save(self, path: Path) -> Path:
+        self.model.save(path, {"mask_source": "stage1"})
+        self.stage1.save(Path(path) / STAGE1_SUBFOLDER)
+        return Path(path)
+
+
+class CellFitting:
+    """Fitting of ``ours-cells``: the cell network trained on bags of tumour cells (the cores'
+    interval labels) and on the clicked cells of the point-annotated cores."""
+
+    folder_kind = CELL_MODEL_KIND
+
+    def check(self, method: Method, setup: FitSetup) -> None:
+        if setup.stage1 is None or not (setup.mask_source is None or isinstance(setup.mask_source,
+                                                                                   Stage1MaskSource)):
+            raise InputError(None, f"{method.name} learns from the cells stage 1 finds: give --stage1 "
+                                   "MODEL_DIR (oracle masks give no cell measurements)", "--methods")
+
+    def fit(self, method: Method, items: Sequence[Stage2Item], setup: FitSetup, config: Config,
+            work_dir: Path) -> CellFitted:
+        from maskllp.training.cells import make_bag, train_cell_model  # imports Lightning
+
+        source = setup.mask_source
+        if not isinstance(source, Stage1MaskSource):
+            raise InputError(None, f"{method.name} learns from the cells stage 1 finds: give --stage1 "
+                                   "MODEL_DIR (oracle masks give no cell measurements)", "--methods")
+        stage1 = source.model
+        width = 0 if stage1.classifier is None else stage1.classifier.head.in_features
+        n_trunk = width if config.proportion.cells.trunk_features else 0
+        threshold = stage1.mask.tumour_threshold
+        bags = [make_bag(it.name, it.interval, source.cells(it.entry), it.entry, config, threshold, n_trunk)
+                for it in items if it.entry is not None]
+        loss = method.build_loss(config.intervals.build(), config.proportion.loss)
+        model = train_cell_model(bags, method.name, loss, n_trunk, config, work_dir)
+
+        def cells_of(item: Stage2Item) -> DetectedCells:
+            if item.entry is None:
+                raise ValueError(f"item {item.name} has no manifest entry")
+            return source.cells(item.entry)
+
+        return CellFitted(method, model, stage1, cells_of)
+
+    def load(self, method: Method, path: Path, device: str, stage1_dir: Path | None,
+             scheme: IntervalScheme) -> CellFitted:
+        model = load_cell_model(path)
+        where = Path(stage1_dir) if stage1_dir is not None else Path(path) / STAGE1_SUBFOLDER
+        if not where.is_dir():
+            raise InputError(path, f"method {method.name!r} needs its stage 1 but the model carries no "
+                                   "stage1/ folder; give --stage1 STAGE1_DIR")
+        stage1 = Stage1Model.load(where, device=device)
+        if stage1.classifier is None:
+            raise InputError(where, "a detector-only model finds no tumour cells (need stage1)")
+        return CellFitted(method, model, stage1)
+
+
 # ===================================================================================== the registry
 @dataclass(frozen=True)
 class Method:
@@ -351,13 +484,16 @@ class Method:
 
     @property
     def predicts_proportion(self) -> bool:
-        """Whether the method estimates a proportion (map and count heads) or only an interval."""
-        return self.head in ("maps", "count")
+        """Whether the method estimates a proportion (map, count, cell heads) or only an interval."""
+        return self.head in ("maps", "count", "cells")
 
     @property
     def proportion_kind(self) -> ProportionKind:
-        """What its proportion is: a masked ratio (maps), a cell count (Det) or an interval midpoint."""
-        return {"maps": "masked ratio", "count": "cell count"}.get(self.head, "interval midpoint")
+        """What its proportion is: a masked ratio (maps), a cell count (Det), a mean over the tumour
+        cells (cell-level method) or an interval midpoint (Class, O-Reg)."""
+        kinds: dict[str, ProportionKind] = {"maps": "masked ratio", "count": "cell count",
+                                            "cells": "cell mean"}
+        return kinds.get(self.head, "interval midpoint")
 
     def build_loss(self, scheme: IntervalScheme, cfg: LossConfig) -> nn.Module:
         """The method's loss for ``scheme``; InputError when ``[proportion.loss]`` does not fit it."""
@@ -377,7 +513,7 @@ class Method:
             return NetworkSpec("class", n_intervals)
         if self.head == "ordinal":
             return NetworkSpec("ordinal", n_intervals - 1)
-        raise ValueError(f"method {self.name!r} has no stage-2 network (it counts stage-1 detections)")
+        raise ValueError(f"method {self.name!r} has no stage-2 network (it works on stage-1 cells)")
 
     def recipe(self, config: Config) -> Stage2Recipe:
         """The stage-2 network and loss of this method for ``config``'s scheme and loss settings."""
@@ -397,6 +533,7 @@ class Method:
 
 STAGE2 = Stage2Fitting()
 COUNTING = CountingFitting()
+CELLS = CellFitting()
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -414,9 +551,10 @@ METHODS: dict[str, Method] = {
                STAGE2),
         Method("focalprop", "FocalProp", "maps", losses.focal_proportion_loss, True, STAGE2),
         Method("ours", "Ours", "maps", losses.weighted_focal_proportion_loss, True, STAGE2),
+        Method("ours-cells", "Ours (cells)", "cells", losses.weighted_focal_proportion_loss, True, CELLS),
     )
 }
-"""Every Table 1 method, in the order of the table."""
+"""Every Table 1 method, in the order of the table, then maskllp's cell-level method."""
 
 
 def get_method(name: str) -> Method:

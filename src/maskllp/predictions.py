@@ -31,7 +31,7 @@ class ProportionPrediction:
     s_n: float | None = None
 
 
-ProportionKind = Literal["masked ratio", "interval midpoint", "cell count"]
+ProportionKind = Literal["masked ratio", "interval midpoint", "cell count", "cell mean"]
 
 PREDICTION_COLUMNS = ("name", "image", "patient", "method", "fold", "label", "truth", "proportion", "percent",
                       "interval", "proportion_kind", "s_p", "s_n", "cells", "tumour_cells",
@@ -52,8 +52,8 @@ class PredictionRow:
     """TPS estimate in [0, 1]; None = undefined (see ``note``)."""
     interval: str | None
     proportion_kind: ProportionKind
-    """``masked ratio`` (s_p / (s_p + s_n)), ``interval midpoint`` (Class, O-Reg) or ``cell count``
-    (Det)."""
+    """``masked ratio`` (s_p / (s_p + s_n)), ``interval midpoint`` (Class, O-Reg), ``cell count``
+    (Det) or ``cell mean`` (mean p(positive) of the tumour cells, ``ours-cells``)."""
     s_p: float | None = None
     s_n: float | None = None
     cells: int | None = None

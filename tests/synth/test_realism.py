@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskllp.stains import unmix_hd
 from maskllp.synth.realism import stain_statistics, tissue_mask
 from maskllp.synth.render import render_core
-from maskllp.synth.stains import unmix_hd
 
 from .conftest import make_layout
 

@@ -11,6 +11,7 @@ from scipy.spatial import cKDTree
 
 from maskllp.classes import CellClass
 from maskllp.config.synth import StainConfig, TissueConfig
+from maskllp.stains import unmix_hd
 from maskllp.synth.cells import Subtype
 from maskllp.synth.render import (
     defocus_map,
@@ -20,7 +21,6 @@ from maskllp.synth.render import (
     render_window,
     stain_maps,
 )
-from maskllp.synth.stains import unmix_hd
 
 from .conftest import make_layout
 

@@ -43,6 +43,36 @@ class LossConfig:
 
 
 @dataclass
+class CellMethodConfig:
+    """The cell-level method ``ours-cells`` (section ``[proportion.cells]``): a small network on each
+    tumour cell's stain measurements (and trunk features) trained on the cores' interval labels,
+    plus the clicked positive / negative cells of the point-annotated cores."""
+
+    trunk_features: bool = True
+    """Also feed the stage-1 classifier trunk's feature vector at each cell (not only its stain
+    measurements)."""
+    hidden: int = 64
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    """Cores per batch."""
+    max_epochs: int = 300
+    patience: int = 40
+    click_weight: float = 1.0
+    """Weight of the cross-entropy on clicked positive / negative tumour cells, added to the
+    proportion loss of the cores (0: interval labels only)."""
+    estimate: Literal["mean", "count"] = "mean"
+    """A core's TPS: the mean p(positive) of its tumour cells, or the share with p > 0.5."""
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.batch_size < 1 or self.max_epochs < 1 or self.lr <= 0:
+            raise ValueError("cells: hidden, batch_size, max_epochs must be >= 1 and lr > 0")
+        if not 0 <= self.dropout < 1 or self.weight_decay < 0 or self.click_weight < 0:
+            raise ValueError("cells: dropout in [0, 1), weight_decay and click_weight >= 0")
+
+
+@dataclass
 class ProportionConfig:
     method: str = "ours"
     """Name of a Table 1 method in the registry (``maskllp.methods``)."""
@@ -69,6 +99,7 @@ class ProportionConfig:
     cache_dir: Path | None = None
     """Where resized cores and tumour masks are cached; unset: ``<cohort dir>/.maskllp-cache``."""
     loss: LossConfig = field(default_factory=LossConfig)
+    cells: CellMethodConfig = field(default_factory=CellMethodConfig)
 
     def __post_init__(self) -> None:
         if self.input_size < 32 or self.input_size % 32:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskllp.stains import HED_FROM_RGB, RGB_FROM_HED
+
 
 @dataclass(frozen=True)
 class Dihedral:
@@ -38,13 +40,6 @@ class Dihedral:
         return np.stack([y, x], axis=1)
 
 
-def _stain_matrices() -> tuple[np.ndarray, np.ndarray]:
-    """Ruifrok & Johnston stain vectors (hematoxylin, eosin, DAB), as scikit-image's rgb2hed."""
-    from skimage.color import hed_from_rgb, rgb_from_hed
-
-    return np.asarray(hed_from_rgb, np.float64), np.asarray(rgb_from_hed, np.float64)
-
-
 def stain_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Random stain variation (Tellez et al. 2018): in optical-density H-E-DAB space each stain is
     scaled by ``1 + U(-s, s)`` and shifted by ``U(-s, s)``.
@@ -53,7 +48,7 @@ def stain_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> 
     """
     if strength <= 0:
         return rgb
-    hed_from_rgb, rgb_from_hed = _stain_matrices()
+    hed_from_rgb, rgb_from_hed = HED_FROM_RGB, RGB_FROM_HED
     od = -np.log(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
     stains = od.reshape(-1, 3) @ hed_from_rgb
     scale = 1.0 + rng.uniform(-strength, strength, 3)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from maskllp.classes import CellClass
+from maskllp.io.atomic import atomic_file
 
 
 @dataclass
@@ -20,6 +22,10 @@ class DetectedCells:
     class_probs: (N, 3) float32 (positive tumour, negative tumour, non-tumour) for a three-class
       classifier, else None.
     shape: (H, W) of the image's level 0; mpp: its pixel size in microns.
+    measurements: (N, F) float32 stain measurements
+      (:data:`maskllp.detection.measurements.MEASUREMENT_NAMES`), when asked for, else None.
+    trunk_features: (N, C) float16, the classifier trunk's feature vector at each cell, when asked
+      for (and there is a classifier), else None.
     """
 
     yx: np.ndarray
@@ -28,6 +34,8 @@ class DetectedCells:
     class_probs: np.ndarray | None
     shape: tuple[int, int]
     mpp: float
+    measurements: np.ndarray | None = None
+    trunk_features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.yx)
@@ -55,11 +63,28 @@ class DetectedCells:
 
     def subset(self, keep: np.ndarray) -> DetectedCells:
         """The cells selected by a boolean mask or index array."""
-        probs = None if self.class_probs is None else self.class_probs[keep]
-        return DetectedCells(self.yx[keep], self.peak_score[keep], self.tumour_score[keep], probs,
-                             self.shape, self.mpp)
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[keep]
 
-    def measurements(self) -> dict[str, np.ndarray]:
+        return DetectedCells(self.yx[keep], self.peak_score[keep], self.tumour_score[keep],
+                             pick(self.class_probs), self.shape, self.mpp, pick(self.measurements),
+                             pick(self.trunk_features))
+
+    def tumour_features(self, threshold: float, n_trunk: int = 0) -> np.ndarray:
+        """(n, F) float32 features of the tumour cells (tumour score > ``threshold``): the stain
+        measurements, then the first ``n_trunk`` trunk features. ValueError when the cells carry no
+        measurements (detect with ``measure=True``)."""
+        if self.measurements is None:
+            raise ValueError("cell features need stain measurements: detect with measure=True")
+        keep = self.is_tumour(threshold)
+        parts = [self.measurements[keep].astype(np.float32)]
+        if n_trunk:
+            if self.trunk_features is None or self.trunk_features.shape[1] < n_trunk:
+                raise ValueError(f"cell features need {n_trunk} trunk features per cell")
+            parts.append(self.trunk_features[keep, :n_trunk].astype(np.float32))
+        return np.concatenate(parts, axis=1)
+
+    def geojson_measurements(self) -> dict[str, np.ndarray]:
         """Per-cell scores for GeoJSON measurements (names as QuPath shows them)."""
         out = {"Peak score": self.peak_score, "Tumour score": self.tumour_score}
         if self.class_probs is not None:
@@ -67,6 +92,31 @@ class DetectedCells:
             out["Negative tumour probability"] = self.class_probs[:, 1]
             out["Non-tumour probability"] = self.class_probs[:, 2]
         return out
+
+
+_ARRAYS = ("yx", "peak_score", "tumour_score", "class_probs", "measurements", "trunk_features")
+
+
+def save_cells(path: Path, cells: DetectedCells) -> None:
+    """Write ``cells`` as an ``.npz`` of plain arrays (no pickle), atomically."""
+    arrays = {k: getattr(cells, k) for k in _ARRAYS if getattr(cells, k) is not None}
+    arrays["shape"] = np.asarray(cells.shape, np.int64)
+    arrays["mpp"] = np.asarray(cells.mpp, np.float64)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_cells(path: Path) -> DetectedCells:
+    """Cells written by :func:`save_cells` (``allow_pickle=False``); ValueError when damaged."""
+    with np.load(path, allow_pickle=False) as data:
+        try:
+            values = {k: (data[k] if k in data.files else None) for k in _ARRAYS}
+            shape = tuple(int(v) for v in data["shape"])
+            mpp = float(data["mpp"])
+        except (KeyError, OSError, ValueError) as e:
+            raise ValueError(f"damaged cells file {path} ({e})") from None
+    return DetectedCells(values["yx"], values["peak_score"], values["tumour_score"], values["class_probs"],
+                         (shape[0], shape[1]), mpp, values["measurements"], values["trunk_features"])
 
 
 def empty_cells(shape: tuple[int, int], mpp: float, three_classes: bool = False) -> DetectedCells:

@@ -30,15 +30,18 @@ from maskllp.detection.classifier import (
     THREE_CLASSES,
     CellClassifier,
     class_probabilities,
+    sample_features,
     tumour_probability,
 )
 from maskllp.detection.mask import tumour_mask
+from maskllp.detection.measurements import MEASUREMENT_NAMES, stain_measurements
 from maskllp.detection.peaks import peak_pixels, subpixel_offset
 from maskllp.detection.tiling import Tile, iter_windows, tile_grid
 from maskllp.detection.unet import UNet, receptive_radius
 from maskllp.errors import InputError
 from maskllp.io.grid import ImageSource, ModelGrid, resize_mask
 from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
+from maskllp.stains import stain_densities
 
 DETECTOR_KIND = "detector"
 STAGE1_KIND = "stage1"
@@ -206,15 +209,20 @@ class Stage1Model:
 
     @torch.no_grad()
     def detect(self, image: ImageSource, mpp: float | None = None,
-               region: tuple[int, int, int, int] | None = None, tile: int | None = None) -> DetectedCells:
+               region: tuple[int, int, int, int] | None = None, tile: int | None = None,
+               measure: bool = False) -> DetectedCells:
         """All cells of ``image`` (tiled; bounded memory), with tumour scores when a classifier is loaded.
 
         ``region`` limits detection to part of the model grid; ``tile`` overrides the tile side.
+        ``measure``: also each cell's stain measurements (:mod:`maskllp.detection.measurements`, on
+        the model grid) and the classifier trunk's feature vector at it.
         """
         size = self.pixel_size(image, mpp)
         grid = ModelGrid.for_image(image.shape, size, self.detector.mpp)
         det = self.detector
         yx_parts, peak_parts, prob_parts = [], [], []
+        measured: list[np.ndarray] = []
+        trunk: list[np.ndarray] = []
         for tile_, window in iter_windows(image, grid, self.tiles(grid, region, tile)):
             x = rgb_to_tensor(window, self.device)
             heat = det.heatmap(x)
@@ -224,17 +232,34 @@ class Stage1Model:
             yx_parts.append(yx + np.asarray(tile_.window_origin, np.float64))
             peak_parts.append(scores)
             if self.classifier is not None:
-                prob_parts.append(self._classify(x, yx))
-        return self._cells(grid, size, yx_parts, peak_parts, prob_parts)
+                probs, features = self._classify(x, yx, with_features=measure)
+                prob_parts.append(probs)
+                if features is not None:
+                    trunk.append(features)
+            if measure:
+                stains = stain_densities(window, np.float32)
+                measured.append(stain_measurements(stains, yx, 1.0 / self.detector.mpp))
+        cells = self._cells(grid, size, yx_parts, peak_parts, prob_parts)
+        if measure:
+            cells.measurements = (np.concatenate(measured) if measured
+                                  else np.zeros((0, len(MEASUREMENT_NAMES)), np.float32))
+            if self.classifier is not None:
+                width = self.classifier.head.in_features
+                cells.trunk_features = np.concatenate(trunk) if trunk else np.zeros((0, width), np.float16)
+        return cells
 
-    def _classify(self, x: torch.Tensor, yx: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, 1) or (N, 3) float32 of cells at window coordinates ``yx``."""
+    def _classify(self, x: torch.Tensor, yx: np.ndarray, with_features: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities (N, 1) or (N, 3) float32 of cells at window coordinates ``yx``, and
+        with ``with_features`` the trunk's (N, C) float16 feature vectors there."""
         assert self.classifier is not None
         self.classifier.eval()
         points = torch.zeros((len(yx), 3), dtype=torch.float32, device=self.device)
         points[:, 1:] = torch.as_tensor(yx, dtype=torch.float32, device=self.device)
-        logits = self.classifier(x, points)
-        return class_probabilities(logits).float().cpu().numpy()
+        net = self.classifier
+        features = sample_features(net.feature_map(x), points, (x.shape[-2], x.shape[-1]))
+        probs = class_probabilities(net.head(features)).float().cpu().numpy()
+        return probs, (features.to(torch.float16).cpu().numpy() if with_features else None)
 
     def _cells(self, grid: ModelGrid, mpp: float, yx_parts: list, peak_parts: list,
                prob_parts: list) -> DetectedCells:

@@ -48,7 +48,8 @@ def write_cells_outputs(model: Stage1Model, image: ImageSource, cells: DetectedC
     """
     threshold = model.mask.tumour_threshold
     classes = cells.cell_classes(threshold)
-    write_detections_geojson(out_dir / f"{stem}.cells.geojson", cells.yx, classes, cells.measurements())
+    write_detections_geojson(out_dir / f"{stem}.cells.geojson", cells.yx, classes,
+                             cells.geojson_measurements())
     mask = model.tumour_mask(cells, downsample=downsample)
     write_mask_png(out_dir / f"{stem}.mask.png", mask, cells.mpp * downsample)
     scale = preview_scale(cells.shape, PREVIEW_MAX_SIDE)

@@ -75,7 +75,7 @@ class Predictor:
         name = name or path.stem
         stage1 = self.stage1
         with open_image(path, mpp) as reader:
-            cells = stage1.detect(reader) if stage1 is not None else None
+            cells = self.fitted.detect_cells(reader)
             pixel = cells.mpp if cells is not None else reader.mpp
         estimate = self.fitted.estimate(path, mpp, cells, want_maps)
         pred = estimate.prediction
@@ -175,7 +175,8 @@ def predict_cores(run: PredictRun, config: Config,
 def _write_cells(stage1: Stage1Model, cells: DetectedCells, core: _Core, stage: Path) -> None:
     """Stage-1 cells as QuPath detections, scores as measurements."""
     classes = cells.cell_classes(stage1.mask.tumour_threshold)
-    write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes, cells.measurements())
+    write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes,
+                             cells.geojson_measurements())
 
 
 def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path) -> None:

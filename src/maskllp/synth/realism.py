@@ -1,6 +1,6 @@
 """Colour statistics in optical-density space, to compare synthetic cores with real IHC images.
 
-Both kinds of image go through the same colour deconvolution (:func:`maskllp.synth.stains.unmix_hd`,
+Both kinds of image go through the same colour deconvolution (:func:`maskllp.stains.unmix_hd`,
 scikit-image's standard H-E-DAB matrix on log10 optical densities) and the same tissue mask, so the
 numbers compare like with like even where the standard vectors do not fit a slide exactly.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskllp.synth.stains import rgb_to_od, unmix_hd
+from maskllp.stains import rgb_to_od, unmix_hd
 
 TISSUE_OD = 0.1
 """Mean optical density (over R, G, B) above which a pixel counts as tissue, not glass."""

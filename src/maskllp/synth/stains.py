@@ -60,20 +60,3 @@ def mix_stains(h: np.ndarray, d: np.ndarray, optics: Optics) -> np.ndarray:
     dv = optics.dab.astype(np.float32)
     gv = optics.glass_od.astype(np.float32)
     return h[..., None] * hv + d[..., None] * dv + gv
-
-
-def rgb_to_od(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB -> (..., 3) float64 optical density, -log10(I / 255), I floored at 1."""
-    return -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
-
-
-def unmix_hd(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour deconvolution with the standard H-E-DAB matrix: (H, W, 3) uint8 -> (H OD, DAB OD).
-
-    Uses ``skimage.color.hed_from_rgb`` on log10 optical densities, so values are in the same
-    units the generator draws concentrations in.
-    """
-    from skimage.color import hed_from_rgb
-
-    hed = rgb_to_od(rgb) @ hed_from_rgb
-    return hed[..., 0], hed[..., 2]

@@ -45,6 +45,7 @@ import numpy as np
 from maskllp.classes import CellClass
 from maskllp.config import Config
 from maskllp.config.training import TrainerConfig
+from maskllp.detection.cells import DetectedCells, load_cells, save_cells
 from maskllp.detection.mask import tumour_mask
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError
@@ -56,6 +57,9 @@ from maskllp.io.manifest import CohortEntry
 from maskllp.io.model_folder import CONFIG_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
 from maskllp.proportion.inputs import Stage2Item, input_fit, input_mask, read_input_image
 from maskllp.synth.truth import read_truth, read_truth_cells
+
+CACHE_DIRNAME = ".maskllp-cache"
+log = logging.getLogger("maskllp")
 
 
 class MaskSource(Protocol):
@@ -95,11 +99,17 @@ class NoMaskSource:
 
 
 class Stage1MaskSource:
-    """Tumour masks from a stage-1 model folder (detector + tumour classifier)."""
+    """Tumour masks from a stage-1 model folder (detector + tumour classifier).
+
+    Stage 1 runs once per core with its cell measurements (:meth:`cells`); with ``cells_root`` the
+    cells are cached there as ``cells-<source key>/<stem>-<hash>.npz``, for the mask and for the
+    cell-level method alike.
+    """
 
     name = "stage1"
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
+    def __init__(self, model_dir: str | Path, device: str = "cpu", cells_root: Path | None = None) -> None:
+        self.cells_root = cells_root
         self.model_dir = Path(model_dir)
         self.model = Stage1Model.load(self.model_dir, device=device)
         if self.model.classifier is None:
@@ -111,10 +121,28 @@ class Stage1MaskSource:
     def cache_key(self) -> str:
         return self._key
 
-    def mask(self, entry: CohortEntry, shape: tuple[int, int]) -> np.ndarray:
+    def cells(self, entry: CohortEntry) -> DetectedCells:
+        """The core's cells with their measurements (from the cache when it holds them)."""
+        path = None
+        if self.cells_root is not None:
+            path = self.cells_root / f"cells-{self._key}" / f"{_fingerprint(entry.image, 0)}.npz"
+            if path.is_file():
+                try:
+                    return load_cells(path)
+                except (OSError, ValueError):
+                    log.warning("damaged cache file %s: recomputing it", path)
         with open_image(entry.image, entry.mpp) as reader:
-            cells = self.model.detect(reader)
-        return self.model.mask_at(cells, shape)
+            cells = self.model.detect(reader, measure=True)
+        if path is not None:
+            try:
+                save_cells(path, cells)
+            except OSError as e:
+                raise InputError(self.cells_root, f"cannot write the stage-1 cache ({e.strerror or e}); "
+                                                  "set proportion.cache_dir to a writable folder") from None
+        return cells
+
+    def mask(self, entry: CohortEntry, shape: tuple[int, int]) -> np.ndarray:
+        return self.model.mask_at(self.cells(entry), shape)
 
 
 class TruthMaskSource:
@@ -172,8 +200,9 @@ def torch_device(trainer: TrainerConfig) -> str:
 
 
 def build_mask_source(needed_by: Sequence[str], kind: str | None, stage1: Path | None,
-                      truth: Path | None, entries: Sequence[CohortEntry], config: Config) -> MaskSource:
-    """The mask source a run asks for.
+                      truth: Path | None, entries: Sequence[CohortEntry], config: Config,
+                      cache_root: Path | None = None) -> MaskSource:
+    """The mask source a run asks for (``cache_root``: where stage 1 caches the cells it finds).
 
     ``needed_by``: the methods that use a mask (none: :class:`NoMaskSource`, nothing to run);
     ``kind``: ``stage1`` (the default when ``stage1`` is given) or ``truth`` (oracle, needs ``truth``).
@@ -189,7 +218,7 @@ def build_mask_source(needed_by: Sequence[str], kind: str | None, stage1: Path |
     if kind == "stage1":
         if stage1 is None:
             raise InputError(None, "--mask-source stage1 needs --stage1 MODEL_DIR", "--mask-source")
-        return Stage1MaskSource(stage1, torch_device(config.trainer))
+        return Stage1MaskSource(stage1, torch_device(config.trainer), cache_root)
     if kind == "truth":
         if truth is None:
             raise InputError(None, "--mask-source truth needs --truth TRUTH.csv", "--mask-source")
@@ -199,8 +228,6 @@ def build_mask_source(needed_by: Sequence[str], kind: str | None, stage1: Path |
 
 
 # ------------------------------------------------------------------------------------------ cache
-CACHE_DIRNAME = ".maskllp-cache"
-log = logging.getLogger("maskllp")
 
 
 def default_cache_root(cohort_path: str | Path, configured: str | Path | None = None) -> Path:

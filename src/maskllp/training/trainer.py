@@ -111,10 +111,12 @@ def build_trainer(
     max_steps: int = -1,
     has_validation: bool = True,
     save_checkpoints: bool = False,
+    progress_bar: bool | None = None,
 ) -> tuple[L.Trainer, BestWeights]:
     """A configured Trainer and its :class:`BestWeights` callback (call ``fit`` on the first).
 
     ``out_dir`` receives ``logs/`` (CSV metrics) and, with ``save_checkpoints``, ``checkpoints/``.
+    ``progress_bar`` overrides ``cfg.progress_bar`` (False for runs of many tiny epochs).
     """
     quiet_lightning()
     out_dir = Path(out_dir)
@@ -143,7 +145,7 @@ def build_trainer(
         max_steps=max_steps,
         callbacks=callbacks,
         logger=CSVLogger(out_dir, name="logs", version=""),
-        enable_progress_bar=cfg.progress_bar,
+        enable_progress_bar=cfg.progress_bar if progress_bar is None else progress_bar,
         enable_model_summary=False,
         enable_checkpointing=save_checkpoints,
         log_every_n_steps=1,

@@ -246,9 +246,9 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     for method in req.methods:
         method.check(setup)
     needs_mask = [m.name for m in req.methods if m.uses_mask]
-    source = build_mask_source(needs_mask, req.mask_source, req.stage1, req.truth, entries, config)
-    setup.mask_source = source
     root = default_cache_root(req.cohort, config.proportion.cache_dir)
+    source = build_mask_source(needs_mask, req.mask_source, req.stage1, req.truth, entries, config, root)
+    setup.mask_source = source
     cache = ItemCache(root, config.proportion.input_size)
     echo(f"preparing {len(entries)} cores at {config.proportion.input_size} px (masks: {source.name}; "
          f"cache {cache.root})")

@@ -109,11 +109,11 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
         log.warning("%d unlabelled core(s) left out of training", len(cohort.entries) - len(entries))
     if not entries:
         raise InputError(cohort_path, "no labelled core to train on")
+    root = default_cache_root(cohort_path, config.proportion.cache_dir)
     source = build_mask_source([method.name] if method.uses_mask else [], mask_source, stage1, truth,
-                               entries, config)
+                               entries, config, root)
     setup = FitSetup(source, stage1, det_model, Path(cohort_path), scheme, torch_device(config.trainer))
     method.check(setup)
-    root = default_cache_root(cohort_path, config.proportion.cache_dir)
     items = prepare_items(entries, scheme, source, ItemCache(root, config.proportion.input_size))
     work = work_dir_for(out_dir)
     try:

@@ -1,0 +1,171 @@
+"""The cell-level proportion model (``ours-cells``): p(positive) per tumour cell, the core's TPS their mean.
+
+The instances are the tumour cells stage 1 finds, the bag is the core (learning from label
+proportions at the instance level, as in Ardehaly & Culotta 2017, the paper's reference [1]). Each
+cell is described by its stain measurements (hematoxylin and DAB optical density in rings around
+it, :mod:`maskllp.detection.measurements`) and, optionally, the stage-1 classifier trunk's feature
+vector at it. A small network gives p(positive) per cell; the core's proportion is
+
+    r_hat = (1 / n) sum_i p_i          over the n tumour cells of the core
+
+(``estimate = "mean"``), or the share of cells with p_i > 0.5 (``estimate = "count"``), and is
+undefined when the core has no tumour cell. s_p = sum p_i and s_n = sum (1 - p_i) are the expected
+numbers of positive and negative tumour cells. The same loss modules as the map methods train it
+(:mod:`maskllp.proportion.losses`), on r_hat of each training core.
+
+Model folder (kind ``cell-proportion``): ``config.json`` holds the method name, the network spec,
+the feature names and the estimate; ``thresholds.json`` the interval scheme; ``weights.safetensors``
+the network (``net.``), with the feature standardisation as buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskllp.errors import InputError
+from maskllp.intervals import IntervalScheme
+from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
+from maskllp.predictions import ProportionPrediction
+from maskllp.proportion.model import TrainingSummary, scheme_from_mapping, scheme_to_mapping
+
+CELL_MODEL_KIND = "cell-proportion"
+Estimate = Literal["mean", "count"]
+
+
+@dataclass(frozen=True)
+class CellNetSpec:
+    """What is needed to rebuild the cell network (stored in the model folder)."""
+
+    n_measurements: int
+    n_trunk: int = 0
+    """Width of the trunk feature vector used (0: stain measurements only)."""
+    hidden: int = 64
+    dropout: float = 0.2
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_measurements + self.n_trunk
+
+
+class CellPositivityNet(nn.Module):
+    """(M, F) float32 cell features -> (M,) logits of p(positive); features are standardised inside
+    with the training cells' mean and SD (buffers, saved with the weights)."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, spec: CellNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.register_buffer("mean", torch.zeros(spec.n_inputs))
+        self.register_buffer("scale", torch.ones(spec.n_inputs))
+        self.mlp = nn.Sequential(
+            nn.Linear(spec.n_inputs, spec.hidden), nn.ReLU(), nn.Dropout(spec.dropout),
+            nn.Linear(spec.hidden, spec.hidden), nn.ReLU(), nn.Dropout(spec.dropout),
+            nn.Linear(spec.hidden, 1),
+        )
+
+    def standardise_on(self, features: torch.Tensor) -> None:
+        """Set the standardisation from (M, F) training cells (SD floored so constant columns stay 0)."""
+        self.mean.copy_(features.mean(dim=0))
+        if len(features) > 1:
+            self.scale.copy_(features.std(dim=0).clamp_min(1e-3))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp((features - self.mean) / self.scale)[:, 0]
+
+
+def bag_means(p: torch.Tensor, bag: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of ``p`` (M,) over each bag: ``bag`` (M,) int64 in [0, n_bags). Returns (r_hat (B,),
+    counts (B,)); an empty bag gets r_hat 0 (its count 0 says it is undefined)."""
+    totals = torch.zeros(n_bags, dtype=p.dtype, device=p.device).index_add(0, bag, p)
+    counts = torch.zeros(n_bags, dtype=p.dtype, device=p.device).index_add(0, bag, torch.ones_like(p))
+    return totals / counts.clamp_min(1.0), counts
+
+
+@dataclass(frozen=True)
+class CellBag:
+    """The tumour cells of one core, as the cell method learns from them.
+
+    ``features`` (n, F) float32; ``labels`` (n,) int8: 1 / 0 for cells matched to a clicked
+    positive / negative tumour cell, -1 otherwise; ``interval`` the core's labelled interval (None:
+    unlabelled).
+    """
+
+    name: str
+    interval: int | None
+    features: np.ndarray
+    labels: np.ndarray
+
+
+class CellProportionModel:
+    """A fitted cell network with what it needs to turn a core's tumour cells into a prediction."""
+
+    def __init__(self, net: CellPositivityNet, method_name: str, scheme: IntervalScheme,
+                 feature_names: Sequence[str], estimate: Estimate = "mean",
+                 summary: TrainingSummary | None = None) -> None:
+        if len(feature_names) != net.spec.n_inputs:
+            raise ValueError(f"{len(feature_names)} feature names for {net.spec.n_inputs} inputs")
+        self.net = net.eval()
+        self.method_name = method_name
+        self.feature_names = list(feature_names)
+        self.scheme = scheme
+        self.estimate = estimate
+        self.summary = summary
+
+    @torch.no_grad()
+    def cell_probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(n, F) float32 -> (n,) float32 p(positive) of each cell."""
+        if len(features) == 0:
+            return np.zeros(0, np.float32)
+        x = torch.as_tensor(np.asarray(features, np.float32))
+        return torch.sigmoid(self.net(x)).numpy().astype(np.float32)
+
+    def predict_features(self, features: np.ndarray) -> ProportionPrediction:
+        """The prediction for one core from its tumour cells' (n, F) features."""
+        p = self.cell_probabilities(features)
+        if len(p) == 0:
+            return ProportionPrediction(None, None)
+        r = float(p.mean()) if self.estimate == "mean" else float(np.mean(p > 0.5))
+        return ProportionPrediction(r, int(self.scheme.index_of(r)), float(p.sum()), float((1 - p).sum()))
+
+    def predict_bags(self, bags: Sequence[np.ndarray]) -> list[ProportionPrediction]:
+        return [self.predict_features(f) for f in bags]
+
+    def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
+        config = {"method": self.method_name, "network": asdict(self.net.spec), "estimate": self.estimate,
+                  "features": self.feature_names, **(extra_config or {})}
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        return save_model_folder(path, ModelFolder(CELL_MODEL_KIND, config, {"net": state},
+                                                   {"scheme": scheme_to_mapping(self.scheme)}))
+
+
+def load_cell_model(path: str | Path) -> CellProportionModel:
+    """A model folder written by :meth:`CellProportionModel.save`; InputError when it is not one."""
+    folder = load_model_folder(path, CELL_MODEL_KIND)
+    try:
+        spec = CellNetSpec(**folder.config["network"])
+        estimate = folder.config.get("estimate", "mean")
+        if estimate not in ("mean", "count"):
+            raise ValueError(f"unknown estimate {estimate!r}")
+        names = [str(n) for n in folder.config["features"]]
+        scheme = scheme_from_mapping(folder.thresholds["scheme"])
+        method = str(folder.config["method"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(path, f"broken cell model folder ({e})") from None
+    net = CellPositivityNet(spec)
+    try:
+        net.load_state_dict(folder.weights.get("net", {}), strict=True)
+    except RuntimeError as e:
+        raise InputError(path, f"weights do not fit the network ({str(e).splitlines()[0]})") from None
+    try:
+        return CellProportionModel(net, method, scheme, names, estimate)
+    except ValueError as e:
+        raise InputError(path, f"broken cell model folder ({e})") from None

@@ -1,0 +1,187 @@
+"""Training of the cell-level method (``ours-cells``): bags of tumour cells, the cores' interval labels
+and the clicked cells of the point-annotated cores.
+
+Each training core is a bag: the features of its tumour cells (stain measurements, trunk features)
+and, where the core's points file clicked positive / negative tumour cells, those cells' labels.
+The loss of a batch is the method's proportion loss on the bags' mean p(positive) (the weighted
+focal proportion loss for ``ours-cells``) plus ``click_weight`` times the cross-entropy of the
+clicked cells. Features are computed once per cohort (stage 1 with measurements, cached with the
+masks), so a fit takes seconds on a CPU. Training goes through the one Trainer builder
+(:func:`maskllp.training.trainer.build_trainer`): early stopping on the validation loss, the best
+epoch's weights kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+from torch.utils.data import DataLoader, Dataset
+
+from maskllp.classes import CellClass, ClassMapping
+from maskllp.config import Config
+from maskllp.detection.cells import DetectedCells
+from maskllp.detection.measurements import MEASUREMENT_NAMES
+from maskllp.errors import InputError
+from maskllp.evaluation.detection_metrics import match_points
+from maskllp.evaluation.metrics import interval_metrics
+from maskllp.intervals import IntervalScheme
+from maskllp.io.annotations import read_annotations
+from maskllp.io.manifest import CohortEntry
+from maskllp.predictions import UNDEFINED
+from maskllp.proportion.cells import CellBag, CellNetSpec, CellPositivityNet, CellProportionModel, bag_means
+from maskllp.proportion.model import TrainingSummary
+from maskllp.training.proportion import validation_split
+from maskllp.training.trainer import build_trainer
+
+log = logging.getLogger("maskllp")
+
+
+def feature_names(n_trunk: int) -> list[str]:
+    """Names of the cell features: the stain measurements, then ``trunk 0`` ... ``trunk n-1``."""
+    return list(MEASUREMENT_NAMES) + [f"trunk {k}" for k in range(n_trunk)]
+
+
+def click_labels(tumour_yx: np.ndarray, entry: CohortEntry, mapping: ClassMapping, radius_px: float
+                 ) -> np.ndarray:
+    """(n,) int8 labels of tumour cells at level-0 ``tumour_yx``: 1 / 0 where a clicked positive /
+    negative tumour cell of ``entry``'s points file matches (one-to-one within ``radius_px``), -1
+    elsewhere (and everywhere for a core without points)."""
+    labels = np.full(len(tumour_yx), -1, np.int8)
+    if entry.points is None or not len(tumour_yx):
+        return labels
+    points = read_annotations(entry.points, mapping).points
+    stained = np.isin(points.classes, [CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR])
+    if not stained.any():
+        return labels
+    p, t = match_points(tumour_yx, points.yx[stained], radius_px)
+    labels[p] = (points.classes[stained][t] == CellClass.POSITIVE_TUMOUR).astype(np.int8)
+    return labels
+
+
+def make_bag(name: str, interval: int | None, cells: DetectedCells, entry: CohortEntry | None,
+             config: Config, threshold: float, n_trunk: int) -> CellBag:
+    """The bag of one core: its tumour cells' features and, from ``entry``'s clicks, their labels."""
+    features = cells.tumour_features(threshold, n_trunk)
+    tumour_yx = cells.yx[cells.is_tumour(threshold)]
+    labels = (click_labels(tumour_yx, entry, config.classes, config.detector.match_radius_um / cells.mpp)
+              if entry is not None else np.full(len(features), -1, np.int8))
+    return CellBag(name, interval, features, labels)
+
+
+class _Bags(Dataset):
+    def __init__(self, bags: Sequence[CellBag]) -> None:
+        self.bags = list(bags)
+
+    def __len__(self) -> int:
+        return len(self.bags)
+
+    def __getitem__(self, index: int) -> CellBag:
+        return self.bags[index]
+
+
+def collate_bags(batch: list[CellBag]) -> dict[str, torch.Tensor]:
+    """Bags -> ``features`` (M, F), ``bag`` (M,) int64 index of each cell's bag, ``labels`` (M,)
+    int64 (-1 unknown), ``interval`` (B,) int64 (-1 unlabelled)."""
+    features = torch.from_numpy(np.concatenate([b.features for b in batch]).astype(np.float32))
+    bag = torch.cat([torch.full((len(b.features),), i, dtype=torch.int64) for i, b in enumerate(batch)])
+    labels = torch.from_numpy(np.concatenate([b.labels for b in batch]).astype(np.int64))
+    interval = torch.tensor([-1 if b.interval is None else b.interval for b in batch], dtype=torch.int64)
+    return {"features": features, "bag": bag, "labels": labels, "interval": interval}
+
+
+class CellBagModule(L.LightningModule):
+    """The cell network, the method's proportion loss over bags, and the clicked cells' cross-entropy."""
+
+    def __init__(self, net: CellPositivityNet, loss: nn.Module, scheme: IntervalScheme, click_weight: float,
+                 lr: float, weight_decay: float) -> None:
+        super().__init__()
+        self.net, self.loss, self.scheme = net, loss, scheme
+        self.click_weight, self.lr, self.weight_decay = click_weight, lr, weight_decay
+        self._val_true: list[torch.Tensor] = []
+        self._val_pred: list[torch.Tensor] = []
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.net(batch["features"])
+        r_hat, counts = bag_means(torch.sigmoid(logits), batch["bag"], len(batch["interval"]))
+        return logits, r_hat, counts
+
+    def _loss(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, r_hat: torch.Tensor,
+              counts: torch.Tensor) -> torch.Tensor:
+        total = logits.sum() * 0.0
+        bags = (counts > 0) & (batch["interval"] >= 0)
+        if bool(bags.any()):
+            total = total + self.loss(r_hat[bags], batch["interval"][bags])
+        clicked = batch["labels"] >= 0
+        if self.click_weight > 0 and bool(clicked.any()):
+            total = total + self.click_weight * F.binary_cross_entropy_with_logits(
+                logits[clicked], batch["labels"][clicked].to(logits.dtype))
+        return total
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch, *self._forward(batch))
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["interval"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, r_hat, counts = self._forward(batch)
+        self.log("val_loss", self._loss(batch, logits, r_hat, counts), on_epoch=True, sync_dist=True,
+                 batch_size=len(batch["interval"]))
+        inner = torch.as_tensor(self.scheme.boundaries[1:-1], dtype=r_hat.dtype, device=r_hat.device)
+        pred = torch.where(counts > 0, torch.bucketize(r_hat.detach(), inner, right=True),
+                           torch.full_like(batch["interval"], UNDEFINED))
+        keep = batch["interval"] >= 0
+        self._val_true.append(batch["interval"][keep])
+        self._val_pred.append(pred[keep])
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_true:
+            return
+        true, pred = torch.cat(self._val_true), torch.cat(self._val_pred)
+        self._val_true, self._val_pred = [], []
+        if len(true):
+            mf1 = interval_metrics(true.cpu().numpy(), pred.cpu().numpy(), len(self.scheme)).mf1
+            self.log("val_mf1", mf1, prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module, n_trunk: int, config: Config,
+                     out_dir: str | Path) -> CellProportionModel:
+    """Train the cell network on ``bags`` (labelled cores, and cores with clicked cells); logs go to
+    ``out_dir/logs``. Returns the model of the best validation epoch, its ``summary`` filled in."""
+    cc, scheme = config.proportion.cells, config.intervals.build()
+    usable = [b for b in bags if len(b.features) and (b.interval is not None or (b.labels >= 0).any())]
+    skipped = sum(1 for b in bags if b.interval is not None and not len(b.features))
+    if skipped:
+        log.warning("%s: %d training core(s) without a tumour cell left out", method_name, skipped)
+    if not usable:
+        raise InputError(None, "no training core with tumour cells and a label or clicked cells",
+                         method_name)
+    labelled = [i for i, b in enumerate(usable) if b.interval is not None]
+    train_l, val_l = validation_split(np.array([usable[i].interval for i in labelled], np.int64),
+                                      config.proportion.val_fraction, config.trainer.seed)
+    val_set = {labelled[i] for i in val_l}
+    train = [b for i, b in enumerate(usable) if i not in val_set]
+    val = [usable[i] for i in sorted(val_set)]
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    spec = CellNetSpec(len(MEASUREMENT_NAMES), n_trunk, cc.hidden, cc.dropout)
+    net = CellPositivityNet(spec)
+    net.standardise_on(torch.from_numpy(np.concatenate([b.features for b in train]).astype(np.float32)))
+    module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay)
+    train_loader = DataLoader(_Bags(train), batch_size=cc.batch_size, shuffle=True, collate_fn=collate_bags)
+    val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags)
+    trainer, best = build_trainer(config.trainer, Path(out_dir), max_epochs=cc.max_epochs,
+                                  patience=cc.patience, has_validation=len(val) > 0, progress_bar=False)
+    trainer.fit(module, train_loader, val_loader if val else None)
+    summary = TrainingSummary(len(train), len(val), skipped, best.best_epoch,
+                              None if best.best_epoch is None else float(best.best))
+    return CellProportionModel(module.net.cpu(), method_name, scheme, feature_names(n_trunk), cc.estimate,
+                               summary)

@@ -1,0 +1,79 @@
+"""Training the cell-level method: clicked cells become labels; interval labels alone teach a
+separable toy cell population which cells are positive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskllp.config import Config
+from maskllp.config.proportion import LossConfig
+from maskllp.detection.measurements import MEASUREMENT_NAMES
+from maskllp.intervals import PAPER_FIVE
+from maskllp.io.manifest import read_cohort
+from maskllp.proportion.cells import CellBag
+from maskllp.proportion.losses import weighted_focal_proportion_loss
+from maskllp.training.cells import click_labels, collate_bags, train_cell_model
+
+F = len(MEASUREMENT_NAMES)
+
+
+def _toy_bags(n_bags: int, seed: int) -> tuple[list[CellBag], list[np.ndarray]]:
+    """Bags of 40 cells; a positive cell has feature 1 near 2, a negative near 0 (noise elsewhere)."""
+    rng = np.random.default_rng(seed)
+    bags, truth = [], []
+    for b in range(n_bags):
+        tps = rng.choice([0.0, rng.uniform(0.01, 0.25), rng.uniform(0.25, 1.0)])
+        positive = rng.random(40) < tps
+        x = rng.normal(0, 1, (40, F)).astype(np.float32)
+        x[:, 1] = np.where(positive, 2.0, 0.0) + rng.normal(0, 0.3, 40)
+        bags.append(CellBag(f"b{b}", int(PAPER_FIVE.index_of(positive.mean())), x, np.full(40, -1, np.int8)))
+        truth.append(positive)
+    return bags, truth
+
+
+def test_interval_labels_alone_teach_which_cells_are_positive(tmp_path) -> None:
+    cfg = Config()
+    cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.progress_bar = "cpu", "1", False
+    cfg.proportion.cells.max_epochs = 80
+    cfg.proportion.cells.click_weight = 0.0
+    bags, _ = _toy_bags(60, 0)
+    loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
+    model = train_cell_model(bags, "ours-cells", loss, 0, cfg, tmp_path)
+    test, truth = _toy_bags(20, 1)
+    accuracy = np.mean([np.mean((model.cell_probabilities(b.features) > 0.5) == t)
+                        for b, t in zip(test, truth, strict=True)])
+    assert accuracy > 0.9
+    assert model.summary is not None and model.summary.n_train + model.summary.n_val == 60
+    assert (tmp_path / "logs" / "metrics.csv").is_file()
+
+
+def test_collate_flattens_bags_with_their_index() -> None:
+    bags = [CellBag("a", 1, np.ones((2, 3), np.float32), np.array([1, -1], np.int8)),
+            CellBag("b", None, np.zeros((1, 3), np.float32), np.array([-1], np.int8))]
+    batch = collate_bags(bags)
+    assert batch["features"].shape == (3, 3) and batch["bag"].tolist() == [0, 0, 1]
+    assert batch["labels"].tolist() == [1, -1, -1] and batch["interval"].tolist() == [1, -1]
+
+
+def test_clicked_cells_label_the_matching_tumour_cells(annotated_cohort_csv) -> None:
+    entry = read_cohort(annotated_cohort_csv, PAPER_FIVE).entries[0]
+    points = entry.points.read_text().splitlines()[1:]
+    x, y, cls = points[0].split(",")  # the fixture's first click is "Positive", the third "Stroma"
+    x2, y2, _ = points[1].split(",")
+    far = [-50.0, -50.0]  # no click there
+    yx = np.array([[float(y) - 0.5, float(x) - 0.5], [float(y2) - 0.5, float(x2) - 0.5], far])
+    labels = click_labels(yx, entry, Config().classes, radius_px=2.0)
+    assert cls == "Positive" and labels.tolist() == [1, 0, -1]
+
+
+@pytest.mark.parametrize("estimate", ["mean", "count"])
+def test_estimate_setting_reaches_the_model(tmp_path, estimate) -> None:
+    cfg = Config()
+    cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.progress_bar = "cpu", "1", False
+    cfg.proportion.cells.max_epochs = 2
+    cfg.proportion.cells.estimate = estimate
+    bags, _ = _toy_bags(10, 2)
+    model = train_cell_model(bags, "ours-cells", weighted_focal_proportion_loss(PAPER_FIVE, LossConfig()), 0,
+                             cfg, tmp_path)
+    assert model.estimate == estimate
