@@ -199,5 +199,6 @@ def cv_config() -> Config:
     cfg.trainer.accelerator = "cpu"
     cfg.trainer.devices = "1"
     cfg.trainer.progress_bar = False
+    cfg.proportion.mpp = 0.5  # the tiny cores' own pixel size: 48 x 64 px inputs
     cfg.cv.folds = 2
     return cfg

@@ -45,12 +45,13 @@ def test_network_specs_follow_the_head_and_the_scheme() -> None:
 # ------------------------------------------------------------------ every entry through the registry
 def _cohort_items(cohort_csv, stage1_dir, config, tmp_path):
     from maskllp.io.manifest import read_cohort
+    from maskllp.proportion.inputs import InputSpec
     from maskllp.training.inputs import ItemCache, Stage1MaskSource, prepare_items
 
     scheme = config.intervals.build()
     entries = read_cohort(cohort_csv, scheme).entries
     source = Stage1MaskSource(stage1_dir, cells_root=tmp_path / "cache")
-    cache = ItemCache(tmp_path / "cache", config.proportion.input_size)
+    cache = ItemCache(tmp_path / "cache", InputSpec.from_config(config.proportion))
     items = prepare_items(entries, scheme, source, cache)
     return items, source
 
@@ -92,22 +93,23 @@ def test_a_core_gives_the_same_tensors_at_training_and_at_prediction(cohort_csv,
     from maskllp.intervals import PAPER_FIVE
     from maskllp.io.images import open_image
     from maskllp.methods import Stage2Fitted
-    from maskllp.proportion.inputs import Stage2Dataset, to_tensors
+    from maskllp.proportion.inputs import InputSpec, Stage2Dataset, core_tensors
     from maskllp.proportion.model import ProportionModel
     from maskllp.proportion.network import ProportionNet
 
     items, _ = _cohort_items(cohort_csv, stage1_dir, cv_config, tmp_path)
     ours = get_method("ours")
     stage1 = Stage1Model.load(stage1_dir)
-    fitted = Stage2Fitted(ours, ProportionModel(ProportionNet(ours.network_spec(5)), "ours", PAPER_FIVE, 64),
-                          stage1)
+    net = ProportionNet(ours.network_spec(5))
+    spec = InputSpec.from_config(cv_config.proportion)
+    fitted = Stage2Fitted(ours, ProportionModel(net, "ours", PAPER_FIVE, spec), stage1)
     for k in (0, 5):
         entry = items[k].entry
         with open_image(entry.image, entry.mpp) as reader:
             cells = stage1.detect(reader)
-        image, mask, _ = fitted.network_input(entry.image, entry.mpp, cells)
-        at_prediction = to_tensors(image, mask)
+        image, mask, fit, _ = fitted.network_input(entry.image, entry.mpp, cells)
+        at_prediction = core_tensors(image, mask, fit)
         at_training = Stage2Dataset(items, augment=False)[k]
-        assert torch.equal(at_training["image"], at_prediction[0])
-        assert torch.equal(at_training["mask"], at_prediction[1])
-        assert at_prediction[1].sum() > 0
+        for name in ("image", "mask", "extent"):
+            assert torch.equal(at_training[name], at_prediction[name]), name
+        assert at_prediction["mask"].sum() > 0

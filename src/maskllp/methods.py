@@ -59,7 +59,7 @@ from maskllp.io.model_folder import read_model_config
 from maskllp.predictions import ProportionKind, ProportionPrediction
 from maskllp.proportion import losses
 from maskllp.proportion.cells import CELL_MODEL_KIND, CellProportionModel, load_cell_model
-from maskllp.proportion.inputs import Stage2Item, input_mask, read_input_image
+from maskllp.proportion.inputs import InputFit, Stage2Item, input_mask, read_input_image
 from maskllp.proportion.model import (
     MODEL_KIND,
     ProportionModel,
@@ -130,6 +130,8 @@ class CoreEstimate:
     """(2, S/8, S/8) float32 F_p, F_n; None for methods without maps."""
     tumour_area_fraction: float | None = None
     """Fraction of the core's pixels inside M (None when no tumour mask was made)."""
+    fit: InputFit | None = None
+    """Where the core lies on ``image`` (None for Det)."""
     cell_positive: np.ndarray | None = None
     """(N,) float32 p(positive) of each of stage 1's cells by a cell-level method (NaN for cells
     that are not tumour cells); None for the pixel methods."""
@@ -210,24 +212,24 @@ class Stage2Fitted:
         return None if self.stage1 is None else self.stage1.detect(reader)
 
     def network_input(self, image: Path, mpp: float | None, cells: DetectedCells | None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The network's (S, S, 3) image and (S, S) mask of a core, built exactly as for training
-        (:class:`maskllp.training.inputs.ItemCache`), and the mask at the core's fit (None without
-        cells: M = 1)."""
-        rgb, fit = read_input_image(image, mpp, self.model.input_size)
+                      ) -> tuple[np.ndarray, np.ndarray, InputFit, np.ndarray | None]:
+        """The network's (H, W, 3) image, (H, W) mask and fit of a core, built exactly as for
+        training (:class:`maskllp.training.inputs.ItemCache`), and the mask at the core's own shape
+        (None without cells: M = 1)."""
+        rgb, fit = read_input_image(image, mpp, self.model.input)
         content = None
         if cells is not None and self.stage1 is not None:
             content = self.stage1.mask_at(cells, fit.content_shape)
         mask = input_mask(np.ones(fit.content_shape, bool) if content is None else content, fit)
-        return rgb, mask, content
+        return rgb, mask, fit, content
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
                  want_maps: bool = True) -> CoreEstimate:
-        rgb, mask, content = self.network_input(image, mpp, cells)
-        pred = self.model.predict_batch(rgb[None], mask[None])[0]
-        maps = self.model.maps(rgb, mask) if want_maps and self.method.head == "maps" else None
+        rgb, mask, fit, content = self.network_input(image, mpp, cells)
+        pred = self.model.predict_cores([(rgb, mask, fit)])[0]
+        maps = self.model.maps(rgb, mask, fit) if want_maps and self.method.head == "maps" else None
         area = float(content.mean()) if content is not None and content.size else None
-        return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area)
+        return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area, fit=fit)
 
     def to(self, device: str) -> Stage2Fitted:
         self.model.to(device)

@@ -21,12 +21,14 @@ def _model_dir(tmp_path, stage1_dir, method: str = "ours", with_stage1: bool = T
     import torch
 
     from maskllp.intervals import PAPER_FIVE
+    from maskllp.proportion.inputs import InputSpec
     from maskllp.proportion.model import ProportionModel
     from maskllp.proportion.network import ProportionNet
 
     torch.manual_seed(0)
     m = get_method(method)
-    model = ProportionModel(ProportionNet(m.network_spec(5)), m.name, PAPER_FIVE, 64)
+    square = InputSpec("square", size=64)
+    model = ProportionModel(ProportionNet(m.network_spec(5)), m.name, PAPER_FIVE, square)
     out = model.save(tmp_path / f"model-{method}")
     if m.uses_mask and with_stage1:
         shutil.copytree(stage1_dir, out / "stage1")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskllp.intervals import PAPER_FIVE
+from maskllp.proportion.inputs import InputSpec, square_fit
 from maskllp.proportion.masked import mask_to_grid, masked_sums, proportion_from_sums
 from maskllp.proportion.model import ProportionModel
 from maskllp.proportion.network import NetworkSpec, ProportionNet
@@ -76,11 +77,42 @@ def test_pooled_heads_give_logits() -> None:
 
 def test_prediction_on_an_empty_mask_is_undefined_not_zero() -> None:
     torch.manual_seed(0)
-    model = ProportionModel(ProportionNet(NetworkSpec("maps", 2)), "ours", PAPER_FIVE, 64)
+    square = InputSpec("square", size=64)
+    model = ProportionModel(ProportionNet(NetworkSpec("maps", 2)), "ours", PAPER_FIVE, square)
     images = np.full((2, 64, 64, 3), 200, np.uint8)
     masks = np.zeros((2, 64, 64), bool)
     masks[0, 10:30, 10:30] = True
-    pred = model.predict_batch(images, masks)
+    fit = square_fit((64, 64), 64)
+    pred = model.predict_cores([(im, m, fit) for im, m in zip(images, masks, strict=True)])
     assert pred[0].proportion is not None and 0 < pred[0].proportion < 1
     assert pred[0].interval == PAPER_FIVE.index_of(pred[0].proportion)
     assert pred[1].proportion is None and pred[1].interval is None
+
+
+def test_padding_adds_nothing_to_the_masked_sums() -> None:
+    """Map values where the mask is 0 (the padding of a batch) do not reach s_p or s_n."""
+    maps = torch.rand(1, 2, 8, 8) + 0.1
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., :40, :24] = 1.0
+    sums, _ = masked_sums(maps, mask)
+    padded = maps.clone()
+    padded[..., 5:, :] = 100.0  # rows 40-63 of the input: all padding
+    padded[..., :, 3:] = 100.0
+    assert torch.allclose(masked_sums(padded, mask)[0], sums)
+
+
+def test_a_core_gets_the_same_prediction_alone_and_in_a_batch_of_other_sizes() -> None:
+    from maskllp.proportion.inputs import InputSpec
+
+    torch.manual_seed(0)
+    spec = InputSpec("pixel-size", mpp=1.0)
+    model = ProportionModel(ProportionNet(NetworkSpec("maps", 2)), "ours", PAPER_FIVE, spec)
+    rng = np.random.default_rng(0)
+    small, big = spec.fit((70, 90), 1.0), spec.fit((200, 260), 1.0)
+    core = (rng.integers(0, 255, (*small.shape, 3)).astype(np.uint8), np.ones(small.shape, bool), small)
+    other = (rng.integers(0, 255, (*big.shape, 3)).astype(np.uint8), np.ones(big.shape, bool), big)
+    alone = model.predict_cores([core])[0]
+    for batched in model.predict_cores([other, core, other, core], batch_size=2)[1::2]:
+        # the same up to float rounding (a batch of two computes in another order than a batch of one)
+        assert (batched.proportion, batched.s_p, batched.s_n) == pytest.approx(
+            (alone.proportion, alone.s_p, alone.s_n), rel=1e-5)

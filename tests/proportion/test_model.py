@@ -25,9 +25,10 @@ def test_save_load_gives_identical_deterministic_predictions(name, items, cpu_co
     assert model.predict_items(items) == before  # deterministic
     folder = model.save(tmp_path / "model")
     config = json.loads((folder / "config.json").read_text())
-    assert config["kind"] == "proportion" and config["method"] == name and config["input_size"] == 64
+    assert config["kind"] == "proportion" and config["method"] == name
+    assert config["input"]["resize"] == "pixel-size"
     loaded = load_proportion_model(folder)
-    assert loaded.method_name == name and loaded.scheme == model.scheme and loaded.input_size == 64
+    assert loaded.method_name == name and loaded.scheme == model.scheme and loaded.input == model.input
     assert loaded.predict_items(items) == before
 
 
@@ -46,11 +47,11 @@ def test_custom_scheme_round_trips(items, cpu_config, tmp_path) -> None:
 
 def test_an_empty_mask_is_undefined_and_maps_have_the_stride(items, cpu_config, tmp_path) -> None:
     model = _train(items, "ours", cpu_config, tmp_path / "work")
-    image = items[0].load_image()
-    p = model.predict_batch(image[None], items[0].load_mask()[None])[0]
+    image, fit = items[0].load_image(), items[0].input_fit()
+    p = model.predict_cores([(image, items[0].load_mask(), fit)])[0]
     assert 0 < p.proportion < 1 and p.s_p > 0 and p.s_n > 0
-    assert model.predict_batch(image[None], np.zeros((1, 64, 64), bool))[0].proportion is None
-    assert model.maps(image, items[0].load_mask()).shape == (2, 8, 8)
+    assert model.predict_cores([(image, np.zeros((64, 64), bool), fit)])[0].proportion is None
+    assert model.maps(image, items[0].load_mask(), fit).shape == (2, 8, 8)
 
 
 def test_broken_folders_are_input_errors(tmp_path) -> None:

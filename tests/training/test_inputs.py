@@ -10,8 +10,10 @@ from PIL import Image
 
 from maskllp.intervals import PAPER_FIVE
 from maskllp.io.manifest import read_cohort
-from maskllp.proportion.inputs import read_core
+from maskllp.proportion.inputs import InputSpec, read_core
 from maskllp.training.inputs import ItemCache, NoMaskSource, prepare_items
+
+SQUARE_32 = InputSpec("square", size=32)
 
 
 class CountingSource:
@@ -41,7 +43,7 @@ def make_cohort(tmp_path: Path) -> Path:
 
 def test_items_are_fitted_cached_and_reused(tmp_path) -> None:
     cohort = read_cohort(make_cohort(tmp_path), PAPER_FIVE)
-    cache = ItemCache(tmp_path / "cache", 32)
+    cache = ItemCache(tmp_path / "cache", SQUARE_32)
     source = CountingSource()
     items = prepare_items(cohort.entries, PAPER_FIVE, source, cache, exact={"b.png": 0.2})
     assert source.calls == 2
@@ -66,14 +68,15 @@ def test_items_are_fitted_cached_and_reused(tmp_path) -> None:
 
 def test_no_mask_source_covers_the_core_not_the_padding(tmp_path) -> None:
     cohort = read_cohort(make_cohort(tmp_path), PAPER_FIVE)
-    item = prepare_items(cohort.entries[:1], PAPER_FIVE, NoMaskSource(), ItemCache(tmp_path / "c", 32))[0]
+    cache = ItemCache(tmp_path / "c", SQUARE_32)
+    item = prepare_items(cohort.entries[:1], PAPER_FIVE, NoMaskSource(), cache)[0]
     mask = item.load_mask()
     assert mask[8:24].all() and not mask[:8].any() and not mask[24:].any()
 
 
 def test_damaged_cache_file_is_recomputed(tmp_path) -> None:
     cohort = read_cohort(make_cohort(tmp_path), PAPER_FIVE)
-    cache = ItemCache(tmp_path / "cache", 32)
+    cache = ItemCache(tmp_path / "cache", SQUARE_32)
     path = cache.image(cohort.entries[0])
     path.write_bytes(b"not an array")
     assert cache.image(cohort.entries[0]) == path
@@ -98,7 +101,7 @@ def test_read_core_uses_a_coarser_pyramid_level(tmp_path) -> None:
 
     images.ImageReader.read = spy
     try:
-        out, fit = read_core(path, None, 64)
+        out, fit = read_core(path, None, InputSpec("square", size=64))
     finally:
         images.ImageReader.read = original
     assert out.shape == (64, 64, 3) and (out == 90).all()

@@ -121,10 +121,12 @@ def test_two_fold_cv_writes_predictions_and_the_table(cohort_csv, stage1_dir, cv
     confusion = list(csv.reader((out / "confusion" / "ours.csv").open()))
     assert confusion[0][-1] == "undefined" and sum(int(v) for r in confusion[1:] for v in r[1:]) == 12
 
-    # stage-2 inputs were cached with the cohort: 12 fitted images and 12 stage-1 masks
+    # stage-2 inputs were cached with the cohort: 12 images at 0.5 um/px, 12 stage-1 masks and cells
     cache = cohort_csv.parent / ".maskllp-cache"
-    assert len(list(cache.glob("images-64/*.npy"))) == 12
-    assert len(list(cache.glob("masks-stage1-*-64/*.npy"))) == 12
+    assert len(list(cache.glob("images-mpp0.5-max3072/*.npy"))) == 12
+    assert len(list(cache.glob("masks-stage1-*-mpp0.5-max3072/*.npy"))) == 12
+    assert len(list(cache.glob("cells-stage1-*/*.npz"))) == 12
+    assert np.load(next(cache.glob("images-mpp0.5-max3072/*.npy"))).shape == (64, 64, 3)  # 48 x 64 cores
 
 
 def test_existing_run_folder_needs_overwrite(cohort_csv, cv_config, tmp_path) -> None:

@@ -13,6 +13,7 @@ from maskllp.config import Config
 from maskllp.intervals import PAPER_FIVE
 from maskllp.io.manifest import read_cohort
 from maskllp.methods import parse_methods
+from maskllp.proportion.inputs import InputSpec
 from maskllp.synth.truth import read_truth, read_truth_cells
 from maskllp.training.inputs import ItemCache, TruthMaskSource, file_digest, prepare_items, truth_cells
 from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
@@ -34,7 +35,8 @@ def test_truth_masks_cover_the_true_tumour_cells(synthetic, tmp_path) -> None:
     cohort = read_cohort(manifest, PAPER_FIVE)
     names = [e.image.name for e in cohort.entries]
     source = TruthMaskSource(truth_cells(truth, names), 5.0, file_digest(truth))
-    items = prepare_items(cohort.entries, PAPER_FIVE, source, ItemCache(tmp_path, 256))
+    cache = ItemCache(tmp_path, InputSpec("square", size=256))
+    items = prepare_items(cohort.entries, PAPER_FIVE, source, cache)
     cores = read_truth(truth)
     for entry, item in zip(cohort.entries, items, strict=True):
         cells = read_truth_cells(cores[entry.image.name].cells_path)

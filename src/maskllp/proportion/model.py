@@ -7,12 +7,15 @@ for the proportion errors), and ``s_p``/``s_n`` are None. Decoding: ``Class`` ta
 logit; ``O-Reg`` counts its cumulative outputs above 0.5 (logit > 0), so outputs [1, 1, 0, 0] give
 interval 2 even when they are not monotone.
 
-Model folder (kind ``proportion``): ``config.json`` holds the method name, the network spec and the
-input size; ``thresholds.json`` the interval scheme; ``weights.safetensors`` the network (``net.``).
+Model folder (kind ``proportion``): ``config.json`` holds the method name, the network spec and
+the input geometry (:class:`~maskllp.proportion.inputs.InputSpec`); ``thresholds.json`` the interval
+scheme; ``weights.safetensors`` the network (``net.``).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from maskllp.errors import InputError
 from maskllp.intervals import SCHEMES, IntervalScheme, scheme_from_boundaries
 from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
 from maskllp.predictions import UNDEFINED, ProportionPrediction
-from maskllp.proportion.inputs import Stage2Item, to_tensors
+from maskllp.proportion.inputs import InputFit, InputSpec, Stage2Item, collate_inputs, core_tensors
 from maskllp.proportion.network import HeadOutput, NetworkSpec, ProportionNet
 
 MODEL_KIND = "proportion"
@@ -103,13 +106,14 @@ def scheme_from_mapping(data: dict[str, Any]) -> IntervalScheme:
 class ProportionModel:
     """A stage-2 network in eval mode with what it needs to turn cores into predictions."""
 
-    def __init__(self, net: ProportionNet, method_name: str, scheme: IntervalScheme, input_size: int,
+    def __init__(self, net: ProportionNet, method_name: str, scheme: IntervalScheme, spec: InputSpec,
                  summary: TrainingSummary | None = None) -> None:
         self.net = net.eval()
         self.method_name = method_name
         """The registry name of the Table 1 method it was trained as (``maskllp.methods``)."""
         self.scheme = scheme
-        self.input_size = input_size
+        self.input = spec
+        """How a core becomes the network's input (kept in the folder: prediction sees it alike)."""
         self.summary = summary
         """How training went (None for a model loaded from a folder)."""
 
@@ -123,29 +127,45 @@ class ProportionModel:
         return self
 
     @torch.no_grad()
-    def forward(self, images: np.ndarray, masks: np.ndarray) -> HeadOutput:
-        """(N, S, S, 3) uint8 and (N, S, S) bool -> the network's :class:`HeadOutput`."""
-        pairs = [to_tensors(im, m) for im, m in zip(images, masks, strict=True)]
-        x = torch.stack([p[0] for p in pairs]).to(self.device)
-        m = torch.stack([p[1] for p in pairs]).to(self.device)
-        return self.net(x, m)
+    def forward(self, cores: Sequence[dict[str, torch.Tensor]]) -> HeadOutput:
+        """Cores' tensors (:func:`~maskllp.proportion.inputs.core_tensors`) -> one batch's output."""
+        batch = collate_inputs(cores)
+        return self.net(batch["image"].to(self.device), batch["mask"].to(self.device),
+                        batch["extent"].to(self.device))
 
-    def predict_batch(self, images: np.ndarray, masks: np.ndarray) -> list[ProportionPrediction]:
-        """(N, S, S, 3) uint8 and (N, S, S) bool (``S = input_size``) -> one prediction per core."""
-        return decode_predictions(self.forward(images, masks), self.scheme)
+    def predict_cores(self, cores: Sequence[tuple[np.ndarray, np.ndarray, InputFit]], batch_size: int = 8
+                      ) -> list[ProportionPrediction]:
+        """(image (H, W, 3) uint8, mask (H, W) bool, fit) per core -> one prediction per core.
+
+        Only cores of one canvas shape share a batch, so no core is padded further and each
+        prediction is the one the core gets alone (padding would move the canvas edge, which a
+        convolutional network sees).
+        """
+        out: list[ProportionPrediction | None] = [None] * len(cores)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (_, _, fit) in enumerate(cores):
+            groups.setdefault(fit.shape, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start: start + batch_size]
+                batch = self.forward([core_tensors(*cores[i]) for i in chunk])
+                preds = decode_predictions(batch, self.scheme)
+                for i, p in zip(chunk, preds, strict=True):
+                    out[i] = p
+        return [p for p in out if p is not None]
 
     def predict_items(self, items: list[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
-        """Predictions for prepared items, in their order."""
+        """Predictions for prepared items, in their order (see :meth:`predict_cores`)."""
         out: list[ProportionPrediction] = []
-        for i in range(0, len(items), batch_size):
-            chunk = items[i: i + batch_size]
-            out += self.predict_batch(np.stack([it.load_image() for it in chunk]),
-                                      np.stack([it.load_mask() for it in chunk]))
+        for i in range(0, len(items), 64):  # read at most 64 cores at a time
+            chunk = items[i: i + 64]
+            out += self.predict_cores([(it.load_image(), it.load_mask(), it.input_fit()) for it in chunk],
+                                      batch_size)
         return out
 
-    def maps(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """F_p, F_n of one fitted core ((S, S, 3), (S, S)) -> (2, S/8, S/8) float32 (unmasked)."""
-        out = self.forward(image[None], mask[None])
+    def maps(self, image: np.ndarray, mask: np.ndarray, fit: InputFit) -> np.ndarray:
+        """F_p, F_n of one core's input -> (2, H/8, W/8) float32 (unmasked)."""
+        out = self.forward([core_tensors(image, mask, fit)])
         if out.maps is None:
             raise ValueError(f"method {self.method_name!r} has no F_p / F_n maps")
         return out.maps[0].cpu().numpy().astype(np.float32)
@@ -153,12 +173,25 @@ class ProportionModel:
     # ------------------------------------------------------------------------------- folders
     def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
         """Write the model folder (atomically); ``extra_config`` is stored in ``config.json`` too."""
-        config = {"method": self.method_name, "network": asdict(self.net.spec),
-                  "input_size": self.input_size, **(extra_config or {})}
+        config = {"method": self.method_name, "network": asdict(self.net.spec), "input": asdict(self.input),
+                  **(extra_config or {})}
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
         folder = ModelFolder(MODEL_KIND, config, {"net": state},
                              {"scheme": scheme_to_mapping(self.scheme)})
         return save_model_folder(path, folder)
+
+
+def input_spec_from_config(config: dict[str, Any]) -> InputSpec:
+    """The input geometry of a model folder's config (folders of maskllp 0.1 hold ``input_size``:
+    the square geometry)."""
+    if "input" in config:
+        spec = InputSpec(**config["input"])
+    else:
+        spec = InputSpec("square", size=int(config["input_size"]))
+    if spec.resize not in ("pixel-size", "square") or spec.size < 32 or spec.max_side < 32 or \
+            not (math.isfinite(spec.mpp) and spec.mpp > 0):
+        raise ValueError(f"input geometry {spec}")
+    return spec
 
 
 def load_proportion_model(path: str | Path) -> ProportionModel:
@@ -167,7 +200,7 @@ def load_proportion_model(path: str | Path) -> ProportionModel:
     try:
         method = str(folder.config["method"])
         spec = NetworkSpec(**folder.config["network"])
-        input_size = int(folder.config["input_size"])
+        geometry = input_spec_from_config(folder.config)
         scheme = scheme_from_mapping(folder.thresholds["scheme"])
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken proportion model folder ({e})") from None
@@ -176,4 +209,4 @@ def load_proportion_model(path: str | Path) -> ProportionModel:
         net.load_state_dict(folder.weights.get("net", {}), strict=True)
     except RuntimeError as e:
         raise InputError(path, f"weights do not fit the network ({str(e).splitlines()[0]})") from None
-    return ProportionModel(net, method, scheme, input_size)
+    return ProportionModel(net, method, scheme, geometry)

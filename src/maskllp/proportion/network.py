@@ -9,8 +9,9 @@ Stride 8 keeps roughly one to a few cells per map cell at the paper's 2048 px in
 be read as positive / negative tumour-cell density (the paper's Fig. 5), while softplus keeps them
 strictly positive (s_p + s_n > 0 whenever the mask is not empty) with non-zero gradients.
 
-Pooled head (``Class``, ``O-Reg``): global average pooling of layer 4 and one linear layer to K
-logits (cross-entropy) or K - 1 cumulative logits (ordinal regression).
+Pooled head (``Class``, ``O-Reg``): average pooling of layer 4 over the core's extent (not the
+padding around it) and one linear layer to K logits (cross-entropy) or K - 1 cumulative logits
+(ordinal regression).
 
 Inputs are (N, 3, H, W) float32 RGB in [0, 1]; ImageNet normalisation happens inside.
 """
@@ -26,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from maskllp.backbones import normalise_rgb, resnet
-from maskllp.proportion.masked import masked_sums, proportion_from_sums
+from maskllp.proportion.masked import mask_to_grid, masked_sums, proportion_from_sums
 
 HeadKind = Literal["maps", "class", "ordinal"]
 MAP_STRIDE = 8
@@ -42,8 +43,8 @@ class NetworkSpec:
     width: int = 128
     """Channels of the fused map features (map head only)."""
     masked: bool = True
-    """Map head: sum the maps over the tumour mask; False ("w/o mask" methods): M = 1 over the whole
-    input square, whatever mask is given."""
+    """Map head: sum the maps over the tumour mask; False ("w/o mask" methods): M = 1 over the
+    core's extent, whatever mask is given."""
 
 
 class ResNetTrunk(nn.Module):
@@ -81,14 +82,18 @@ class MapHead(nn.Module):
 
 
 class PooledHead(nn.Module):
-    """Global average pooling of the layer-4 features (512 channels) and one linear layer."""
+    """Average pooling of the layer-4 features (512 channels) over the core's extent (weights
+    (N, 1, h, w) in [0, 1] on the layer-4 grid; all ones: global average) and one linear layer."""
 
     def __init__(self, n_outputs: int) -> None:
         super().__init__()
         self.fc = nn.Linear(512, n_outputs)
 
-    def forward(self, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.fc(features[-1].mean(dim=(2, 3)))
+    def forward(self, features: tuple[torch.Tensor, ...], weights: torch.Tensor) -> torch.Tensor:
+        f = features[-1]
+        w = weights.to(f.dtype)
+        pooled = (f * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3)).clamp_min(1e-6)
+        return self.fc(pooled)
 
 
 @dataclass
@@ -115,10 +120,12 @@ class HeadOutput:
 
 
 class ProportionNet(nn.Module):
-    """Trunk + head; ``forward(image, mask)`` -> :class:`HeadOutput`.
+    """Trunk + head; ``forward(image, mask, extent)`` -> :class:`HeadOutput`.
 
     ``image`` (N, 3, H, W) float32 in [0, 1]; ``mask`` (N, 1, H, W) float32 in [0, 1] (the tumour
-    mask at the input resolution; ignored by the pooled head and by an unmasked map head).
+    mask at the input resolution); ``extent`` (N, 1, H, W) float32 {0, 1}, the core's own pixels
+    (None: all of the input). A masked map head sums over ``mask``; an unmasked map head and the
+    pooled head use ``extent``.
     """
 
     def __init__(self, spec: NetworkSpec, weights_path: str | Path | None = None) -> None:
@@ -129,13 +136,16 @@ class ProportionNet(nn.Module):
         self.trunk = ResNetTrunk(weights_path)
         self.head: nn.Module = MapHead(spec.width) if spec.head == "maps" else PooledHead(spec.n_outputs)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
-        out = self.head(self.trunk(image))
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, extent: torch.Tensor | None = None
+                ) -> HeadOutput:
+        extent = torch.ones_like(mask) if extent is None else extent
+        features = self.trunk(image)
         if self.spec.head != "maps":
+            weights = mask_to_grid(extent, (features[-1].shape[-2], features[-1].shape[-1]))
+            out = self.head(features, weights)
             return HeadOutput(defined=torch.ones(out.shape[0], dtype=torch.bool, device=out.device),
                               logits=out)
-        if not self.spec.masked:
-            mask = torch.ones_like(mask)
-        sums, mask_area = masked_sums(out, mask)
+        out = self.head(features)
+        sums, mask_area = masked_sums(out, mask if self.spec.masked else extent)
         r_hat, defined = proportion_from_sums(sums, mask_area)
         return HeadOutput(defined=defined, maps=out, sums=sums, r_hat=r_hat)

@@ -17,12 +17,13 @@ of the whole core at a requested (h, w).
 ``cache_key`` names what a source produces (model weights hash, truth file hash, settings) so that
 masks can be cached with the cohort and reused across methods and folds.
 
-For each core, the image fitted into the ``input_size`` square and its tumour mask (from a
-:class:`MaskSource`) are stored as ``.npy`` files under
+For each core, the network image at the input geometry (``proportion.resize``, :class:`InputSpec`)
+and its tumour mask (from a :class:`MaskSource`) are stored as ``.npy`` files under
 ``<cohort dir>/.maskllp-cache/`` (or ``proportion.cache_dir``)::
 
-    images-<input_size>/<stem>-<hash>.npy                 (S, S, 3) uint8
-    masks-<source key>-<input_size>/<stem>-<hash>.npy     (S, S) bool
+    images-<geometry>/<stem>-<hash>.npy                   (H, W, 3) uint8
+    masks-<source key>-<geometry>/<stem>-<hash>.npy       (H, W) bool
+    cells-<stage-1 key>/<stem>-<hash>.npz                 the cells stage 1 found, measured
 
 ``<hash>`` covers the image's absolute path, size and modification time, so a changed image is
 recomputed; ``<source key>`` covers the stage-1 weights (or the truth file) and settings, so masks of
@@ -55,7 +56,14 @@ from maskllp.io.grid import resize_mask
 from maskllp.io.images import open_image
 from maskllp.io.manifest import CohortEntry
 from maskllp.io.model_folder import CONFIG_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
-from maskllp.proportion.inputs import Stage2Item, input_fit, input_mask, read_input_image
+from maskllp.proportion.inputs import (
+    InputFit,
+    InputSpec,
+    Stage2Item,
+    input_fit,
+    input_mask,
+    read_input_image,
+)
 from maskllp.synth.truth import read_truth, read_truth_cells
 
 CACHE_DIRNAME = ".maskllp-cache"
@@ -125,7 +133,7 @@ class Stage1MaskSource:
         """The core's cells with their measurements (from the cache when it holds them)."""
         path = None
         if self.cells_root is not None:
-            path = self.cells_root / f"cells-{self._key}" / f"{_fingerprint(entry.image, 0)}.npz"
+            path = self.cells_root / f"cells-{self._key}" / f"{_fingerprint(entry.image)}.npz"
             if path.is_file():
                 try:
                     return load_cells(path)
@@ -235,22 +243,23 @@ def default_cache_root(cohort_path: str | Path, configured: str | Path | None = 
     return Path(configured) if configured is not None else Path(cohort_path).resolve().parent / CACHE_DIRNAME
 
 
-def _fingerprint(path: Path, size: int) -> str:
+def _fingerprint(path: Path) -> str:
+    """``<stem>-<hash>``: the hash covers the image's absolute path, size and modification time."""
     p = Path(path).resolve()
     try:
         st = p.stat()
     except OSError as e:
         raise InputError(path, f"cannot read ({e.strerror or e})") from None
-    text = f"{p}|{st.st_size}|{st.st_mtime_ns}|{size}"
+    text = f"{p}|{st.st_size}|{st.st_mtime_ns}"
     return f"{p.stem[:40]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 class ItemCache:
-    """Fitted images and masks of cores, on disk under ``root``, for one ``input_size``."""
+    """Network images and masks of cores, on disk under ``root``, for one input geometry."""
 
-    def __init__(self, root: str | Path, input_size: int) -> None:
+    def __init__(self, root: str | Path, spec: InputSpec) -> None:
         self.root = Path(root)
-        self.input_size = input_size
+        self.spec = spec
 
     def _load_or_make(self, path: Path, make: Callable[[], np.ndarray]) -> Path:
         if path.is_file():
@@ -268,23 +277,28 @@ class ItemCache:
                                         "set proportion.cache_dir to a writable folder") from None
         return path
 
+    def fit(self, entry: CohortEntry) -> InputFit:
+        """Where ``entry``'s core lands on the canvas (reads the image header only)."""
+        return input_fit(Path(entry.image), entry.mpp, self.spec)
+
     def image(self, entry: CohortEntry) -> Path:
-        """The ``.npy`` file of the (S, S, 3) uint8 network image of ``entry``."""
-        path = self.root / f"images-{self.input_size}" / f"{_fingerprint(entry.image, self.input_size)}.npy"
+        """The ``.npy`` file of the (H, W, 3) uint8 network image of ``entry``."""
+        name = f"{_fingerprint(entry.image)}.npy"
+        path = self.root / f"images-{self.spec.key}" / name
 
         def make() -> np.ndarray:
-            return read_input_image(Path(entry.image), entry.mpp, self.input_size)[0]
+            return read_input_image(Path(entry.image), entry.mpp, self.spec)[0]
 
         return self._load_or_make(path, make)
 
     def mask(self, entry: CohortEntry, source: MaskSource) -> Path:
-        """The ``.npy`` file of the (S, S) bool tumour mask of ``entry`` from ``source`` (False on the
+        """The ``.npy`` file of the (H, W) bool tumour mask of ``entry`` from ``source`` (False on the
         padding)."""
-        folder = self.root / f"masks-{source.cache_key}-{self.input_size}"
-        path = folder / f"{_fingerprint(entry.image, self.input_size)}.npy"
+        folder = self.root / f"masks-{source.cache_key}-{self.spec.key}"
+        path = folder / f"{_fingerprint(entry.image)}.npy"
 
         def make() -> np.ndarray:
-            fit = input_fit(Path(entry.image), entry.mpp, self.input_size)
+            fit = self.fit(entry)
             return input_mask(source.mask(entry, fit.content_shape), fit)
 
         return self._load_or_make(path, make)
@@ -315,7 +329,7 @@ def prepare_items(
         items.append(Stage2Item(
             name=name, patient=str(e.patient), interval=interval,
             midpoint=None if interval is None else float(mids[interval]), proportion=proportion,
-            image=cache.image(e), mask=cache.mask(e, source), entry=e,
+            image=cache.image(e), mask=cache.mask(e, source), entry=e, fit=cache.fit(e),
         ))
         if progress is not None:
             progress(i + 1, len(entries))

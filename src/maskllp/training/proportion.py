@@ -30,7 +30,7 @@ from maskllp.config import Config
 from maskllp.errors import InputError
 from maskllp.evaluation.metrics import interval_metrics
 from maskllp.intervals import IntervalScheme
-from maskllp.proportion.inputs import Stage2Dataset, Stage2Item
+from maskllp.proportion.inputs import InputSpec, Stage2Dataset, Stage2Item, collate_inputs
 from maskllp.proportion.model import ProportionModel, Stage2Recipe, TrainingSummary, predicted_intervals
 from maskllp.proportion.network import ProportionNet
 from maskllp.training.trainer import build_trainer
@@ -51,7 +51,7 @@ class ProportionModule(L.LightningModule):
         self._val_pred: list[torch.Tensor] = []
 
     def _step_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
-        out = self.net(batch["image"], batch["mask"])
+        out = self.net(batch["image"], batch["mask"], batch["extent"])
         keep = out.defined
         loss = self.loss(out.loss_input[keep], batch["interval"][keep]) if bool(keep.any()) else None
         return loss, predicted_intervals(out, self.scheme)
@@ -96,11 +96,12 @@ class ProportionDataModule(L.LightningDataModule):
         # drop a last batch of one core: batch-norm statistics of a 1-core batch are degenerate
         drop_last = len(self.train_items) % self.batch_size == 1 and len(self.train_items) > 1
         return DataLoader(Stage2Dataset(self.train_items, self.augment), batch_size=self.batch_size,
-                          shuffle=True, drop_last=drop_last, num_workers=self.num_workers)
+                          shuffle=True, drop_last=drop_last, num_workers=self.num_workers,
+                          collate_fn=collate_inputs)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(Stage2Dataset(self.val_items), batch_size=self.batch_size,
-                          num_workers=self.num_workers)
+                          num_workers=self.num_workers, collate_fn=collate_inputs)
 
 
 def validation_split(intervals: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +144,6 @@ def train_proportion_model(
     Returns the fitted model (weights of the best validation epoch), its ``summary`` filled in.
     """
     pc, scheme = config.proportion, config.intervals.build()
-    if items and items[0].load_image().shape[:2] != (pc.input_size, pc.input_size):
-        raise ValueError(f"items are {items[0].load_image().shape[:2]}, not input_size {pc.input_size}")
     kept, skipped = usable_items(items, recipe.uses_mask)
     if skipped:
         log.warning("%s: %d training core(s) with an empty tumour mask left out (r_hat undefined)",
@@ -166,4 +165,4 @@ def train_proportion_model(
     trainer.fit(module, datamodule=data)
     summary = TrainingSummary(len(train_idx), len(val_idx), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
-    return ProportionModel(module.net.cpu(), recipe.name, scheme, pc.input_size, summary)
+    return ProportionModel(module.net.cpu(), recipe.name, scheme, InputSpec.from_config(pc), summary)

@@ -46,7 +46,7 @@ from maskllp.io.images import image_stems
 from maskllp.io.manifest import Cohort, CohortEntry, read_cohort
 from maskllp.methods import FitSetup, Method
 from maskllp.predictions import UNDEFINED, PredictionRow, ProportionPrediction, predictions_csv
-from maskllp.proportion.inputs import Stage2Item
+from maskllp.proportion.inputs import InputSpec, Stage2Item
 from maskllp.synth.truth import read_truth
 from maskllp.training.inputs import (
     ItemCache,
@@ -249,8 +249,8 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     root = default_cache_root(req.cohort, config.proportion.cache_dir)
     source = build_mask_source(needs_mask, req.mask_source, req.stage1, req.truth, entries, config, root)
     setup.mask_source = source
-    cache = ItemCache(root, config.proportion.input_size)
-    echo(f"preparing {len(entries)} cores at {config.proportion.input_size} px (masks: {source.name}; "
+    cache = ItemCache(root, InputSpec.from_config(config.proportion))
+    echo(f"preparing {len(entries)} cores, inputs {cache.spec.key} (masks: {source.name}; "
          f"cache {cache.root})")
     items = prepare_items(entries, scheme, source, cache, exact)
     names = image_stems([e.image for e in entries])

@@ -18,6 +18,7 @@ from maskllp.errors import InputError
 from maskllp.io.atomic import check_output_dir, staged_directory
 from maskllp.io.manifest import read_cohort
 from maskllp.methods import FitSetup, FittedMethod, Method, get_method
+from maskllp.proportion.inputs import InputSpec
 from maskllp.training.inputs import (
     ItemCache,
     build_mask_source,
@@ -114,7 +115,7 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
                                entries, config, root)
     setup = FitSetup(source, stage1, det_model, Path(cohort_path), scheme, torch_device(config.trainer))
     method.check(setup)
-    items = prepare_items(entries, scheme, source, ItemCache(root, config.proportion.input_size))
+    items = prepare_items(entries, scheme, source, ItemCache(root, InputSpec.from_config(config.proportion)))
     work = work_dir_for(out_dir)
     try:
         fitted = method.fit(items, setup, config, work)
