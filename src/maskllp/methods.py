@@ -115,6 +115,15 @@ class FitSetup:
         return self._loaded["detector"]  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class CellCalls:
+    """A cell-level method's calls on one core's tumour cells: level-0 ``yx`` (n, 2) float64 and
+    ``positive`` (n,) float32 p(positive)."""
+
+    yx: np.ndarray
+    positive: np.ndarray
+
+
 @dataclass
 class CoreEstimate:
     """A fitted method's estimate for one new core, with what it was computed from (for figures)."""
@@ -155,6 +164,10 @@ class FittedMethod(Protocol):
 
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
         """Predictions for prepared cohort cores, in their order (cross-validation)."""
+        ...
+
+    def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
+        """Per core, the method's call on each of its tumour cells (None: not a cell-level method)."""
         ...
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
@@ -210,6 +223,9 @@ class Stage2Fitted:
 
     def detect_cells(self, reader: ImageSource) -> DetectedCells | None:
         return None if self.stage1 is None else self.stage1.detect(reader)
+
+    def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
+        return [None] * len(items)
 
     def network_input(self, image: Path, mpp: float | None, cells: DetectedCells | None
                       ) -> tuple[np.ndarray, np.ndarray, InputFit, np.ndarray | None]:
@@ -284,6 +300,8 @@ class CountingFitted:
     method: Method
     counting: CountingModel
     summary: TrainingSummary | None = None
+    _seen: dict[int, DetectedCells] = field(default_factory=dict, repr=False)
+    """Cells of the cores predicted so far (by item identity), for :meth:`positive_calls`."""
 
     @property
     def scheme(self) -> IntervalScheme:
@@ -296,26 +314,41 @@ class CountingFitted:
     def detect_cells(self, reader: ImageSource) -> DetectedCells:
         return self.counting.stage1.detect(reader)
 
+    def _cells(self, item: Stage2Item) -> DetectedCells:
+        if id(item) not in self._seen:
+            if item.entry is None:
+                raise ValueError(f"Det reads the core image, and item {item.name} has no manifest entry")
+            with open_image(item.entry.image, item.entry.mpp) as reader:
+                self._seen[id(item)] = self.detect_cells(reader)
+        return self._seen[id(item)]
+
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
-        out = []
+        return [self.counting.predict_cells(self._cells(it)) for it in items]
+
+    def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
+        out: list[CellCalls | None] = []
         for it in items:
-            if it.entry is None:
-                raise ValueError(f"Det reads the core image, and item {it.name} has no manifest entry")
-            with open_image(it.entry.image, it.entry.mpp) as reader:
-                out.append(self.counting.predict_image(reader))
+            cells = self._cells(it)
+            p = self._positive(cells)
+            keep = ~np.isnan(p)
+            out.append(CellCalls(cells.yx[keep], p[keep]))
         return out
 
-    def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
-                 want_maps: bool = True) -> CoreEstimate:
-        if cells is None:
-            raise ValueError("Det counts the cells stage 1 found: pass them")
+    def _positive(self, cells: DetectedCells) -> np.ndarray:
+        """(N,) p(positive | tumour) of each tumour cell, NaN for the others."""
         positive = np.full(len(cells), np.nan, np.float32)
         if cells.class_probs is not None:
             tumour = cells.is_tumour(self.stage1.mask.tumour_threshold)
             probs = cells.class_probs[tumour]
             positive[tumour] = probs[:, 0] / np.maximum(probs[:, 0] + probs[:, 1], 1e-12)
+        return positive
+
+    def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
+                 want_maps: bool = True) -> CoreEstimate:
+        if cells is None:
+            raise ValueError("Det counts the cells stage 1 found: pass them")
         return CoreEstimate(self.counting.predict_cells(cells), self.method.proportion_kind,
-                            cell_positive=positive)
+                            cell_positive=self._positive(cells))
 
     def to(self, device: str) -> CountingFitted:
         return self
@@ -401,6 +434,15 @@ class CellFitted:
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
         return [self.model.predict_features(self._cells(it).tumour_features(self.threshold, self.n_trunk))
                 for it in items]
+
+    def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
+        out: list[CellCalls | None] = []
+        for it in items:
+            cells = self._cells(it)
+            features = cells.tumour_features(self.threshold, self.n_trunk)
+            out.append(CellCalls(cells.yx[cells.is_tumour(self.threshold)],
+                                 self.model.cell_probabilities(features)))
+        return out
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
                  want_maps: bool = True) -> CoreEstimate:

@@ -83,3 +83,18 @@ def test_count_proportion_three_classes():
     binary = DetectedCells(np.zeros((1, 2)), np.ones(1, np.float32), np.ones(1, np.float32), None, (4, 4), 1)
     with pytest.raises(ValueError):
         count_proportion(binary)
+
+
+def test_positivity_scores_count_matched_stained_tumour_cells_only() -> None:
+    from maskllp.classes import CellClass
+    from maskllp.evaluation.detection_metrics import positivity_scores
+
+    truth = np.array([[0.0, 0.0], [0.0, 10.0], [0.0, 20.0], [0.0, 30.0], [0.0, 40.0]])
+    classes = np.array([CellClass.POSITIVE_TUMOUR, CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR,
+                        CellClass.NEGATIVE_TUMOUR, CellClass.NON_TUMOUR], np.int8)
+    pred = np.array([[0.5, 0.0], [0.0, 10.5], [0.0, 20.5], [0.0, 30.0], [0.0, 40.0], [9.0, 9.0]])
+    called = np.array([True, False, True, False, True, True])  # the last two match nothing stained
+    s = positivity_scores(pred, called, truth, classes, radius=2.0)
+    assert (s.tp, s.fn, s.fp, s.tn) == (1, 1, 1, 1) and s.n == 4
+    assert s.precision == 0.5 and s.recall == 0.5 and s.macro_f1 == 0.5
+    assert (s + s).n == 8 and (s + s).macro_f1 == 0.5

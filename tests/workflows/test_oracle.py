@@ -63,3 +63,22 @@ def test_oracle_cv_reports_exact_errors(synthetic, cv_config, tmp_path) -> None:
     assert {Path(r["image"]).name: float(r["truth"]) for r in rows} == pytest.approx(tps, abs=1e-6)
     exact = result.scores[0].proportions
     assert exact is not None and exact.n == len(tps)
+
+
+def test_cv_scores_the_cell_calls_of_cell_level_methods_against_the_truth(synthetic, stage1_dir, cv_config,
+                                                                         tmp_path) -> None:
+    manifest, truth = synthetic
+    cv_config.proportion.cells.max_epochs = 2
+    methods = parse_methods("det,ours-cells,class")
+    req = CrossValidationRequest(manifest, methods, tmp_path / "run", stage1=stage1_dir, truth=truth,
+                                 det_model=stage1_dir)
+    result = run_cross_validation(req, cv_config, echo=lambda s: None)
+    det, cells, pixel = result.scores
+    labelled = {Path(r["image"]).name for r in csv.DictReader((tmp_path / "run" / "predictions.csv").open())}
+    stained = sum(int(np.isin(read_truth_cells(c.cells_path).classes,
+                              [CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR]).sum())
+                  for name, c in read_truth(truth).items() if name in labelled)
+    for s in (det, cells):  # each true stained tumour cell is matched once at most
+        assert s.cells is not None and 0 < s.cells.n <= stained
+    assert pixel.cells is None
+    assert "per-cell positive / negative calls" in result.table

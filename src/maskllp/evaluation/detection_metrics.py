@@ -135,6 +135,69 @@ def classification_scores(
     return ClassificationScores(len(truth), accuracy, f1)
 
 
+@dataclass
+class PositivityScores:
+    """Positive / negative calls of tumour cells against the true stain of the matched true tumour
+    cells (counts add up over cores; rates None when undefined)."""
+
+    tp: int = 0
+    """Called positive, truly positive."""
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def __add__(self, other: PositivityScores) -> PositivityScores:
+        return PositivityScores(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn,
+                                self.tn + other.tn)
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fp + self.fn + self.tn
+
+    @property
+    def precision(self) -> float | None:
+        return _ratio(self.tp, self.tp + self.fp)
+
+    @property
+    def recall(self) -> float | None:
+        return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def f1(self) -> float | None:
+        """F1 of the positive calls."""
+        return _f1(self.precision, self.recall)
+
+    @property
+    def f1_negative(self) -> float | None:
+        return _f1(_ratio(self.tn, self.tn + self.fn), _ratio(self.tn, self.tn + self.fp))
+
+    @property
+    def macro_f1(self) -> float | None:
+        """Mean of the positive and negative F1 (None when either is undefined)."""
+        if self.f1 is None or self.f1_negative is None:
+            return None
+        return 0.5 * (self.f1 + self.f1_negative)
+
+    def as_dict(self) -> dict:
+        return {"n": self.n, "tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn,
+                "precision": self.precision, "recall": self.recall, "f1": self.f1,
+                "f1_negative": self.f1_negative, "macro_f1": self.macro_f1}
+
+
+def positivity_scores(pred_yx: np.ndarray, pred_positive: np.ndarray, truth_yx: np.ndarray,
+                      truth_classes: np.ndarray, radius: float) -> PositivityScores:
+    """Score the positive / negative calls (``pred_positive`` (N,) bool) of cells at ``pred_yx``
+    (N, 2) against the true cells (M, 2) with their CellClass values: predicted cells are matched
+    one-to-one to true positive or negative tumour cells within ``radius`` (:func:`match_points`);
+    unmatched cells, and true cells of other classes, do not count."""
+    stained = np.isin(truth_classes, [CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR])
+    p, t = match_points(pred_yx, np.asarray(truth_yx)[stained], radius)
+    call = np.asarray(pred_positive, bool)[p]
+    true = np.asarray(truth_classes)[stained][t] == CellClass.POSITIVE_TUMOUR
+    return PositivityScores(int(np.sum(call & true)), int(np.sum(call & ~true)), int(np.sum(~call & true)),
+                            int(np.sum(~call & ~true)))
+
+
 def mask_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
     """Dice 2|A & B| / (|A| + |B|) of two boolean masks of one shape; None when both are empty."""
     a, b = np.asarray(pred, bool), np.asarray(truth, bool)

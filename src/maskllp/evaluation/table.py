@@ -13,6 +13,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from maskllp.evaluation.detection_metrics import PositivityScores
 from maskllp.evaluation.metrics import IntervalMetrics, ProportionMetrics
 from maskllp.intervals import IntervalScheme
 
@@ -31,6 +32,8 @@ class MethodScores:
     """mF1 of each fold alone (for the spread across folds)."""
     interval_only: bool = False
     """True when the method predicts an interval only (its proportion is the interval midpoint)."""
+    cells: PositivityScores | None = None
+    """A cell-level method's positive / negative calls against the true cells (synthetic truth)."""
 
 
 def _pct(c: float) -> str:
@@ -113,6 +116,15 @@ def table_footer(scores: Sequence[MethodScores], n_cores: int, n_folds: int, mas
         verb = "predicts" if len(interval_only) == 1 else "predict"
         lines.append(f"{', '.join(interval_only)} {verb} an interval only: MAE and agreement use the "
                      "predicted interval's midpoint.")
+    cells = [s for s in scores if s.cells is not None and s.cells.n]
+    if cells:
+        def f(v: float | None) -> str:
+            return "undefined" if v is None else f"{v:.3f}"
+
+        lines.append("per-cell positive / negative calls on the matched true tumour cells of the held-out "
+                     "cores (macro F1, positive precision / recall): "
+                     + "; ".join(f"{s.display_name} {f(s.cells.macro_f1)} ({f(s.cells.precision)} / "
+                                 f"{f(s.cells.recall)}, {s.cells.n} cells)" for s in cells if s.cells) + ".")
     if len(scores) and len(scores[0].fold_mf1) > 1:
         spread = ", ".join(f"{s.display_name} {min(s.fold_mf1):.3f}-{max(s.fold_mf1):.3f}" for s in scores)
         lines.append(f"mF1 range over single folds: {spread}.")

@@ -31,6 +31,7 @@ import numpy as np
 
 from maskllp.config import Config, save_config
 from maskllp.errors import InputError
+from maskllp.evaluation.detection_metrics import PositivityScores, positivity_scores
 from maskllp.evaluation.metrics import interval_metrics, proportion_metrics
 from maskllp.evaluation.table import (
     MethodScores,
@@ -42,12 +43,12 @@ from maskllp.evaluation.table import (
 )
 from maskllp.intervals import IntervalScheme
 from maskllp.io.atomic import check_output_dir, write_text_atomic
-from maskllp.io.images import image_stems
+from maskllp.io.images import image_stems, open_image
 from maskllp.io.manifest import Cohort, CohortEntry, read_cohort
 from maskllp.methods import FitSetup, Method
 from maskllp.predictions import UNDEFINED, PredictionRow, ProportionPrediction, predictions_csv
 from maskllp.proportion.inputs import InputSpec, Stage2Item
-from maskllp.synth.truth import read_truth
+from maskllp.synth.truth import read_truth, read_truth_cells
 from maskllp.training.inputs import (
     ItemCache,
     build_mask_source,
@@ -138,11 +139,29 @@ def labelled_entries(cohort: Cohort, echo: Callable[[str], None]) -> list[Cohort
 
 
 # ------------------------------------------------------------------------------------------ run
+TrueCells = dict[str, tuple[np.ndarray, np.ndarray]]
+"""Image file name -> (true cell yx (M, 2) level 0, their CellClass values), from synthetic truth."""
+
+
+def read_true_cells(path: Path, names: Sequence[str]) -> TrueCells:
+    """Every true cell of the named cores of a synthetic truth CSV (names without truth left out)."""
+    truth = read_truth(path)
+    out: TrueCells = {}
+    for name in names:
+        if name in truth:
+            cells = read_truth_cells(truth[name].cells_path)
+            out[name] = (cells.yx, cells.classes)
+    return out
+
+
 def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str], folds: np.ndarray,
-                       setup: FitSetup, config: Config, out_dir: Path, echo: Callable[[str], None]
-                       ) -> list[FoldPrediction]:
-    """Out-of-fold predictions of one method for every core (``names``: the cores' names)."""
+                       setup: FitSetup, config: Config, out_dir: Path, echo: Callable[[str], None],
+                       true_cells: TrueCells | None = None
+                       ) -> tuple[list[FoldPrediction], PositivityScores | None]:
+    """Out-of-fold predictions of one method for every core (``names``: the cores' names) and, for a
+    cell-level method with ``true_cells``, its pooled per-cell positive / negative calls."""
     preds: list[FoldPrediction] = []
+    cell_scores: PositivityScores | None = None
     for k in range(int(folds.max()) + 1):
         test = np.flatnonzero(folds == k)
         train = [items[i] for i in np.flatnonzero(folds != k)]
@@ -156,12 +175,22 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
             f"; trained on {s.n_train} (+{s.n_val} validation) cores, best epoch {s.best_epoch}"
             + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
         preds += [FoldPrediction(method, k, items[i], names[i], p) for i, p in zip(test, out, strict=True)]
+        if true_cells is not None:
+            calls = fitted.positive_calls([items[i] for i in test])
+            for i, c in zip(test, calls, strict=True):
+                if c is None or items[i].name not in true_cells or items[i].entry is None:
+                    continue
+                with open_image(items[i].entry.image, items[i].entry.mpp) as reader:
+                    mpp = reader.mpp
+                radius = config.detector.match_radius_um / (mpp or 1.0)
+                score = positivity_scores(c.yx, c.positive > 0.5, *true_cells[items[i].name], radius)
+                cell_scores = score if cell_scores is None else cell_scores + score
         echo(f"  {method.name} fold {k}: {len(test)} cores predicted{note}")
-    return preds
+    return preds, cell_scores
 
 
 def _scores(method: Method, preds: list[FoldPrediction], scheme: IntervalScheme, mask: str,
-            cutoffs: Sequence[float]) -> MethodScores:
+            cutoffs: Sequence[float], cells: PositivityScores | None = None) -> MethodScores:
     def interval(p: FoldPrediction) -> int:
         return UNDEFINED if p.prediction.interval is None else p.prediction.interval
 
@@ -175,7 +204,7 @@ def _scores(method: Method, preds: list[FoldPrediction], scheme: IntervalScheme,
     exact = proportion_metrics([p.item.proportion for p in preds], [p.prediction.proportion for p in preds],
                                cutoffs)
     return MethodScores(method.name, method.display_name, mask, pooled, exact, fold_mf1,
-                        interval_only=not method.predicts_proportion)
+                        interval_only=not method.predicts_proportion, cells=cells)
 
 
 def confusion_csv(scores: MethodScores, scheme: IntervalScheme) -> str:
@@ -199,6 +228,7 @@ def _metrics_json(scores: Sequence[MethodScores], scheme: IntervalScheme) -> str
             "fold_mf1": [round(v, 6) for v in s.fold_mf1], "n": m.n, "n_undefined": m.n_undefined,
             "exact": None if p is None else {"n": p.n, "n_undefined": p.n_undefined, "mae": p.mae,
                                              "agreement": {str(c): a for c, a in p.agreement.items()}},
+            "cells": None if s.cells is None else s.cells.as_dict(),
         })
     return json.dumps(data, indent=2) + "\n"
 
@@ -261,15 +291,17 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     write_text_atomic(out_dir / "folds.csv", _folds_csv(items, folds, scheme))
     save_config(config, out_dir / "config.yaml")
     mask_label = "oracle" if source.name == "truth" else "yes"
+    true_cells = read_true_cells(req.truth, [it.name for it in items]) if req.truth is not None else None
     preds: list[FoldPrediction] = []
     scores: list[MethodScores] = []
     for method in req.methods:
         echo(f"{method.display_name}: {config.cv.folds} folds")
-        mpreds = _train_and_predict(method, items, names, folds, setup, config, out_dir, echo)
+        mpreds, cell_scores = _train_and_predict(method, items, names, folds, setup, config, out_dir, echo,
+                                                 true_cells)
         preds += mpreds
         write_text_atomic(out_dir / "predictions.csv", predictions_csv([p.row(scheme) for p in preds]))
         scores.append(_scores(method, mpreds, scheme, mask_label if method.uses_mask else "",
-                              config.cv.cutoffs))
+                              config.cv.cutoffs, cell_scores))
         write_text_atomic(out_dir / "confusion" / f"{method.name}.csv", confusion_csv(scores[-1], scheme))
     header, rows = table_cells(scores, scheme, config.cv.cutoffs)
     masked_used = source.name if any(m.uses_mask for m in req.methods) else None
