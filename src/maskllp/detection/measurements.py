@@ -3,23 +3,34 @@
 A cell's positivity shows in where its DAB sits: in the nucleus for nuclear markers (Ki-67), on the
 membrane for membrane markers (PD-L1), while a diffuse cytoplasmic tint or a brown neighbour is not
 positivity. So the measurements are a radial profile: for concentric rings around the cell centre
-(0-2, 2-4, 4-6, 6-8, 8-10 µm), the mean hematoxylin OD, the mean DAB OD and the 90th percentile of
-DAB OD (a partial membrane is bright on part of its ring). Optical densities are log10 units
-(:mod:`maskllp.stains`), lengths microns, so the numbers mean the same at any pixel size.
+(0-2, 2-4, ..., 12-14 µm: carcinoma cells are 15-25 µm across, so their membranes lie 7-13 µm from
+the nucleus centre), the mean hematoxylin OD, the mean DAB OD and the 90th percentile of DAB OD (a
+partial membrane is bright on part of its ring). And the *circumference* of the stain: two annuli
+(4-8 and 8-12 µm) are cut into 8 sectors and the sectors' mean DAB OD sorted from brightest to
+darkest, so a membrane stained all round (every sector bright) differs from the membrane of one
+stained neighbour touching a negative cell (one or two bright sectors), whatever the angle.
+Optical densities are log10 units (:mod:`maskllp.stains`), lengths microns, so the numbers mean the
+same at any pixel size.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-RING_EDGES_UM: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0)
-"""Ring boundaries in microns (a tumour nucleus is ~5 µm in radius, its membrane at ~6-9 µm)."""
+RING_EDGES_UM: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0)
+"""Ring boundaries in microns (a tumour nucleus is ~4-6 µm in radius, its membrane at ~7-13 µm)."""
 STATISTICS = ("hematoxylin mean", "DAB mean", "DAB p90")
+SECTOR_ANNULI_UM: tuple[tuple[float, float], ...] = ((4.0, 8.0), (8.0, 12.0))
+"""Annuli cut into sectors to measure how much of a cell's circumference is stained."""
+N_SECTORS = 8
 MEASUREMENT_NAMES: tuple[str, ...] = tuple(
     f"{stat} {a:g}-{b:g} um" for a, b in zip(RING_EDGES_UM[:-1], RING_EDGES_UM[1:], strict=True)
     for stat in STATISTICS
+) + tuple(
+    f"DAB sector {k + 1}/{N_SECTORS} {a:g}-{b:g} um" for a, b in SECTOR_ANNULI_UM for k in range(N_SECTORS)
 )
-"""Names of the columns of :func:`stain_measurements`, ring by ring."""
+"""Names of the columns of :func:`stain_measurements`: ring by ring, then each annulus's sectors from
+the brightest (``1/8``) to the darkest (``8/8``)."""
 CONTEXT_UM = RING_EDGES_UM[-1]
 """How far from a cell centre the measurements look."""
 
@@ -43,6 +54,20 @@ def ring_offsets(px_per_um: float, edges_um: tuple[float, ...] = RING_EDGES_UM) 
     return out
 
 
+def sector_offsets(px_per_um: float, inner_um: float, outer_um: float, n_sectors: int = N_SECTORS
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2) int64 pixel offsets of the annulus inner <= d < outer (microns) and (K,) int64 sector of
+    each (angle in [0, 2 pi) cut into ``n_sectors`` equal parts)."""
+    reach = int(np.ceil(outer_um * px_per_um))
+    dy, dx = np.mgrid[-reach: reach + 1, -reach: reach + 1]
+    dy, dx = dy.ravel(), dx.ravel()
+    d = np.hypot(dy, dx) / px_per_um
+    sel = (d >= inner_um) & (d < outer_um)
+    angle = np.mod(np.arctan2(dy[sel], dx[sel]), 2 * np.pi)
+    sector = np.minimum((angle / (2 * np.pi) * n_sectors).astype(np.int64), n_sectors - 1)
+    return np.stack([dy[sel], dx[sel]], axis=1).astype(np.int64), sector
+
+
 def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> np.ndarray:
     """The radial stain profile of cells.
 
@@ -60,14 +85,26 @@ def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> 
     dab = np.ascontiguousarray(stains[..., 2], np.float32)
     centres = np.rint(yx).astype(np.int64)
     rings = ring_offsets(px_per_um)
+    sectors = [sector_offsets(px_per_um, a, b) for a, b in SECTOR_ANNULI_UM]
+    first_sector = len(rings) * len(STATISTICS)
+
+    def gather(image: np.ndarray, c: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        rr = np.clip(c[:, None, 0] + offsets[None, :, 0], 0, h - 1)
+        cc = np.clip(c[:, None, 1] + offsets[None, :, 1], 0, w - 1)
+        return image[rr, cc]
+
     for start in range(0, len(yx), _CHUNK):
         c = centres[start: start + _CHUNK]
+        rows = slice(start, start + len(c))
         for k, offsets in enumerate(rings):
-            rr = np.clip(c[:, None, 0] + offsets[None, :, 0], 0, h - 1)
-            cc = np.clip(c[:, None, 1] + offsets[None, :, 1], 0, w - 1)
-            hv, dv = hema[rr, cc], dab[rr, cc]
+            hv, dv = gather(hema, c, offsets), gather(dab, c, offsets)
             col = k * len(STATISTICS)
-            out[start: start + len(c), col] = hv.mean(axis=1)
-            out[start: start + len(c), col + 1] = dv.mean(axis=1)
-            out[start: start + len(c), col + 2] = np.quantile(dv, 0.9, axis=1)
+            out[rows, col] = hv.mean(axis=1)
+            out[rows, col + 1] = dv.mean(axis=1)
+            out[rows, col + 2] = np.quantile(dv, 0.9, axis=1)
+        for k, (offsets, sector) in enumerate(sectors):
+            one_hot = np.eye(N_SECTORS, dtype=np.float32)[sector]
+            means = gather(dab, c, offsets) @ one_hot / np.maximum(one_hot.sum(axis=0), 1.0)
+            col = first_sector + k * N_SECTORS
+            out[rows, col: col + N_SECTORS] = -np.sort(-means, axis=1)
     return out

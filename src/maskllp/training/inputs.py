@@ -48,6 +48,7 @@ from maskllp.config import Config
 from maskllp.config.training import TrainerConfig
 from maskllp.detection.cells import DetectedCells, load_cells, save_cells
 from maskllp.detection.mask import tumour_mask
+from maskllp.detection.measurements import MEASUREMENT_NAMES
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme
@@ -67,6 +68,8 @@ from maskllp.proportion.inputs import (
 from maskllp.synth.truth import read_truth, read_truth_cells
 
 CACHE_DIRNAME = ".maskllp-cache"
+MEASUREMENTS_KEY = hashlib.sha256("|".join(MEASUREMENT_NAMES).encode()).hexdigest()[:8]
+"""Changes when the cell measurements change, so cached cells of another definition are not reused."""
 log = logging.getLogger("maskllp")
 
 
@@ -133,7 +136,8 @@ class Stage1MaskSource:
         """The core's cells with their measurements (from the cache when it holds them)."""
         path = None
         if self.cells_root is not None:
-            path = self.cells_root / f"cells-{self._key}" / f"{_fingerprint(entry.image)}.npz"
+            folder = self.cells_root / f"cells-{self._key}-{MEASUREMENTS_KEY}"
+            path = folder / f"{_fingerprint(entry.image)}.npz"
             if path.is_file():
                 try:
                     return load_cells(path)
