@@ -81,7 +81,7 @@ def stage1_dir(tmp_path):
 
     torch.manual_seed(0)
     det_cfg = DetectorConfig(base_channels=4, depth=2)
-    cls_cfg = ClassifierConfig(backbone="resnet18", feature_layer="layer1", classes="three")
+    cls_cfg = ClassifierConfig(kind="cnn", backbone="resnet18", feature_layer="layer1", classes="three")
     model = Stage1Model(DetectorModel(build_unet(det_cfg), det_cfg, 0.5, -1e9, 3.0),
                         build_classifier(cls_cfg), cls_cfg, MaskConfig(tumour_threshold=0.0),
                         TilingConfig(tile=64, overlap=16))

@@ -86,3 +86,34 @@ def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.
         raise ValueError(f"expected (H, W, 3) or (N, H, W, 3) RGB, got {arr.shape}")
     t = torch.from_numpy(np.ascontiguousarray(arr)).to(device)
     return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+class FeatureMLP(nn.Module):
+    """(M, F) float32 per-cell features -> (M, n_outputs) logits: the features are standardised inside
+    with the training cells' mean and SD (buffers, saved with the weights), then ``layers`` hidden
+    layers of ``hidden`` units with ReLU and dropout."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, n_inputs: int, n_outputs: int = 1, hidden: int = 64, layers: int = 2,
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_inputs))
+        self.register_buffer("scale", torch.ones(n_inputs))
+        blocks: list[nn.Module] = []
+        width = n_inputs
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        self.mlp = nn.Sequential(*blocks, nn.Linear(width, n_outputs))
+        self.n_outputs = n_outputs
+
+    def standardise_on(self, features: torch.Tensor) -> None:
+        """Set the standardisation from (M, F) training cells (SD floored so constant columns stay 0)."""
+        self.mean.copy_(features.mean(dim=0))
+        if len(features) > 1:
+            self.scale.copy_(features.std(dim=0).clamp_min(1e-3))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp((features - self.mean) / self.scale)

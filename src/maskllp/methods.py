@@ -485,7 +485,7 @@ class CellFitting:
             raise InputError(None, f"{method.name} learns from the cells stage 1 finds: give --stage1 "
                                    "MODEL_DIR (oracle masks give no cell measurements)", "--methods")
         stage1 = source.model
-        width = 0 if stage1.classifier is None else stage1.classifier.head.in_features
+        width = stage1.trunk_width
         n_trunk = width if config.proportion.cells.trunk_features else 0
         threshold = stage1.mask.tumour_threshold
         bags = [make_bag(it.name, it.interval, source.cells(it.entry), it.entry, config, threshold, n_trunk)
@@ -562,8 +562,8 @@ class Method:
     def recipe(self, config: Config) -> Stage2Recipe:
         """The stage-2 network and loss of this method for ``config``'s scheme and loss settings."""
         scheme = config.intervals.build()
-        return Stage2Recipe(self.name, self.network_spec(len(scheme)),
-                            self.build_loss(scheme, config.proportion.loss))
+        spec = replace(self.network_spec(len(scheme)), input_channels=config.proportion.input_channels)
+        return Stage2Recipe(self.name, spec, self.build_loss(scheme, config.proportion.loss))
 
     def check(self, setup: FitSetup) -> None:
         """InputError, before any work, when ``setup`` lacks what fitting this method needs."""

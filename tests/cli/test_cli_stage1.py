@@ -117,7 +117,7 @@ def random_stage1(tmp_path):
 
     torch.manual_seed(0)
     det_cfg = DetectorConfig(base_channels=4, depth=3)
-    cls_cfg = ClassifierConfig(backbone="resnet18", feature_layer="layer1")
+    cls_cfg = ClassifierConfig(kind="cnn", backbone="resnet18", feature_layer="layer1")
     detector = DetectorModel(build_unet(det_cfg), det_cfg, 0.5, peak_threshold=-100.0, min_distance_um=4.0)
     model = Stage1Model(detector, build_classifier(cls_cfg), cls_cfg, tiling=TilingConfig(64, 32))
     return model.save(tmp_path / "random-stage1")

@@ -98,3 +98,23 @@ def test_positivity_scores_count_matched_stained_tumour_cells_only() -> None:
     assert (s.tp, s.fn, s.fp, s.tn) == (1, 1, 1, 1) and s.n == 4
     assert s.precision == 0.5 and s.recall == 0.5 and s.macro_f1 == 0.5
     assert (s + s).n == 8 and (s + s).macro_f1 == 0.5
+
+
+def test_errors_are_counted_per_true_subtype() -> None:
+    from maskllp.classes import CellClass
+    from maskllp.detection.cells import DetectedCells
+    from maskllp.evaluation.detection_metrics import EvaluationSettings, evaluate_cells, summarise
+
+    truth = np.array([[10.0, 10.0], [10.0, 30.0], [10.0, 50.0], [10.0, 70.0]])
+    classes = np.array([CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR, CellClass.NON_TUMOUR,
+                        CellClass.NON_TUMOUR], np.int8)
+    subtypes = ["tumour", "tumour", "lymphocyte", "macrophage"]
+    # detected: both tumour cells (one called non-tumour), the lymphocyte called tumour, the macrophage not
+    cells = DetectedCells(truth.copy(), np.ones(4, np.float32), np.array([0.9, 0.1, 0.8, 0.2], np.float32),
+                          None, (20, 80), 0.5)
+    core = evaluate_cells(cells, truth, classes, EvaluationSettings(2.0, 3.0), "c", subtypes)
+    errors = core.as_dict()["subtypes"]
+    assert errors == {"lymphocyte": {"n": 1, "called tumour": 1.0},
+                      "macrophage": {"n": 1, "called tumour": 0.0},
+                      "tumour": {"n": 2, "called non-tumour": 0.5}}
+    assert summarise([core, core])["subtypes"]["tumour"] == {"n": 4, "called non-tumour": 0.5}

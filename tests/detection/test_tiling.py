@@ -10,7 +10,7 @@ from maskllp.detection.tiling import tile_grid
 from maskllp.io.grid import ArrayImage, ModelGrid, read_model_window
 
 
-def _model(overlap: int, classifier: bool = True) -> Stage1Model:
+def _model(overlap: int, classifier: bool = True, kind: str = "cnn") -> Stage1Model:
     torch.manual_seed(0)
     cfg = DetectorConfig(base_channels=4, depth=3)
     net = build_unet(cfg)
@@ -19,7 +19,7 @@ def _model(overlap: int, classifier: bool = True) -> Stage1Model:
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     det = DetectorModel(net, cfg, mpp=0.5, peak_threshold=-1e9, min_distance_um=1.0)
-    cls_cfg = ClassifierConfig(backbone="resnet18", feature_layer="layer2")
+    cls_cfg = ClassifierConfig(kind=kind, backbone="resnet18", feature_layer="layer2")
     cls = build_classifier(cls_cfg) if classifier else None
     return Stage1Model(det, cls, cls_cfg, tiling=TilingConfig(tile=32, overlap=overlap))
 
@@ -29,11 +29,12 @@ def _sorted(cells):
     return cells.subset(order)
 
 
+@pytest.mark.parametrize("kind", ["cnn", "measurements"])
 @pytest.mark.parametrize("image_mpp", [0.5, 0.3])
-def test_tiled_equals_one_pass(image_mpp):
+def test_tiled_equals_one_pass(image_mpp, kind):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
-    model = _model(overlap=64)
+    model = _model(overlap=64, kind=kind)
     sizes = []
     heatmap = model.detector.heatmap
     model.detector.heatmap = lambda x: sizes.append(x.shape[-1]) or heatmap(x)  # type: ignore[method-assign]

@@ -13,15 +13,16 @@ from maskllp.io.grid import ArrayImage
 from maskllp.training.stage1 import TrainingImage, cell_labels, train_classifier, train_detector
 
 
-def _config(classes: str = "tumour") -> Config:
+def _config(classes: str = "tumour", kind: str = "cnn") -> Config:
     cfg = Config()
     cfg.trainer.accelerator = "cpu"
     cfg.trainer.devices = "1"
     cfg.trainer.progress_bar = False
     cfg.detector = DetectorConfig(base_channels=4, depth=3, crop=32, batch_size=2, steps_per_epoch=2,
                                   max_epochs=1, thresholds=[-100.0, 0.2], min_distance_um=[2.0, 3.0])
-    cfg.classifier = ClassifierConfig(backbone="resnet18", feature_layer="layer1", crop=32, batch_size=2,
-                                      steps_per_epoch=2, max_epochs=1, classes=classes)
+    cfg.classifier = ClassifierConfig(kind=kind, backbone="resnet18", feature_layer="layer1", crop=32,
+                                      batch_size=2, steps_per_epoch=2, max_epochs=1, classes=classes,
+                                      measurement_epochs=2, val_fraction=0.0)
     cfg.tiling = TilingConfig(tile=48, overlap=32)
     return cfg
 
@@ -36,9 +37,10 @@ def _images(make_core) -> list[TrainingImage]:
     return [TrainingImage(ArrayImage(img, 0.5), 0.5, yx, classes, name="core")]
 
 
+@pytest.mark.parametrize("kind", ["cnn", "measurements"])
 @pytest.mark.parametrize("classes", ["tumour", "three"])
-def test_two_steps_finite_loss_and_reload(tmp_path, classes, make_core):
-    cfg = _config(classes)
+def test_two_steps_finite_loss_and_reload(tmp_path, classes, kind, make_core):
+    cfg = _config(classes, kind)
     images = _images(make_core)
     detector = train_detector(images, cfg, tmp_path / "det")
     losses = _losses(tmp_path / "det")
@@ -122,7 +124,7 @@ def test_classifier_starts_from_a_local_weights_file(tmp_path):
     torch.manual_seed(1)
     reference = torchvision.models.resnet18(weights=None)
     save_file(reference.state_dict(), str(tmp_path / "r18.safetensors"))
-    cfg = ClassifierConfig(backbone="resnet18", feature_layer="layer2")
+    cfg = ClassifierConfig(kind="cnn", backbone="resnet18", feature_layer="layer2")
     net = build_classifier(cfg, tmp_path / "r18.safetensors")
     assert torch.equal(net.trunk[0].weight, reference.conv1.weight)
     assert torch.equal(net.trunk[5][0].conv1.weight, reference.layer2[0].conv1.weight)

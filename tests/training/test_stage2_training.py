@@ -73,3 +73,33 @@ def test_validation_split_is_stratified_and_seeded() -> None:
     # too few cores on the training side for every interval: random, not an error
     train, val = validation_split(np.array([0, 0, 1, 1, 2, 2, 3, 3]), 0.6, seed=0)
     assert len(val) == 5 and len(train) == 3
+
+
+def test_warmup_then_cosine_by_hand() -> None:
+    from maskllp.training.proportion import warmup_cosine
+
+    f = warmup_cosine(100, 0.1)  # 10 warm-up steps, then 90 of cosine
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("channels", ["rgb", "stain"])
+def test_schedule_and_stain_input_train(items, cpu_config, tmp_path, channels) -> None:
+    cpu_config.proportion.schedule = "cosine"
+    cpu_config.proportion.input_channels = channels
+    recipe = get_method("ours").recipe(cpu_config)
+    assert recipe.spec.input_channels == channels
+    model = train_proportion_model(items, recipe, cpu_config, tmp_path)
+    assert all(p.proportion is None or 0 <= p.proportion <= 1 for p in model.predict_items(items))
+    assert model.net.spec.input_channels == channels
+
+
+def test_stain_channels_make_glass_zero_and_separate_brown_from_blue() -> None:
+    from maskllp.proportion.network import stain_channels
+
+    white = torch.ones(1, 3, 2, 2)
+    assert torch.allclose(stain_channels(white), torch.zeros(1, 3, 2, 2), atol=1e-6)
+    brown = torch.tensor([150.0, 90.0, 40.0]).view(1, 3, 1, 1) / 255
+    blue = torch.tensor([90.0, 80.0, 170.0]).view(1, 3, 1, 1) / 255
+    assert stain_channels(brown)[0, 2] > stain_channels(blue)[0, 2]  # DAB
+    assert stain_channels(blue)[0, 0] > stain_channels(brown)[0, 0]  # hematoxylin

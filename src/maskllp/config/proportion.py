@@ -91,6 +91,14 @@ class ProportionConfig:
     """Side of the square with ``resize = "square"`` (the paper: 2048). A multiple of 32 (the
     ResNet's total stride)."""
     lr: float = 1e-4
+    schedule: Literal["constant", "cosine"] = "cosine"
+    """Learning rate over training: constant (the paper says no more than Adam at ``lr``) or a
+    linear warm-up over ``warmup_fraction`` of the steps, then a cosine decay to 0."""
+    warmup_fraction: float = 0.05
+    input_channels: Literal["rgb", "stain"] = "rgb"
+    """What the network sees: the RGB image (ImageNet-normalised), or its hematoxylin, eosin and DAB
+    optical densities (colour deconvolution), which separate the brown of DAB from the blue of the
+    counterstain whatever the scanner's colour balance."""
     batch_size: int = 16
     max_epochs: int = 100
     patience: int = 30
@@ -123,3 +131,5 @@ class ProportionConfig:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.batch_size < 1 or self.lr <= 0 or self.max_epochs < 1:
             raise ValueError("batch_size and max_epochs must be >= 1 and lr > 0")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")

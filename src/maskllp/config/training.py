@@ -13,7 +13,10 @@ class TrainerConfig:
     """``auto``, a count such as ``"4"``, or a list such as ``"0,1"``."""
     strategy: str = "auto"
     """``auto`` or ``ddp`` (multi-GPU data parallel), passed to ``lightning.Trainer``."""
-    precision: str = "32-true"
+    precision: str = "auto"
+    """``auto``: ``bf16-mixed`` where the hardware computes bf16 natively (a CUDA GPU with bf16, a CPU
+    with AVX-512 BF16 or AMX), else ``32-true``; or any Lightning precision (``32-true``,
+    ``bf16-mixed``, ``16-mixed``...)."""
     num_workers: int = 0
     seed: int = 0
     progress_bar: bool = True

@@ -8,7 +8,9 @@ the nucleus centre), the mean hematoxylin OD, the mean DAB OD and the 90th perce
 partial membrane is bright on part of its ring). And the *circumference* of the stain: two annuli
 (4-8 and 8-12 µm) are cut into 8 sectors and the sectors' mean DAB OD sorted from brightest to
 darkest, so a membrane stained all round (every sector bright) differs from the membrane of one
-stained neighbour touching a negative cell (one or two bright sectors), whatever the angle.
+stained neighbour touching a negative cell (one or two bright sectors), whatever the angle. The
+same sorted sectors of hematoxylin in the 2-6 µm annulus describe the nucleus's shape: a round
+nucleus fills every sector, a spindle one two opposite ones.
 Optical densities are log10 units (:mod:`maskllp.stains`), lengths microns, so the numbers mean the
 same at any pixel size.
 """
@@ -21,16 +23,19 @@ RING_EDGES_UM: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0)
 """Ring boundaries in microns (a tumour nucleus is ~4-6 µm in radius, its membrane at ~7-13 µm)."""
 STATISTICS = ("hematoxylin mean", "DAB mean", "DAB p90")
 SECTOR_ANNULI_UM: tuple[tuple[float, float], ...] = ((4.0, 8.0), (8.0, 12.0))
-"""Annuli cut into sectors to measure how much of a cell's circumference is stained."""
+"""Annuli cut into sectors to measure how much of a cell's circumference is stained with DAB."""
+NUCLEUS_ANNULUS_UM: tuple[float, float] = (2.0, 6.0)
+"""The annulus whose hematoxylin sectors describe the nucleus's shape."""
 N_SECTORS = 8
 MEASUREMENT_NAMES: tuple[str, ...] = tuple(
     f"{stat} {a:g}-{b:g} um" for a, b in zip(RING_EDGES_UM[:-1], RING_EDGES_UM[1:], strict=True)
     for stat in STATISTICS
 ) + tuple(
     f"DAB sector {k + 1}/{N_SECTORS} {a:g}-{b:g} um" for a, b in SECTOR_ANNULI_UM for k in range(N_SECTORS)
-)
-"""Names of the columns of :func:`stain_measurements`: ring by ring, then each annulus's sectors from
-the brightest (``1/8``) to the darkest (``8/8``)."""
+) + tuple(f"hematoxylin sector {k + 1}/{N_SECTORS} {NUCLEUS_ANNULUS_UM[0]:g}-{NUCLEUS_ANNULUS_UM[1]:g} um"
+          for k in range(N_SECTORS))
+"""Names of the columns of :func:`stain_measurements`: ring by ring, then each DAB annulus's sectors
+from the brightest (``1/8``) to the darkest (``8/8``), then the hematoxylin sectors."""
 CONTEXT_UM = RING_EDGES_UM[-1]
 """How far from a cell centre the measurements look."""
 
@@ -85,7 +90,8 @@ def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> 
     dab = np.ascontiguousarray(stains[..., 2], np.float32)
     centres = np.rint(yx).astype(np.int64)
     rings = ring_offsets(px_per_um)
-    sectors = [sector_offsets(px_per_um, a, b) for a, b in SECTOR_ANNULI_UM]
+    sectors = [(dab, *sector_offsets(px_per_um, a, b)) for a, b in SECTOR_ANNULI_UM]
+    sectors.append((hema, *sector_offsets(px_per_um, *NUCLEUS_ANNULUS_UM)))
     first_sector = len(rings) * len(STATISTICS)
 
     def gather(image: np.ndarray, c: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -102,9 +108,9 @@ def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> 
             out[rows, col] = hv.mean(axis=1)
             out[rows, col + 1] = dv.mean(axis=1)
             out[rows, col + 2] = np.quantile(dv, 0.9, axis=1)
-        for k, (offsets, sector) in enumerate(sectors):
+        for k, (image, offsets, sector) in enumerate(sectors):
             one_hot = np.eye(N_SECTORS, dtype=np.float32)[sector]
-            means = gather(dab, c, offsets) @ one_hot / np.maximum(one_hot.sum(axis=0), 1.0)
+            means = gather(image, c, offsets) @ one_hot / np.maximum(one_hot.sum(axis=0), 1.0)
             col = first_sector + k * N_SECTORS
             out[rows, col: col + N_SECTORS] = -np.sort(-means, axis=1)
     return out

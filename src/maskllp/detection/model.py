@@ -25,6 +25,7 @@ import torch
 from maskllp.backbones import rgb_to_tensor
 from maskllp.config import section_from_mapping, to_mapping
 from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.detection.cell_classifier import MeasurementClassifier, MeasurementClassifierSpec
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.classifier import (
     THREE_CLASSES,
@@ -66,7 +67,14 @@ def build_unet(cfg: DetectorConfig) -> UNet:
     return UNet(3, 1, cfg.base_channels, cfg.depth)
 
 
-def build_classifier(cfg: ClassifierConfig, weights_path: str | Path | None = None) -> CellClassifier:
+Classifier = CellClassifier | MeasurementClassifier
+"""A stage-1 tumour classifier: the paper's CNN, or the measurement classifier."""
+
+
+def build_classifier(cfg: ClassifierConfig, weights_path: str | Path | None = None) -> Classifier:
+    """The classifier ``cfg`` asks for (``weights_path``: ImageNet weights of the CNN's trunk)."""
+    if cfg.kind == "measurements":
+        return MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout))
     n_outputs = 1 if cfg.classes == "tumour" else len(THREE_CLASSES)
     return CellClassifier(cfg.backbone, cfg.feature_layer, n_outputs, weights_path)
 
@@ -123,7 +131,7 @@ class Stage1Model:
     """Detector h, optional classifier g, and the mask / tiling settings."""
 
     detector: DetectorModel
-    classifier: CellClassifier | None = None
+    classifier: Classifier | None = None
     classifier_config: ClassifierConfig | None = None
     mask: MaskConfig = field(default_factory=MaskConfig)
     tiling: TilingConfig = field(default_factory=TilingConfig)
@@ -148,7 +156,8 @@ class Stage1Model:
                                      dict(folder.thresholds.get("validation", {})))
             classifier = cls_cfg = None
             if folder.kind == STAGE1_KIND:
-                cls_cfg = section_from_mapping(ClassifierConfig, cfg["classifier"], src)
+                # folders of maskllp 0.1 hold the paper's CNN and name no kind
+                cls_cfg = section_from_mapping(ClassifierConfig, {"kind": "cnn", **cfg["classifier"]}, src)
                 classifier = build_classifier(cls_cfg)
                 classifier.load_state_dict(folder.weights["classifier"])
             saved_mask = section_from_mapping(MaskConfig, cfg.get("mask", {}), src)
@@ -187,7 +196,13 @@ class Stage1Model:
     # ------------------------------------------------------------------------------ inference
     @property
     def stride(self) -> int:
-        return max(self.detector.net.stride, self.classifier.stride if self.classifier else 1)
+        cnn = self.classifier if isinstance(self.classifier, CellClassifier) else None
+        return max(self.detector.net.stride, cnn.stride if cnn is not None else 1)
+
+    @property
+    def trunk_width(self) -> int:
+        """Width of the CNN trunk's feature vector at a cell (0 without a CNN classifier)."""
+        return self.classifier.head.in_features if isinstance(self.classifier, CellClassifier) else 0
 
     @property
     def margin(self) -> int:
@@ -215,11 +230,14 @@ class Stage1Model:
 
         ``region`` limits detection to part of the model grid; ``tile`` overrides the tile side.
         ``measure``: also each cell's stain measurements (:mod:`maskllp.detection.measurements`, on
-        the model grid) and the classifier trunk's feature vector at it.
+        the model grid) and the CNN classifier trunk's feature vector at it (the measurement
+        classifier always measures).
         """
         size = self.pixel_size(image, mpp)
         grid = ModelGrid.for_image(image.shape, size, self.detector.mpp)
         det = self.detector
+        cnn = self.classifier if isinstance(self.classifier, CellClassifier) else None
+        measure = measure or isinstance(self.classifier, MeasurementClassifier)
         yx_parts, peak_parts, prob_parts = [], [], []
         measured: list[np.ndarray] = []
         trunk: list[np.ndarray] = []
@@ -231,7 +249,7 @@ class Stage1Model:
                 continue
             yx_parts.append(yx + np.asarray(tile_.window_origin, np.float64))
             peak_parts.append(scores)
-            if self.classifier is not None:
+            if cnn is not None:
                 probs, features = self._classify(x, yx, with_features=measure)
                 prob_parts.append(probs)
                 if features is not None:
@@ -239,24 +257,29 @@ class Stage1Model:
             if measure:
                 stains = stain_densities(window, np.float32)
                 measured.append(stain_measurements(stains, yx, 1.0 / self.detector.mpp))
+        measurements = (np.concatenate(measured) if measured
+                        else np.zeros((0, len(MEASUREMENT_NAMES)), np.float32)) if measure else None
+        if isinstance(self.classifier, MeasurementClassifier):
+            assert measurements is not None
+            yx0 = grid.to_level0(np.concatenate(yx_parts)) if yx_parts else np.zeros((0, 2))
+            logits = self.classifier.logits(measurements, yx0, size)
+            prob_parts = [class_probabilities(logits).float().cpu().numpy()]
         cells = self._cells(grid, size, yx_parts, peak_parts, prob_parts)
-        if measure:
-            cells.measurements = (np.concatenate(measured) if measured
-                                  else np.zeros((0, len(MEASUREMENT_NAMES)), np.float32))
-            if self.classifier is not None:
-                width = self.classifier.head.in_features
-                cells.trunk_features = np.concatenate(trunk) if trunk else np.zeros((0, width), np.float16)
+        cells.measurements = measurements
+        if measure and cnn is not None:
+            cells.trunk_features = (np.concatenate(trunk) if trunk
+                                    else np.zeros((0, self.trunk_width), np.float16))
         return cells
 
     def _classify(self, x: torch.Tensor, yx: np.ndarray, with_features: bool = False
                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """Class probabilities (N, 1) or (N, 3) float32 of cells at window coordinates ``yx``, and
         with ``with_features`` the trunk's (N, C) float16 feature vectors there."""
-        assert self.classifier is not None
-        self.classifier.eval()
+        net = self.classifier
+        assert isinstance(net, CellClassifier)
+        net.eval()
         points = torch.zeros((len(yx), 3), dtype=torch.float32, device=self.device)
         points[:, 1:] = torch.as_tensor(yx, dtype=torch.float32, device=self.device)
-        net = self.classifier
         features = sample_features(net.feature_map(x), points, (x.shape[-2], x.shape[-1]))
         probs = class_probabilities(net.head(features)).float().cpu().numpy()
         return probs, (features.to(torch.float16).cpu().numpy() if with_features else None)

@@ -6,6 +6,7 @@ Undefined values (precision with no detection, Dice of two empty masks...) are N
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -244,24 +245,41 @@ class CoreEvaluation:
     mask_dice: float | None
     matched_pred: np.ndarray
     matched_true: np.ndarray
+    subtypes: dict[str, tuple[int, int]] | None = None
+    """True subtype -> (matched cells, of which called tumour), when the truth names subtypes."""
 
     def as_dict(self) -> dict:
         out = {"name": self.name, "detection": self.detection.as_dict(), "tumour": self.tumour.as_dict(),
                "mask_dice": self.mask_dice}
         if self.three_class is not None:
             out["three_class"] = self.three_class.as_dict()
+        if self.subtypes is not None:
+            out["subtypes"] = subtype_errors(self.subtypes)
         return out
 
 
+def subtype_errors(counts: dict[str, tuple[int, int]]) -> dict[str, dict[str, float | int | None]]:
+    """Per true subtype: matched cells and the error stage 1 makes on them (a tumour cell called
+    non-tumour; any other cell called tumour): ``{"lymphocyte": {"n": 332, "called tumour": 0.61}}``."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for name, (n, tumour) in sorted(counts.items()):
+        if name == "tumour":
+            out[name] = {"n": n, "called non-tumour": _ratio(n - tumour, n)}
+        else:
+            out[name] = {"n": n, "called tumour": _ratio(tumour, n)}
+    return out
+
+
 def evaluate_cells(cells, truth_yx: np.ndarray, truth_classes: np.ndarray, settings: EvaluationSettings,
-                   name: str = "") -> CoreEvaluation:
+                   name: str = "", truth_subtypes: Sequence[str] | None = None) -> CoreEvaluation:
     """Compare ``cells`` (``maskllp.detection.cells.DetectedCells``) with the true cells of one core.
 
     truth_yx: (M, 2) level-0 coordinates; truth_classes: (M,) CellClass values. Detection: one-to-one
     matching within the radius. Tumour classification: tumour vs non-tumour on matched cells.
     Three-class (when the cells carry three-class probabilities): on matched cells whose true stain
     is known, macro F1. Mask Dice: M of the detections against M of the true tumour cells (same
-    alpha and resolution).
+    alpha and resolution). ``truth_subtypes`` (M,) names what each true cell is (``tumour``,
+    ``lymphocyte``...): the errors are then counted per subtype.
     """
     s = settings
     p, t = match_points(cells.yx, truth_yx, s.radius_px)
@@ -278,7 +296,12 @@ def evaluate_cells(cells, truth_yx: np.ndarray, truth_classes: np.ndarray, setti
     pred_mask = tumour_mask(cells.yx, cells.is_tumour(s.threshold), cells.shape, s.alpha_px, s.downsample)
     true_mask = tumour_mask(truth_yx, _tumour_code(truth_classes) == 1, cells.shape, s.alpha_px, s.downsample)
     dice = mask_dice(pred_mask, true_mask)
-    return CoreEvaluation(name, det, tumour, three, dice, pred_tumour, true_tumour)
+    subtypes = None
+    if truth_subtypes is not None:
+        names = np.asarray(truth_subtypes, dtype=object)[t]
+        subtypes = {str(s): (int(np.sum(names == s)), int(pred_tumour[names == s].sum()))
+                    for s in np.unique(names)}
+    return CoreEvaluation(name, det, tumour, three, dice, pred_tumour, true_tumour, subtypes)
 
 
 def summarise(cores: list[CoreEvaluation]) -> dict:
@@ -288,9 +311,17 @@ def summarise(cores: list[CoreEvaluation]) -> dict:
     pred = np.concatenate([c.matched_pred for c in cores]) if cores else np.zeros(0, np.int64)
     true = np.concatenate([c.matched_true for c in cores]) if cores else np.zeros(0, np.int64)
     dices = [c.mask_dice for c in cores if c.mask_dice is not None]
-    return {"cores": len(cores), "detection": det.as_dict(),
-            "tumour": classification_scores(pred, true, positive=1).as_dict(),
-            "mask_dice_mean": float(np.mean(dices)) if dices else None}
+    out = {"cores": len(cores), "detection": det.as_dict(),
+           "tumour": classification_scores(pred, true, positive=1).as_dict(),
+           "mask_dice_mean": float(np.mean(dices)) if dices else None}
+    if cores and all(c.subtypes is not None for c in cores):
+        pooled: dict[str, tuple[int, int]] = {}
+        for c in cores:
+            for name, (n, tumour) in (c.subtypes or {}).items():
+                a, b = pooled.get(name, (0, 0))
+                pooled[name] = (a + n, b + tumour)
+        out["subtypes"] = subtype_errors(pooled)
+    return out
 
 
 def format_score(value: float | None) -> str:
@@ -303,4 +334,7 @@ def summary_line(overall: dict) -> str:
     det, tum, f = overall["detection"], overall["tumour"], format_score
     return (f"{overall['cores']} cores: detection precision {f(det['precision'])}, recall "
             f"{f(det['recall'])}, F1 {f(det['f1'])}; tumour accuracy {f(tum['accuracy'])}, "
-            f"F1 {f(tum['f1'])} ({tum['n']} matched cells); mask Dice {f(overall['mask_dice_mean'])}")
+            f"F1 {f(tum['f1'])} ({tum['n']} matched cells); mask Dice {f(overall['mask_dice_mean'])}"
+            + "".join(f"; {name} {what} {f(v[what])} (n {v['n']})"
+                      for name, v in overall.get("subtypes", {}).items()
+                      for what in ("called tumour", "called non-tumour") if what in v))

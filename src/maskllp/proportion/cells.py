@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
+from maskllp.backbones import FeatureMLP
 from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme
 from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
@@ -54,32 +54,16 @@ class CellNetSpec:
         return self.n_measurements + self.n_trunk
 
 
-class CellPositivityNet(nn.Module):
-    """(M, F) float32 cell features -> (M,) logits of p(positive); features are standardised inside
-    with the training cells' mean and SD (buffers, saved with the weights)."""
-
-    mean: torch.Tensor
-    scale: torch.Tensor
+class CellPositivityNet(FeatureMLP):
+    """(M, F) float32 cell features -> (M,) logits of p(positive) (standardised inside, two hidden
+    layers)."""
 
     def __init__(self, spec: CellNetSpec) -> None:
-        super().__init__()
+        super().__init__(spec.n_inputs, 1, spec.hidden, 2, spec.dropout)
         self.spec = spec
-        self.register_buffer("mean", torch.zeros(spec.n_inputs))
-        self.register_buffer("scale", torch.ones(spec.n_inputs))
-        self.mlp = nn.Sequential(
-            nn.Linear(spec.n_inputs, spec.hidden), nn.ReLU(), nn.Dropout(spec.dropout),
-            nn.Linear(spec.hidden, spec.hidden), nn.ReLU(), nn.Dropout(spec.dropout),
-            nn.Linear(spec.hidden, 1),
-        )
-
-    def standardise_on(self, features: torch.Tensor) -> None:
-        """Set the standardisation from (M, F) training cells (SD floored so constant columns stay 0)."""
-        self.mean.copy_(features.mean(dim=0))
-        if len(features) > 1:
-            self.scale.copy_(features.std(dim=0).clamp_min(1e-3))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.mlp((features - self.mean) / self.scale)[:, 0]
+        return super().forward(features)[:, 0]
 
 
 def bag_means(p: torch.Tensor, bag: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from maskllp.backbones import normalise_rgb, resnet
 from maskllp.proportion.masked import mask_to_grid, masked_sums, proportion_from_sums
+from maskllp.stains import HED_FROM_RGB
 
 HeadKind = Literal["maps", "class", "ordinal"]
 MAP_STRIDE = 8
@@ -45,19 +46,35 @@ class NetworkSpec:
     masked: bool = True
     """Map head: sum the maps over the tumour mask; False ("w/o mask" methods): M = 1 over the
     core's extent, whatever mask is given."""
+    input_channels: Literal["rgb", "stain"] = "rgb"
+    """``rgb``: the image, ImageNet-normalised; ``stain``: its H, E, DAB optical densities."""
+
+
+STAIN_SCALE = 0.5
+"""Stain densities (log10 OD) are divided by this before the network (tissue ODs are ~0-1.5)."""
+
+
+def stain_channels(image: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) hematoxylin, eosin, DAB optical densities
+    (:mod:`maskllp.stains`) divided by :data:`STAIN_SCALE`; white glass is 0."""
+    od = -torch.log10(image.clamp_min(1.0 / 255.0))
+    matrix = torch.as_tensor(HED_FROM_RGB, dtype=image.dtype, device=image.device)
+    return torch.einsum("nchw,cs->nshw", od, matrix) / STAIN_SCALE
 
 
 class ResNetTrunk(nn.Module):
     """ResNet-18 stem and layers 1-4; returns the layer 2, 3, 4 features (strides 8, 16, 32)."""
 
-    def __init__(self, weights_path: str | Path | None = None) -> None:
+    def __init__(self, weights_path: str | Path | None = None, input_channels: str = "rgb") -> None:
         super().__init__()
         r = resnet("resnet18", weights_path)
         self.stem = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = r.layer1, r.layer2, r.layer3, r.layer4
+        self.input_channels = input_channels
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.layer1(self.stem(normalise_rgb(image)))
+        x = stain_channels(image) if self.input_channels == "stain" else normalise_rgb(image)
+        x = self.layer1(self.stem(x))
         c2 = self.layer2(x)
         c3 = self.layer3(c2)
         return c2, c3, self.layer4(c3)
@@ -133,7 +150,7 @@ class ProportionNet(nn.Module):
         if spec.head == "maps" and spec.n_outputs != 2:
             raise ValueError("the map head has two outputs (F_p, F_n)")
         self.spec = spec
-        self.trunk = ResNetTrunk(weights_path)
+        self.trunk = ResNetTrunk(weights_path, spec.input_channels)
         self.head: nn.Module = MapHead(spec.width) if spec.head == "maps" else PooledHead(spec.n_outputs)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, extent: torch.Tensor | None = None

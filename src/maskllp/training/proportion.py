@@ -18,7 +18,10 @@ proportion loss: they are left out of training and validation, with a warning th
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -41,12 +44,15 @@ log = logging.getLogger("maskllp")
 class ProportionModule(L.LightningModule):
     """A stage-2 network and its method's loss; logs ``train_loss``, ``val_loss`` and ``val_mf1``."""
 
-    def __init__(self, net: ProportionNet, loss: nn.Module, scheme: IntervalScheme, lr: float) -> None:
+    def __init__(self, net: ProportionNet, loss: nn.Module, scheme: IntervalScheme, lr: float,
+                 schedule: str = "constant", warmup_fraction: float = 0.0) -> None:
         super().__init__()
         self.net = net
         self.loss = loss
         self.scheme = scheme
         self.lr = lr
+        self.schedule = schedule
+        self.warmup_fraction = warmup_fraction
         self._val_true: list[torch.Tensor] = []
         self._val_pred: list[torch.Tensor] = []
 
@@ -79,8 +85,27 @@ class ProportionModule(L.LightningModule):
         mf1 = interval_metrics(true.cpu().numpy(), pred.cpu().numpy(), len(self.scheme)).mf1
         self.log("val_mf1", mf1, prog_bar=True, sync_dist=True)  # equal on every rank (gathered)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.parameters(), lr=self.lr)
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        if self.schedule == "constant":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, self.warmup_fraction))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """The learning-rate factor at each step: linear from 1/w to 1 over the first w = warmup_fraction
+    * total steps, then a cosine from 1 down to 0 at ``total_steps``."""
+    warm = max(1, int(round(total_steps * warmup_fraction)))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 class ProportionDataModule(L.LightningDataModule):
@@ -154,7 +179,7 @@ def train_proportion_model(
                                           config.trainer.seed)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     net = ProportionNet(recipe.spec, pc.pretrained_weights)
-    module = ProportionModule(net, recipe.loss, scheme, pc.lr)
+    module = ProportionModule(net, recipe.loss, scheme, pc.lr, pc.schedule, pc.warmup_fraction)
     data = ProportionDataModule([kept[i] for i in train_idx], [kept[i] for i in val_idx],
                                 pc.batch_size, pc.augment, config.trainer.num_workers)
     trainer, best = build_trainer(

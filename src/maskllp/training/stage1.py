@@ -29,6 +29,7 @@ import numpy as np
 import shapely
 import torch
 from torch import nn
+from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import DataLoader, Dataset
 
 from maskllp.backbones import rgb_to_tensor
@@ -36,6 +37,11 @@ from maskllp.classes import CellClass, RegionClass
 from maskllp.config import Config, save_config
 from maskllp.config.detection import ClassifierConfig, DetectorConfig
 from maskllp.detection.augment import Dihedral, stain_jitter
+from maskllp.detection.cell_classifier import (
+    MeasurementClassifier,
+    MeasurementClassifierSpec,
+    classifier_features,
+)
 from maskllp.detection.classifier import CellClassLoss, class_probabilities
 from maskllp.detection.heatmap import centre_heatmap
 from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet, image_mpp
@@ -547,7 +553,13 @@ def _classifier_items(images: list[TrainingImage], detector: Stage1Model, config
 
 def train_classifier(images: list[TrainingImage], detector: DetectorModel, config: Config,
                      work_dir: Path) -> Stage1Model:
-    """Train g on the detected cells of ``images`` that annotations label; return the stage-1 model."""
+    """Train g on the detected cells of ``images`` that annotations label; return the stage-1 model.
+
+    ``classifier.kind`` says which: the measurement classifier (:func:`train_measurement_classifier`)
+    or the paper's CNN (crops around the labelled cells).
+    """
+    if config.classifier.kind == "measurements":
+        return train_measurement_classifier(images, detector, config, work_dir)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     items = _classifier_items(images, Stage1Model(detector, tiling=config.tiling), config)
     module = ClassifierModule(config.classifier)
@@ -565,6 +577,102 @@ def train_classifier(images: list[TrainingImage], detector: DetectorModel, confi
     scores = classifier_scores(model.classifier, val) if val is not None and len(val) and is_global_zero() \
         else None
     model.classifier_validation = {"labelled_train_cells": int(len(train.pool)),
+                                   **({"on": "validation bands", **scores.as_dict()} if scores else {})}
+    return model
+
+
+# =============================================================================== measurement classifier
+class MeasuredCellsModule(L.LightningModule):
+    """The measurement classifier on labelled cells: class-weighted BCE (or cross-entropy), AdamW."""
+
+    def __init__(self, net: MeasurementClassifier, class_weights: torch.Tensor, lr: float,
+                 weight_decay: float) -> None:
+        super().__init__()
+        self.net, self.lr, self.weight_decay = net, lr, weight_decay
+        self.register_buffer("class_weights", class_weights)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        w = self.class_weights[y]
+        if logits.shape[1] == 1:
+            per_cell = F.binary_cross_entropy_with_logits(logits[:, 0], y.to(logits.dtype), reduction="none")
+        else:
+            per_cell = F.cross_entropy(logits, y, reduction="none")
+        return (w * per_cell).sum() / w.sum()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(*batch)
+        self.log("train_loss", loss, batch_size=len(batch[1]))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val_loss", self._loss(*batch), batch_size=len(batch[1]), sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel, config: Config
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features (M, F), labels (M,) int64 and validation flags (M,) bool of the detected cells that
+    annotations label (the bottom band of each core, ``classifier.val_fraction`` of its rows, is
+    validation)."""
+    cfg = config.classifier
+    finder = Stage1Model(detector, tiling=config.tiling)
+    readers = _Readers()
+    xs, ys, vals = [], [], []
+    for im in images:
+        reader = readers.get(im)
+        cells = finder.detect(reader, mpp=im.mpp, measure=True)
+        labels = cell_labels(cells.yx, im, cfg.classes, config.detector.match_radius_um / im.mpp)
+        keep = labels >= 0
+        log.info("%s: %d cells detected, %d labelled", im.name, len(cells), int(keep.sum()))
+        if not keep.any():
+            continue
+        assert cells.measurements is not None
+        features = classifier_features(cells.measurements, cells.yx, im.mpp, cfg.classes)
+        grid = ModelGrid.for_image(reader.shape, im.mpp, detector.mpp)
+        split = BandSplit.of(grid, cfg.val_fraction)
+        xs.append(features[keep])
+        ys.append(labels[keep])
+        vals.append(~split.in_train(grid.from_level0(cells.yx[keep])))
+    if not xs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(vals)
+
+
+def train_measurement_classifier(images: list[TrainingImage], detector: DetectorModel, config: Config,
+                                 work_dir: Path) -> Stage1Model:
+    """Train the measurement classifier (:mod:`maskllp.detection.cell_classifier`) on the detected
+    cells of ``images`` that annotations label; classes weigh equally when ``classifier.balance``."""
+    cfg = config.classifier
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    x, y, val = measured_labelled_cells(images, detector, config)
+    if not (~val).any():
+        raise InputError(None, "no detected cell of the training area matches an annotated point or lies "
+                               "in an annotated region: nothing to train the classifier on")
+    net = MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout))
+    net.standardise_on(torch.from_numpy(x[~val]))
+    counts = np.bincount(y[~val], minlength=net.spec.n_outputs if net.spec.n_outputs > 1 else 2)
+    weights = (counts.sum() / np.maximum(counts, 1) / len(counts)) if cfg.balance else np.ones(len(counts))
+    module = MeasuredCellsModule(net, torch.as_tensor(weights, dtype=torch.float32), cfg.measurement_lr,
+                                 cfg.weight_decay)
+    train = torch.utils.data.TensorDataset(torch.from_numpy(x[~val]), torch.from_numpy(y[~val]))
+    valid = torch.utils.data.TensorDataset(torch.from_numpy(x[val]), torch.from_numpy(y[val]))
+    has_val = bool(val.any())
+    trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=cfg.measurement_epochs,
+                               patience=cfg.patience, has_validation=has_val, progress_bar=False)
+    trainer.fit(module, DataLoader(train, batch_size=256, shuffle=True),
+                DataLoader(valid, batch_size=4096) if has_val else None)
+    net = module.net.cpu().eval()
+    model = Stage1Model(detector, net, cfg, config.mask, config.tiling)
+    scores = None
+    if has_val and is_global_zero():
+        with torch.no_grad():
+            probs = class_probabilities(net(torch.from_numpy(x[val])))
+        pred = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
+        scores = classification_scores(pred.numpy(), y[val], 1 if probs.shape[1] == 1 else None)
+    model.classifier_validation = {"labelled_train_cells": int((~val).sum()),
                                    **({"on": "validation bands", **scores.as_dict()} if scores else {})}
     return model
 

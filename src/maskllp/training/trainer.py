@@ -100,6 +100,22 @@ def single_device(cfg: TrainerConfig) -> TrainerConfig:
     return cfg
 
 
+def bf16_native(accelerator: str) -> bool:
+    """Whether the device training will run on computes bf16 natively (else bf16 is emulated and
+    slower than fp32)."""
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if gpu:
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(cfg: TrainerConfig) -> str:
+    """``cfg.precision``, with ``auto`` resolved (:func:`bf16_native`)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16-mixed" if bf16_native(cfg.accelerator) else "32-true"
+
+
 def build_trainer(
     cfg: TrainerConfig,
     out_dir: Path,
@@ -140,7 +156,7 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=parse_devices(cfg.devices),
         strategy=cfg.strategy,
-        precision=cfg.precision,
+        precision=resolve_precision(cfg),
         max_epochs=max_epochs,
         max_steps=max_steps,
         callbacks=callbacks,

@@ -20,22 +20,24 @@ from maskllp.evaluation.detection_metrics import EvaluationSettings, evaluate_ce
 from maskllp.io.annotations import read_annotations
 from maskllp.io.images import open_image
 from maskllp.io.manifest import CohortEntry, read_cohort
+from maskllp.synth.cells import SUBTYPE_NAMES, Subtype
 from maskllp.synth.truth import CoreTruth, read_truth, read_truth_cells
 
 
 def _truth_of(entry: CohortEntry, truth: dict[str, CoreTruth] | None, mapping: ClassMapping
-              ) -> tuple[np.ndarray, np.ndarray] | None:
-    """True cells of a cohort entry: the synthetic truth's cells file, else the entry's points."""
+              ) -> tuple[np.ndarray, np.ndarray, list[str] | None] | None:
+    """True cells of a cohort entry (yx, classes, subtype names): the synthetic truth's cells file,
+    else the entry's points (no subtypes)."""
     if truth is not None:
         core = truth.get(entry.image.name)
         if core is None:
             return None
         cells = read_truth_cells(core.cells_path)
-        return cells.yx, cells.classes
+        return cells.yx, cells.classes, [SUBTYPE_NAMES[Subtype(int(s))] for s in cells.subtypes]
     if entry.points is None:
         return None
     points = read_annotations(entry.points, mapping).points
-    return points.yx, points.classes
+    return points.yx, points.classes, None
 
 
 def evaluate_detection(model_dir: Path, cohort_path: Path, config: Config, truth_path: Path | None = None,
@@ -62,7 +64,8 @@ def evaluate_detection(model_dir: Path, cohort_path: Path, config: Config, truth
             cells = model.detect(reader, mpp=mpp)
         settings = EvaluationSettings(config.detector.match_radius_um / mpp, model.mask.alpha_um / mpp,
                                       model.mask.tumour_threshold, config.mask.downsample)
-        cores.append(evaluate_cells(cells, *true_cells, settings, entry.image.name))
+        yx, classes, subtypes = true_cells
+        cores.append(evaluate_cells(cells, yx, classes, settings, entry.image.name, subtypes))
     return {"model": str(model_dir), "cohort": str(cohort_path), "config": to_mapping(config),
             "truth": str(truth_path) if truth_path else "point annotations",
             "match_radius_um": config.detector.match_radius_um, "alpha_um": model.mask.alpha_um,
