@@ -142,6 +142,11 @@ def test_refuses_a_non_empty_folder_and_leaves_nothing_half_written(tmp_path):
     with pytest.raises(InputError, match="not empty"):
         generate_cohort(out, 1, small())
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    generate_cohort(out, 1, small(), overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "cohort.csv").is_file()
+    with pytest.raises(InputError, match="did not write"):  # --overwrite never deletes a user's files
+        generate_cohort(out, 1, small(), overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    generate_cohort(tmp_path / "new", 1, small())
+    (tmp_path / "new" / "keep.txt").write_text("x")
+    generate_cohort(tmp_path / "new", 1, small(), overwrite=True)  # a cohort maskllp wrote is replaced
+    assert not (tmp_path / "new" / "keep.txt").exists() and (tmp_path / "new" / "cohort.csv").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind

@@ -54,7 +54,8 @@ def test_two_steps_finite_loss_and_reload(tmp_path, classes, kind, make_core):
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
 
     folder = model.save(tmp_path / "stage1")
-    assert {p.name for p in folder.iterdir()} == {"config.json", "weights.safetensors", "thresholds.json"}
+    assert {p.name for p in folder.iterdir()} == {"config.json", "weights.safetensors", "thresholds.json",
+                                                  ".maskllp-output"}
     again = Stage1Model.load(folder)
     image = ArrayImage(images[0].source.rgb, 0.5)
     a, b = model.detect(image), again.detect(image)

@@ -146,10 +146,16 @@ def test_overwrite_never_clears_a_folder_holding_the_inputs(cohort_csv, cv_confi
 
 
 def test_overwrite_starts_from_a_clean_run_folder(cohort_csv, cv_config, tmp_path) -> None:
+    from maskllp.io.atomic import OUTPUT_MARKER
+
     out = tmp_path / "run"
     out.mkdir()
     (out / "stale.txt").write_text("old run")
     req = CrossValidationRequest(cohort_csv, parse_methods("class"), out, overwrite=True)
+    with pytest.raises(InputError, match="did not write"):  # not a maskllp run folder: kept
+        run_cross_validation(req, cv_config, echo=lambda s: None)
+    assert (out / "stale.txt").read_text() == "old run"
+    (out / OUTPUT_MARKER).write_text("")  # an earlier maskllp run's folder is replaced
     run_cross_validation(req, cv_config, echo=lambda s: None)
     assert not (out / "stale.txt").exists() and (out / "table.txt").is_file()
 

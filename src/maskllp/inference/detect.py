@@ -97,7 +97,7 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
                                         "tumour classifier (maskllp train tumour-classifier)")
     default = config.detector.default_mpp or model.detector.config.default_mpp
     results = []
-    with staged_directory(run.out_dir, run.overwrite) as stage:
+    with staged_directory(run.out_dir, run.overwrite, [run.model_dir, *run.images]) as stage:
         for path, stem in zip(run.images, image_stems(run.images), strict=True):
             with open_image(path, run.mpp) as reader:
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path))

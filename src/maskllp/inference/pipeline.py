@@ -154,7 +154,8 @@ def predict_cores(run: PredictRun, config: Config,
     cores = _cores_of(run, config)
     predictor = Predictor.load(run.model_dir, run.device, run.stage1_dir, config.intervals.build())
     results: list[PredictionRow] = []
-    with staged_directory(run.out_dir, run.overwrite) as stage:
+    inputs = [run.model_dir, run.stage1_dir, *run.inputs, *(c.path for c in cores)]
+    with staged_directory(run.out_dir, run.overwrite, inputs) as stage:
         for i, core in enumerate(cores):
             result, estimate, cells = predictor.predict(core.path, core.mpp, core.name, run.figures)
             result.label, result.patient, result.truth = core.label, core.patient, core.truth

@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from maskllp.errors import InputError
@@ -48,32 +48,125 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def check_output_dir(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an existing non-empty output folder unless ``overwrite``; return ``path``."""
+OUTPUT_MARKER = ".maskllp-output"
+"""Written into every folder maskllp creates; ``--overwrite`` replaces only folders that hold it."""
+
+
+def _is_under(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_output_dir(path: str | os.PathLike[str], overwrite: bool,
+                     inputs: Sequence[str | os.PathLike[str] | None] = ()) -> Path:
+    """The rules every ``--out`` follows; returns ``path``. InputError (one line) when:
+
+    * ``path`` exists and is not a folder;
+    * it is the current folder, one of its parents, the home folder or the root;
+    * it is one of ``inputs`` or holds one (``--out`` onto the images or the model would delete them);
+    * it is a non-empty folder and not ``overwrite``;
+    * with ``overwrite``, it is a non-empty folder maskllp did not write (no :data:`OUTPUT_MARKER`):
+      maskllp never deletes files it did not write.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(path, "output path exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise InputError(path, "output folder exists and is not empty (use --overwrite)")
+    resolved = path.resolve()
+    special = (Path.home().resolve(), Path(resolved.anchor))
+    if _is_under(Path.cwd().resolve(), resolved) or resolved in special:
+        raise InputError(path, "is the current folder, one of its parents, the home folder or the root: "
+                               "choose a new folder for the outputs", "--out")
+    for given in inputs:
+        if given is not None and _is_under(Path(given).resolve(), resolved):
+            raise InputError(path, f"holds {given}, an input of this run: choose another --out", "--out")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise InputError(path, "output folder exists and is not empty (use --overwrite)")
+        if not (path / OUTPUT_MARKER).is_file():
+            raise InputError(path, "holds files maskllp did not write: --overwrite replaces only maskllp's "
+                                   "own output folders; choose another --out (or empty it yourself)", "--out")
     return path
 
 
 @contextlib.contextmanager
-def staged_directory(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
-    """Yield a hidden staging folder; it replaces ``path`` only when the block succeeds."""
-    path = check_output_dir(path, overwrite)
+def output_lock(path: Path) -> Iterator[None]:
+    """Hold ``<parent>/.<name>.lock`` while a run writes ``path``: a second run into the same folder
+    is refused in one line instead of replacing the first one's results. A lock left by a killed
+    run (its process gone) is taken over; a lock this process holds already is held once more. The
+    extra processes of a multi-GPU (DDP) run, which write nothing, take no lock."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    lock = path.parent / f".{path.name}.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                yield
+                return
+            if pid and _alive(pid):
+                raise InputError(path, f"another maskllp run (process {pid}) is writing this folder; wait "
+                                       "for it or choose another --out", "--out") from None
+            lock.unlink(missing_ok=True)  # left by a killed run
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    else:
+        raise InputError(path, f"cannot take the lock {lock}", "--out")
     try:
-        yield stage
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(stage, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, path)
+        yield
     finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike[str], overwrite: bool = False,
+                     inputs: Sequence[str | os.PathLike[str] | None] = ()) -> Iterator[Path]:
+    """Yield a hidden staging folder; it replaces ``path`` only when the block succeeds.
+
+    ``path`` follows :func:`check_output_dir` (with ``inputs``), is locked while the block runs
+    (:func:`output_lock`), and is marked as maskllp's output (:data:`OUTPUT_MARKER`). A folder that
+    appears at ``path`` while the block runs is never replaced.
+    """
+    path = check_output_dir(path, overwrite, inputs)
+    with output_lock(path):
+        replacing = path.is_dir() and any(path.iterdir())
+        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700
+        try:
+            (stage / OUTPUT_MARKER).write_text("written by maskllp\n", encoding="utf-8")
+            yield stage
+            if path.exists() and not replacing and any(path.iterdir()):
+                raise InputError(path, "appeared while this run was writing it (another run?): nothing "
+                                       "replaced; choose another --out", "--out")
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, old / "x")
+                os.replace(stage, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(stage, path)
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+
+
+def mark_output(path: Path) -> None:
+    """Mark a folder maskllp writes in place (not staged) as its output."""
+    (path / OUTPUT_MARKER).write_text("written by maskllp\n", encoding="utf-8")

@@ -42,7 +42,7 @@ from maskllp.evaluation.table import (
     table_footer,
 )
 from maskllp.intervals import IntervalScheme
-from maskllp.io.atomic import check_output_dir, write_text_atomic
+from maskllp.io.atomic import check_output_dir, mark_output, output_lock, write_text_atomic
 from maskllp.io.images import image_stems, open_image
 from maskllp.io.manifest import Cohort, CohortEntry, read_cohort
 from maskllp.methods import FitSetup, Method
@@ -242,14 +242,6 @@ def _folds_csv(items: Sequence[Stage2Item], folds: np.ndarray, scheme: IntervalS
     return buf.getvalue()
 
 
-def _check_not_inside(out_dir: Path, inputs: Sequence[Path | None]) -> None:
-    """Refuse to clear a run folder that holds one of the run's inputs (``--out .`` by mistake)."""
-    top = out_dir.resolve()
-    for p in inputs:
-        if p is not None and (Path(p).resolve() == top or top in Path(p).resolve().parents):
-            raise InputError(out_dir, f"holds {p}, an input of this run: choose another --out", "--out")
-
-
 @dataclass(frozen=True)
 class CrossValidationResult:
     scores: list[MethodScores]
@@ -262,7 +254,15 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
                          echo: Callable[[str], None] = print) -> CrossValidationResult:
     """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``."""
     config = replace(config, trainer=single_device(config.trainer))
-    out_dir = check_output_dir(req.out_dir, req.overwrite)
+    root = default_cache_root(req.cohort, config.proportion.cache_dir)
+    inputs = [req.cohort, req.stage1, req.truth, req.det_model, root]
+    out_dir = check_output_dir(req.out_dir, req.overwrite, inputs)
+    with output_lock(out_dir):
+        return _run(req, config, out_dir, root, echo)
+
+
+def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
+         echo: Callable[[str], None]) -> CrossValidationResult:
     scheme = config.intervals.build()
     cohort = read_cohort(req.cohort, scheme, mapping=config.classes)
     entries = labelled_entries(cohort, echo)
@@ -276,7 +276,6 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     for method in req.methods:
         method.check(setup)
     needs_mask = [m.name for m in req.methods if m.uses_mask]
-    root = default_cache_root(req.cohort, config.proportion.cache_dir)
     source = build_mask_source(needs_mask, req.mask_source, req.stage1, req.truth, entries, config, root)
     setup.mask_source = source
     cache = ItemCache(root, InputSpec.from_config(config.proportion))
@@ -284,10 +283,10 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
          f"cache {cache.root})")
     items = prepare_items(entries, scheme, source, cache, exact)
     names = image_stems([e.image for e in entries])
-    if out_dir.exists():  # check_output_dir let it through: empty, or --overwrite; start clean
-        _check_not_inside(out_dir, [req.cohort, req.stage1, req.truth, req.det_model, root])
+    if out_dir.exists():  # check_output_dir let it through: empty, or maskllp's own with --overwrite
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
+    mark_output(out_dir)
     write_text_atomic(out_dir / "folds.csv", _folds_csv(items, folds, scheme))
     save_config(config, out_dir / "config.yaml")
     mask_label = "oracle" if source.name == "truth" else "yes"

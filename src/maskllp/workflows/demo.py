@@ -16,6 +16,7 @@ rerun by hand with the command printed next to it.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 
 from maskllp.config import Config, config_from_mapping, merge_mappings, save_config
 from maskllp.inference.pipeline import PredictRun, predict_cores
-from maskllp.io.atomic import check_output_dir
+from maskllp.io.atomic import check_output_dir, mark_output
 from maskllp.io.images import write_image
 from maskllp.methods import parse_methods
 from maskllp.predictions import PredictionRow
@@ -88,11 +89,10 @@ def run_demo(run: DemoRun, echo: Callable[[str], None] = print) -> DemoResult:
     from skimage.data import immunohistochemistry
 
     out = check_output_dir(run.out_dir, run.overwrite)
-    if out.exists() and run.overwrite:
-        import shutil
-
+    if out.exists() and run.overwrite:  # maskllp's own folder (check_output_dir): start clean
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    mark_output(out)
     cfg = demo_config(run)
     save_config(cfg, out / "config.yaml")
     seconds: dict[str, float] = {}

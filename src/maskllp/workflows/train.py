@@ -15,7 +15,7 @@ from pathlib import Path
 from maskllp.config import Config, save_config
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError
-from maskllp.io.atomic import check_output_dir, staged_directory
+from maskllp.io.atomic import check_output_dir, output_lock, staged_directory
 from maskllp.io.manifest import read_cohort
 from maskllp.methods import FitSetup, FittedMethod, Method, get_method
 from maskllp.proportion.inputs import InputSpec
@@ -50,7 +50,12 @@ def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwri
     """``maskllp train detector``: train h on the cohort's point-annotated cores; write a ``detector``
     model folder (plus ``logs/`` and ``config.yaml``) at ``out_dir``. Returns its path (None in the
     extra processes of a DDP run, which save nothing)."""
-    check_output_dir(out_dir, overwrite)
+    check_output_dir(out_dir, overwrite, [cohort_path])
+    with output_lock(Path(out_dir)):
+        return _train_detector(cohort_path, out_dir, config)
+
+
+def _train_detector(cohort_path: Path, out_dir: Path, config: Config) -> Path | None:
     images = _cohort_images(cohort_path, config)
     if not any(im.has_points for im in images):
         raise InputError(cohort_path, "no core has point annotations: the detector needs some")
@@ -77,7 +82,12 @@ def run_train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, c
     detector of ``detector_dir`` (a ``detector`` or ``stage1`` folder), train g on the labelled ones,
     and write a self-contained ``stage1`` folder (both networks) at ``out_dir``; None in the extra
     processes of a DDP run."""
-    check_output_dir(out_dir, overwrite)
+    check_output_dir(out_dir, overwrite, [cohort_path, detector_dir])
+    with output_lock(Path(out_dir)):
+        return _train_classifier(cohort_path, detector_dir, out_dir, config)
+
+
+def _train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config) -> Path | None:
     detector = Stage1Model.load(detector_dir).detector
     images = _cohort_images(cohort_path, config)
     if not images:
@@ -102,7 +112,16 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
     ``stage1``. ``out_dir`` receives the model folder, its ``logs/`` and the resolved ``config.yaml``.
     """
     method = get_method(method) if isinstance(method, str) else method
-    out_dir = check_output_dir(out_dir, overwrite)
+    inputs = [cohort_path, stage1, truth, det_model]
+    out_dir = check_output_dir(out_dir, overwrite, inputs)
+    with output_lock(out_dir):
+        return _train_on_cohort(Path(cohort_path), method, config, out_dir, stage1, mask_source, truth,
+                                det_model, overwrite, inputs)
+
+
+def _train_on_cohort(cohort_path: Path, method: Method, config: Config, out_dir: Path, stage1: Path | None,
+                     mask_source: str | None, truth: Path | None, det_model: Path | None, overwrite: bool,
+                     inputs: list[Path | None]) -> FittedMethod | None:
     scheme = config.intervals.build()
     cohort = read_cohort(cohort_path, scheme, mapping=config.classes)
     entries = [e for e in cohort.entries if e.label is not None]
@@ -121,7 +140,7 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
         fitted = method.fit(items, setup, config, work)
         if not is_global_zero():  # the extra processes of a DDP run save nothing
             return None
-        with staged_directory(out_dir, overwrite) as stage:
+        with staged_directory(out_dir, overwrite, inputs) as stage:
             fitted.save(stage)
             for name in ("logs", "checkpoints"):
                 if (work / name).is_dir():
