@@ -153,8 +153,12 @@ class CoreEstimate:
     fit: InputFit | None = None
     """Where the core lies on ``image`` (None for Det)."""
     cell_positive: np.ndarray | None = None
-    """(N,) float32 p(positive) of each of stage 1's cells by a cell-level method (NaN for cells
-    that are not tumour cells); None for the pixel methods."""
+    """(N,) float32 p(positive) of each of stage 1's cells (NaN for cells that are not tumour
+    cells); None when the method says nothing per cell (Class, O-Reg, w/o-mask methods)."""
+    positivity: str | None = None
+    """Where ``cell_positive`` comes from: ``cell method`` (each cell's own call; counting the calls
+    gives the TPS), ``counted`` (Det: the same), ``maps`` (F_p / (F_p + F_n) of the map cell under
+    the cell: a reading of the maps; the TPS is the masked sums' ratio, not this count)."""
 
 
 class FittedMethod(Protocol):
@@ -256,7 +260,11 @@ class Stage2Fitted:
         pred = self.model.predict_cores([(rgb, mask, fit)])[0]
         maps = self.model.maps(rgb, mask, fit) if want_maps and self.method.head == "maps" else None
         area = float(content.mean()) if content is not None and content.size else None
-        return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area, fit=fit)
+        positive = None
+        if maps is not None and cells is not None and self.stage1 is not None:
+            positive = maps_at_cells(maps, cells, fit, self.stage1.mask.tumour_threshold)
+        return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area, fit=fit,
+                            cell_positive=positive, positivity=None if positive is None else "maps")
 
     def to(self, device: str) -> Stage2Fitted:
         self.model.to(device)
@@ -268,6 +276,24 @@ class Stage2Fitted:
         if self.stage1 is not None:
             self.stage1.save(Path(path) / STAGE1_SUBFOLDER)
         return Path(path)
+
+
+def maps_at_cells(maps: np.ndarray, cells: DetectedCells, fit: InputFit, threshold: float) -> np.ndarray:
+    """(N,) float32 F_p / (F_p + F_n) of the map cell under each tumour cell (NaN for the others):
+    ``maps`` (2, h, w) of the canvas ``fit`` places the core on; cells at level-0 positions."""
+    out = np.full(len(cells), np.nan, np.float32)
+    tumour = cells.is_tumour(threshold)
+    if not tumour.any():
+        return out
+    h0, w0 = cells.shape
+    scale = np.array([fit.content_height / h0, fit.content_width / w0])
+    canvas = (cells.yx[tumour] + 0.5) * scale - 0.5 + np.array([fit.top, fit.left])
+    stride = np.array([fit.height / maps.shape[1], fit.width / maps.shape[2]])
+    last = [maps.shape[1] - 1, maps.shape[2] - 1]
+    idx = np.clip(np.floor((canvas + 0.5) / stride).astype(np.int64), 0, last)
+    f_p, f_n = maps[0][idx[:, 0], idx[:, 1]], maps[1][idx[:, 0], idx[:, 1]]
+    out[tumour] = f_p / np.maximum(f_p + f_n, 1e-12)
+    return out
 
 
 class Stage2Fitting:
@@ -359,7 +385,7 @@ class CountingFitted:
         if cells is None:
             raise ValueError("Det counts the cells stage 1 found: pass them")
         return CoreEstimate(self.counting.predict_cells(cells), self.method.proportion_kind,
-                            cell_positive=self._positive(cells))
+                            cell_positive=self._positive(cells), positivity="counted")
 
     def to(self, device: str) -> CountingFitted:
         return self
@@ -464,7 +490,7 @@ class CellFitted:
         positive = np.full(len(cells), np.nan, np.float32)
         positive[tumour] = self.model.cell_probabilities(features)
         return CoreEstimate(self.model.predict_features(features), self.method.proportion_kind,
-                            cell_positive=positive)
+                            cell_positive=positive, positivity="cell method")
 
     def to(self, device: str) -> CellFitted:
         return self

@@ -124,3 +124,37 @@ def test_maps_and_mask_in_the_evidence_match_the_input(tmp_path, cohort_csv, sta
     assert evidence.maps.shape == (2, 8, 8) and np.all(evidence.maps >= 0)
     # the cores are 48 x 64: the square's padding rows are white and outside the mask
     assert np.all(evidence.image[:8] == 255) and not evidence.mask[:8].any()
+
+
+def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_detect(
+        tmp_path, annotated_cohort_csv, stage1_dir, cv_config):
+    from maskllp.inference.detect import DetectRun, detect_images
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.io.annotations import read_annotations
+    from maskllp.io.manifest import read_cohort
+    from maskllp.methods import FitSetup
+    from maskllp.proportion.inputs import InputSpec
+    from maskllp.training.inputs import ItemCache, Stage1MaskSource, prepare_items
+
+    cv_config.proportion.cells.max_epochs = 3
+    entries = read_cohort(annotated_cohort_csv, PAPER_FIVE).entries
+    source = Stage1MaskSource(stage1_dir, cells_root=tmp_path / "cache")
+    items = prepare_items(entries, PAPER_FIVE, source, ItemCache(tmp_path / "cache", InputSpec("square", 64)))
+    method = get_method("ours-cells")
+    setup = FitSetup(source, stage1_dir, None, annotated_cohort_csv)
+    fitted = method.fit(items, setup, cv_config, tmp_path / "w")
+    model = fitted.save(tmp_path / "cells-model")
+    image = entries[0].image
+    result = predict_cores(PredictRun(model, [image], tmp_path / "p", mpp=0.5), _config())[0]
+    cells = json.loads((tmp_path / "p" / f"{result.name}.cells.geojson").read_text())["features"]
+    classes = [c["properties"]["classification"] for c in cells]
+    names = [tuple(c.get("names", [c.get("name")])) for c in classes]
+    n_pos, n_neg = names.count(("Tumor", "Positive")), names.count(("Tumor", "Negative"))
+    assert n_pos + n_neg == result.tumour_cells > 0
+    assert result.proportion == pytest.approx(n_pos / (n_pos + n_neg))  # QuPath recounts the TPS
+    assert all("Positive probability" in c["properties"]["measurements"] for c in cells)
+    points = read_annotations(tmp_path / "p" / f"{result.name}.cells.geojson").points
+    assert (points.yx >= -0.5).all() and (points.yx[:, 0] < 48).all() and (points.yx[:, 1] < 64).all()
+    detect_images(DetectRun(stage1_dir, [image], tmp_path / "d", mpp=0.5), _config())
+    detected = json.loads((tmp_path / "d" / f"{result.name}.cells.geojson").read_text())["features"]
+    assert sorted(c["id"] for c in detected) == sorted(c["id"] for c in cells)  # the same cells, the same ids

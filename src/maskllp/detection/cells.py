@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from maskllp.classes import CellClass
+from maskllp.detection.measurements import MEASUREMENT_NAMES
 from maskllp.io.atomic import atomic_file
 
 
@@ -85,8 +86,18 @@ class DetectedCells:
         return np.concatenate(parts, axis=1)
 
     def geojson_measurements(self) -> dict[str, np.ndarray]:
-        """Per-cell scores for GeoJSON measurements (names as QuPath shows them)."""
+        """Per-cell scores for GeoJSON measurements (names as QuPath shows them): the detector's and
+        classifier's scores and, when measured, the optical densities at the cell (log10 units):
+        hematoxylin and DAB in the nucleus (0-2 um), the brightest ring of DAB (its 90th
+        percentile; the membrane of a membrane marker)."""
         out = {"Peak score": self.peak_score, "Tumour score": self.tumour_score}
+        if self.measurements is not None:
+            col = {n: i for i, n in enumerate(MEASUREMENT_NAMES)}
+            m = self.measurements
+            out["Nucleus: Hematoxylin OD mean"] = m[:, col["hematoxylin mean 0-2 um"]]
+            out["Nucleus: DAB OD mean"] = m[:, col["DAB mean 0-2 um"]]
+            rings = [i for n, i in col.items() if n.startswith("DAB p90 ")]
+            out["Cell: DAB OD max ring p90"] = m[:, rings].max(axis=1) if len(m) else np.zeros(0)
         if self.class_probs is not None:
             out["Positive tumour probability"] = self.class_probs[:, 0]
             out["Negative tumour probability"] = self.class_probs[:, 1]

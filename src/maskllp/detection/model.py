@@ -296,7 +296,10 @@ class Stage1Model:
             p = np.concatenate(prob_parts) if prob_parts else np.zeros((0, n_out), np.float32)
             tumour = tumour_probability(torch.from_numpy(p)).numpy().astype(np.float32)
             probs = p.astype(np.float32) if n_out == 3 else None
-        return DetectedCells(grid.to_level0(yx), peaks, tumour, probs, grid.image_shape, mpp)
+        # sub-pixel refinement and the model grid may place a cell a fraction past the last pixel
+        h, w = grid.image_shape
+        yx0 = np.clip(grid.to_level0(yx), -0.5, [h - 0.51, w - 0.51])
+        return DetectedCells(yx0, peaks, tumour, probs, grid.image_shape, mpp)
 
     def tumour_mask(self, cells: DetectedCells, shape: tuple[int, int] | None = None,
                     downsample: float | None = None) -> np.ndarray:

@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from maskllp.classes import CellClass
 from maskllp.config import Config, save_config
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.model import Stage1Model
@@ -162,7 +165,7 @@ def predict_cores(run: PredictRun, config: Config,
             results.append(result)
             write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
             if cells is not None and predictor.stage1 is not None:
-                _write_cells(predictor.stage1, cells, core, stage)
+                _write_cells(predictor.stage1, cells, estimate, core, stage)
             if run.figures and estimate.image is not None:
                 _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png")
             if progress is not None:
@@ -173,11 +176,31 @@ def predict_cores(run: PredictRun, config: Config,
     return results
 
 
-def _write_cells(stage1: Stage1Model, cells: DetectedCells, core: _Core, stage: Path) -> None:
-    """Stage-1 cells as QuPath detections, scores as measurements."""
+POSITIVITY_NOTES = {
+    "cell method": "each tumour cell's call by the cell-level method; counting them gives the TPS",
+    "counted": "the three-class classifier's call (Det); counting them gives the TPS",
+    "maps": "F_p / (F_p + F_n) of the map under the cell; the TPS is the masked sums' ratio, not this count",
+}
+"""What a cells GeoJSON's positive / negative classes mean, by where they come from."""
+
+
+def _write_cells(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstimate, core: _Core,
+                 stage: Path) -> None:
+    """Stage-1 cells as QuPath detections: ``Tumor: Positive`` / ``Tumor: Negative`` by the method's
+    call on each tumour cell where it makes one (else ``Tumor``), ``Stroma`` for the others; scores
+    and optical densities as measurements; where the calls come from in each cell's metadata."""
     classes = cells.cell_classes(stage1.mask.tumour_threshold)
-    write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes,
-                             cells.geojson_measurements())
+    measurements = cells.geojson_measurements()
+    metadata = None
+    if estimate.cell_positive is not None:
+        p = estimate.cell_positive
+        tumour = ~np.isnan(p)
+        called = np.where(p > 0.5, CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR)
+        classes = np.where(tumour, called, CellClass.NON_TUMOUR).astype(np.int8)
+        measurements["Positive probability"] = p
+        metadata = {"Positivity": POSITIVITY_NOTES[estimate.positivity or "maps"]}
+    write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes, measurements,
+                             metadata)
 
 
 def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path) -> None:

@@ -26,6 +26,7 @@ import csv
 import io
 import math
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,12 +369,14 @@ def write_point_annotations_geojson(path: str | os.PathLike[str], points: PointA
 
 def write_detections_geojson(
     path: str | os.PathLike[str], yx: np.ndarray, classes: np.ndarray,
-    measurements: dict[str, np.ndarray] | None = None,
+    measurements: dict[str, np.ndarray] | None = None, metadata: dict[str, str] | None = None,
 ) -> None:
     """Detected cells as QuPath *detections*: one Point per cell, classified, with measurements.
 
     ``yx`` (N, 2) index coordinates, ``classes`` (N,) CellClass values, ``measurements`` name ->
-    (N,) values (non-finite values are left out of that cell's measurements).
+    (N,) values (non-finite values are left out of that cell's measurements), ``metadata`` strings
+    given to every cell (QuPath 0.5+ shows them). A cell's id derives from its position only, so
+    ``maskllp detect`` and ``maskllp predict`` give the same cell the same id.
     """
     path = Path(path)
     xy = _qupath_xy(yx)
@@ -388,8 +391,12 @@ def write_detections_geojson(
     for i in range(len(xy)):
         names, colour = QUPATH_NAMES[CellClass(int(values[i]))]
         cell = {k: float(v[i]) for k, v in columns.items()}
-        features.append(gj.feature(gj.point_geometry(xy[i : i + 1]), "detection", names, colour,
-                                   measurements=cell))
+        f = gj.feature(gj.point_geometry(xy[i : i + 1]), "detection", names, colour, measurements=cell)
+        if metadata:
+            f["properties"]["metadata"] = {str(k): str(v) for k, v in metadata.items()}
+        x, y = np.round(xy[i], gj.DECIMALS)
+        cell_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"maskllp-cell:{x},{y}"))
+        features.append({"type": "Feature", "id": cell_id, **{k: v for k, v in f.items() if k != "type"}})
     expect = Annotations(PointAnnotations(np.round(xy, gj.DECIMALS)[:, ::-1] - 0.5, values))
     _write_checked(path, features, expect)
 
