@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -158,3 +159,13 @@ def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_dete
     detect_images(DetectRun(stage1_dir, [image], tmp_path / "d", mpp=0.5), _config())
     detected = json.loads((tmp_path / "d" / f"{result.name}.cells.geojson").read_text())["features"]
     assert sorted(c["id"] for c in detected) == sorted(c["id"] for c in cells)  # the same cells, the same ids
+
+
+def test_the_report_links_only_files_that_exist(tmp_path, cohort_csv, stage1_dir):
+    model = _model_dir(tmp_path, stage1_dir)
+    image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    predict_cores(PredictRun(model, [image], tmp_path / "o", mpp=0.5, figures=False), _config())
+    page = (tmp_path / "o" / "report.html").read_text()
+    linked = re.findall(r'href="([^"]+)"', page)
+    assert linked and all((tmp_path / "o" / h).is_file() for h in linked)
+    assert not any(h.endswith(".figure.png") for h in linked)

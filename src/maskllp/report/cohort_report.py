@@ -95,7 +95,14 @@ def _agreement(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
     )
 
 
-def _cores(results: Sequence[PredictionRow]) -> str:
+def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
+    """A row per core; links only to the files that exist in ``folder`` (the report's own folder;
+    None: link every file a prediction writes)."""
+    def link(file: str, text: str) -> str:
+        if folder is not None and not (folder / file).is_file():
+            return ""
+        return f'<a href="{html.escape(file)}">{text}</a>'
+
     rows = []
     for r in results:
         flag = []
@@ -103,14 +110,14 @@ def _cores(results: Sequence[PredictionRow]) -> str:
             flag.append("undefined")
         elif near_cut_off(r.proportion):
             flag.append("near a cut-off")
-        name = html.escape(r.name)
-        figure = f'<a href="{name}.figure.png">figure</a>' if r.proportion_kind != "cell count" else ""
+        links = (link(f"{r.name}.tps.json", "json"), link(f"{r.name}.cells.geojson", "cells"),
+                 link(f"{r.name}.figure.png", "figure"))
+        files = " ".join(x for x in links if x)
         rows.append([
-            name, _pct(r.proportion), html.escape(r.interval or "-"),
+            html.escape(r.name), _pct(r.proportion), html.escape(r.interval or "-"),
             "-" if r.tumour_cells is None else r.tumour_cells,
             "-" if r.tumour_area_fraction is None else f"{100 * r.tumour_area_fraction:.1f} %",
-            html.escape(r.label or "-"), html.escape(", ".join(flag) or "-"),
-            f'<a href="{name}.tps.json">json</a> {figure}',
+            html.escape(r.label or "-"), html.escape(", ".join(flag) or "-"), files or "-",
         ])
     return "<h2>Cores</h2>" + _table(
         ["core", "TPS", "interval", "tumour cells", "tumour area", "label", "review", "files"], rows)
@@ -121,8 +128,9 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3
 .bar{display:inline-block;height:.8em;background:#b5523b}"""
 
 
-def cohort_report_html(results: Sequence[PredictionRow], scheme: IntervalScheme, model: str) -> str:
-    """The report page for ``results``."""
+def cohort_report_html(results: Sequence[PredictionRow], scheme: IntervalScheme, model: str,
+                       folder: Path | None = None) -> str:
+    """The report page for ``results`` (``folder``: where the page and the per-core files lie)."""
     method = results[0].method if results else "-"
     n_undef = sum(r.proportion is None for r in results)
     n_review = sum(near_cut_off(r.proportion) for r in results)
@@ -130,7 +138,7 @@ def cohort_report_html(results: Sequence[PredictionRow], scheme: IntervalScheme,
              f"{len(results)} core(s); {n_undef} with TPS undefined (no tumour cells found), "
              f"{n_review} within {int(100 * NEAR_CUT_OFF)} % of a clinical cut-off (1 %, 50 %).</p>"
              "<p>Estimates are a research tool's output, not a diagnosis: review the figures.</p>")
-    body = intro + _distribution(results, scheme) + _agreement(results, scheme) + _cores(results)
+    body = intro + _distribution(results, scheme) + _agreement(results, scheme) + _cores(results, folder)
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>maskllp report</title>"
             f"<style>{STYLE}</style></head><body><h1>maskllp: TPS report</h1>{body}</body></html>\n")
 
@@ -138,5 +146,5 @@ def cohort_report_html(results: Sequence[PredictionRow], scheme: IntervalScheme,
 def write_cohort_report(path: str | Path, results: Sequence[PredictionRow], scheme: IntervalScheme,
                         model: str) -> Path:
     """Write :func:`cohort_report_html` to ``path`` atomically."""
-    write_text_atomic(path, cohort_report_html(results, scheme, model))
+    write_text_atomic(path, cohort_report_html(results, scheme, model, Path(path).parent))
     return Path(path)
