@@ -65,6 +65,27 @@ def resnet(name: str, weights_path: str | Path | None = None) -> nn.Module:
     return model
 
 
+def inference_device(name: str | torch.device) -> torch.device:
+    """The torch device ``name`` names (``cpu``, ``cuda``, ``cuda:1``, ``mps``); InputError in one
+    line when it is unknown or absent from this machine."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError("--device", f"unknown device {str(name)!r} (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device", f"{name}: CUDA is not available on this machine (no GPU or no "
+                                         "driver); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError("--device", f"{name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError("--device", f"{name}: Apple's MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise InputError("--device", f"unsupported device {str(name)!r} (cpu, cuda, cuda:1, mps)")
+    return device
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

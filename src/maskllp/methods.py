@@ -56,6 +56,7 @@ from typing import Literal, Protocol
 import numpy as np
 from torch import nn
 
+from maskllp.backbones import inference_device
 from maskllp.config import Config
 from maskllp.config.proportion import LossConfig
 from maskllp.detection.cells import DetectedCells
@@ -682,5 +683,6 @@ def load_fitted(path: str | Path, device: str = "cpu", stage1_dir: str | Path | 
     """A fitted method from its model folder. ``stage1_dir`` replaces the stage 1 a stage-2 folder
     carries; ``scheme`` bins Det's counts (stage-2 folders carry their own)."""
     method = method_of_folder(path)
+    device = str(inference_device(device))
     return method.fitting.load(method, Path(path), device, None if stage1_dir is None else Path(stage1_dir),
                                scheme or get_scheme())

@@ -21,6 +21,7 @@ loads back with ``--config``.
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -138,6 +139,8 @@ def _convert(value: Any, tp: Any, source: str | None, key: str) -> Any:
         raise fail("an integer")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise fail("a finite number")
             return float(value)
         raise fail("a number")
     if tp is str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from maskllp.config.checks import at_least, below_one, non_empty, positive, within
+
 
 @dataclass
 class DetectorConfig:
@@ -53,6 +55,19 @@ class DetectorConfig:
     default_mpp: float | None = None
     """Pixel size assumed for an image whose manifest row and file metadata give none; unset: such
     an image is an error."""
+
+    def __post_init__(self) -> None:
+        s = "detector"
+        positive(s, sigma_um=self.sigma_um, lr=self.lr, match_radius_um=self.match_radius_um, mpp=self.mpp,
+                 default_mpp=self.default_mpp)
+        at_least(s, 1, batch_size=self.batch_size, max_epochs=self.max_epochs,
+                 steps_per_epoch=self.steps_per_epoch, base_channels=self.base_channels)
+        at_least(s, 0, patience=self.patience)
+        at_least(s, 16, crop=self.crop)
+        within(s, 2, 7, depth=self.depth)
+        below_one(s, val_fraction=self.val_fraction)
+        non_empty(s, min_distance_um=self.min_distance_um, thresholds=self.thresholds)
+        positive(s, **{f"min_distance_um[{i}]": v for i, v in enumerate(self.min_distance_um)})
 
 
 @dataclass
@@ -100,6 +115,15 @@ class ClassifierConfig:
     val_fraction: float = 0.25
     """The bottom band of each annotated image is held out for validation (early stopping)."""
 
+    def __post_init__(self) -> None:
+        s = "classifier"
+        positive(s, lr=self.lr, measurement_lr=self.measurement_lr)
+        at_least(s, 1, batch_size=self.batch_size, max_epochs=self.max_epochs, hidden=self.hidden,
+                 steps_per_epoch=self.steps_per_epoch, measurement_epochs=self.measurement_epochs)
+        at_least(s, 0, patience=self.patience, weight_decay=self.weight_decay, stain_jitter=self.stain_jitter)
+        at_least(s, 16, crop=self.crop)
+        below_one(s, val_fraction=self.val_fraction, dropout=self.dropout)
+
 
 @dataclass
 class MaskConfig:
@@ -111,6 +135,11 @@ class MaskConfig:
     """A cell is a tumour cell when its tumour score exceeds this."""
     downsample: float = 1.0
     """Resolution of the written mask: one mask pixel per ``downsample`` level-0 pixels."""
+
+    def __post_init__(self) -> None:
+        at_least("mask", 0, alpha_um=self.alpha_um)
+        within("mask", 0, 1, tumour_threshold=self.tumour_threshold)
+        within("mask", 1e-3, 1e4, downsample=self.downsample)
 
 
 @dataclass
@@ -124,3 +153,7 @@ class TilingConfig:
 
     tile: int = 512
     overlap: int = 128
+
+    def __post_init__(self) -> None:
+        within("tiling", 16, 8192, tile=self.tile)
+        within("tiling", 0, 2048, overlap=self.overlap)

@@ -135,3 +135,5 @@ class ProportionConfig:
             raise ValueError("batch_size and max_epochs must be >= 1 and lr > 0")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
+        if self.patience < 0 or not (self.max_steps == -1 or self.max_steps >= 1):
+            raise ValueError("patience must be >= 0 and max_steps -1 (no limit) or >= 1")

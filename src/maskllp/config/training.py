@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "single_device")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+
 
 @dataclass
 class TrainerConfig:
@@ -18,7 +22,25 @@ class TrainerConfig:
     with AVX-512 BF16 or AMX), else ``32-true``; or any Lightning precision (``32-true``,
     ``bf16-mixed``, ``16-mixed``...)."""
     num_workers: int = 0
+    """DataLoader worker processes (0: load in the training process)."""
     seed: int = 0
     progress_bar: bool = True
     save_checkpoints: bool = False
     """Also keep Lightning checkpoints (last and best epoch) in the run's ``checkpoints/`` folder."""
+
+    def __post_init__(self) -> None:
+        def one_of(key: str, value: str, known: tuple[str, ...]) -> None:
+            if value not in known:
+                raise ValueError(f"trainer.{key} must be one of {', '.join(known)}, got {value!r}")
+
+        one_of("accelerator", self.accelerator, ACCELERATORS)
+        one_of("strategy", self.strategy, STRATEGIES)
+        one_of("precision", self.precision, PRECISIONS)
+        parts = [p.strip() for p in self.devices.split(",")]
+        ok = self.devices.strip() in ("auto", "-1") or (all(p.isdigit() for p in parts) and
+                                                        (len(parts) > 1 or int(parts[0]) >= 1))
+        if not ok:
+            raise ValueError(f"trainer.devices must be 'auto', a count >= 1 ('4') or a list ('0,1'), "
+                             f"got {self.devices!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"trainer.num_workers must be >= 0, got {self.num_workers}")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskllp.backbones import rgb_to_tensor
+from maskllp.backbones import inference_device, rgb_to_tensor
 from maskllp.config import section_from_mapping, to_mapping
 from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
 from maskllp.detection.cell_classifier import MeasurementClassifier, MeasurementClassifierSpec
@@ -164,7 +164,7 @@ class Stage1Model:
             saved_tiling = section_from_mapping(TilingConfig, cfg.get("tiling", {}), src)
         except (KeyError, RuntimeError, TypeError, ValueError) as e:
             raise InputError(path, f"damaged stage-1 model folder ({str(e).splitlines()[0][:200]})") from None
-        dev = torch.device(device)
+        dev = inference_device(device)
         net.to(dev).eval()
         if classifier is not None:
             classifier.to(dev).eval()

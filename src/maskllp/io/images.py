@@ -581,6 +581,10 @@ def _sniff(path: Path) -> bytes:
         return f.read(16)
 
 
+MPP_RANGE = (0.01, 100.0)
+"""Pixel sizes (microns) the tool accepts: from a 100x objective to a thumbnail."""
+
+
 def open_image(path: str | os.PathLike[str], mpp: float | None = None) -> ImageReader:
     """Open an image for reading by window; ``mpp`` overrides the file's pixel size.
 
@@ -588,8 +592,9 @@ def open_image(path: str | os.PathLike[str], mpp: float | None = None) -> ImageR
     non-RGB images.
     """
     path = Path(path)
-    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
-        raise InputError(path, f"pixel size must be a positive number of microns, got {mpp!r}")
+    if mpp is not None and not (math.isfinite(mpp) and MPP_RANGE[0] <= mpp <= MPP_RANGE[1]):
+        raise InputError(path, f"pixel size {mpp!r} is outside {MPP_RANGE[0]}-{MPP_RANGE[1]} microns per "
+                               "pixel")
     if not path.exists():
         raise InputError(path, "image not found")
     if path.is_dir() and path.suffix.lower() != ".mrxs":

@@ -39,13 +39,12 @@ from maskllp.intervals import IntervalScheme, Label, LabelError
 from maskllp.io.annotations import Annotations, read_annotations_collecting
 from maskllp.io.atomic import write_text_atomic
 from maskllp.io.files import read_text_file
-from maskllp.io.images import open_image
+from maskllp.io.images import MPP_RANGE, open_image
 
 COLUMNS = ("image", "patient", "label", "points", "regions", "mpp")
 PATH_COLUMNS = ("image", "points", "regions")
 CELL_NAMES = {CellClass.POSITIVE_TUMOUR: "positive tumour", CellClass.NEGATIVE_TUMOUR: "negative tumour",
               CellClass.TUMOUR: "tumour (stain not given)", CellClass.NON_TUMOUR: "non-tumour"}
-MPP_RANGE = (0.01, 100.0)
 """Accepted microns per pixel in the ``mpp`` column (a value outside is almost surely in other units)."""
 
 
