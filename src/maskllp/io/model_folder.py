@@ -99,3 +99,11 @@ def load_model_folder(path: str | Path, kind: str | tuple[str, ...] | None = Non
         except (OSError, ValueError) as e:
             raise InputError(path / THRESHOLDS_FILE, f"cannot read ({e})") from None
     return ModelFolder(found, cfg, weights, thresholds)
+
+
+def load_network_weights(net: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """``net.load_state_dict(state, strict=True)``; InputError naming the folder when they do not fit."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise InputError(path, f"weights do not fit the network ({str(e).splitlines()[0]})") from None

@@ -31,7 +31,7 @@ import torch
 from maskllp.backbones import FeatureMLP
 from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme
-from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
+from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
 from maskllp.predictions import ProportionPrediction
 from maskllp.proportion.model import TrainingSummary, scheme_from_mapping, scheme_to_mapping
 
@@ -145,10 +145,7 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken cell model folder ({e})") from None
     net = CellPositivityNet(spec)
-    try:
-        net.load_state_dict(folder.weights.get("net", {}), strict=True)
-    except RuntimeError as e:
-        raise InputError(path, f"weights do not fit the network ({str(e).splitlines()[0]})") from None
+    load_network_weights(net, folder.weights.get("net", {}), path)
     try:
         return CellProportionModel(net, method, scheme, names, estimate)
     except ValueError as e:

@@ -26,7 +26,7 @@ from torch import nn
 
 from maskllp.errors import InputError
 from maskllp.intervals import SCHEMES, IntervalScheme, scheme_from_boundaries
-from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
+from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
 from maskllp.predictions import UNDEFINED, ProportionPrediction
 from maskllp.proportion.inputs import InputFit, InputSpec, Stage2Item, collate_inputs, core_tensors
 from maskllp.proportion.network import HeadOutput, NetworkSpec, ProportionNet
@@ -205,8 +205,5 @@ def load_proportion_model(path: str | Path) -> ProportionModel:
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken proportion model folder ({e})") from None
     net = ProportionNet(spec)
-    try:
-        net.load_state_dict(folder.weights.get("net", {}), strict=True)
-    except RuntimeError as e:
-        raise InputError(path, f"weights do not fit the network ({str(e).splitlines()[0]})") from None
+    load_network_weights(net, folder.weights.get("net", {}), path)
     return ProportionModel(net, method, scheme, geometry)
