@@ -238,7 +238,7 @@ class Stage2Fitted:
         return self.model.predict_items(list(items), batch_size=batch_size)
 
     def detect_cells(self, reader: ImageSource) -> DetectedCells | None:
-        return None if self.stage1 is None else self.stage1.detect(reader)
+        return None if self.stage1 is None else self.stage1.detect(reader, measure=True)
 
     def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
         return [None] * len(items)
@@ -350,7 +350,7 @@ class CountingFitted:
         return self.counting.stage1
 
     def detect_cells(self, reader: ImageSource) -> DetectedCells:
-        return self.counting.stage1.detect(reader)
+        return self.counting.stage1.detect(reader, measure=True)
 
     def _cells(self, item: Stage2Item) -> DetectedCells:
         if id(item) not in self._seen:

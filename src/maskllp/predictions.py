@@ -35,7 +35,7 @@ ProportionKind = Literal["masked ratio", "interval midpoint", "cell count", "cel
 
 PREDICTION_COLUMNS = ("name", "image", "patient", "method", "fold", "label", "truth", "proportion", "percent",
                       "interval", "proportion_kind", "s_p", "s_n", "cells", "tumour_cells",
-                      "tumour_area_fraction", "mpp", "note")
+                      "tumour_area_fraction", "mpp", "flags", "note")
 """The columns of every ``predictions.csv`` (``maskllp predict`` and ``maskllp cv``), in order."""
 
 
@@ -69,6 +69,9 @@ class PredictionRow:
     """The cross-validation fold that held the core out (``maskllp cv`` only)."""
     truth: float | None = None
     """The exact proportion when known (synthetic truth, an exact label)."""
+    flags: str | None = None
+    """Why a pathologist should look at this core (``; ``-separated), e.g. ``fewer than 100 tumour
+    cells``, ``no DAB signal``; None: nothing flagged."""
 
     @property
     def percent(self) -> float | None:

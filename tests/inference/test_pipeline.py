@@ -169,3 +169,23 @@ def test_the_report_links_only_files_that_exist(tmp_path, cohort_csv, stage1_dir
     linked = re.findall(r'href="([^"]+)"', page)
     assert linked and all((tmp_path / "o" / h).is_file() for h in linked)
     assert not any(h.endswith(".figure.png") for h in linked)
+
+
+def test_a_core_without_dab_and_with_few_tumour_cells_is_flagged(tmp_path, stage1_dir, ihc_rgb):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    he = np.full((64, 64, 3), (235, 205, 225), np.uint8)  # eosin-pink background, hematoxylin-blue nuclei
+    for y, x in rng.integers(6, 58, (20, 2)):
+        he[y - 3: y + 3, x - 3: x + 3] = (80, 60, 160)
+    Image.fromarray(he).save(tmp_path / "he.png")
+    model = _model_dir(tmp_path, stage1_dir)
+    result = predict_cores(PredictRun(model, [tmp_path / "he.png"], tmp_path / "o", mpp=0.5), _config())[0]
+    assert result.flags is not None
+    assert "no DAB signal" in result.flags and "fewer than 100 tumour cells" in result.flags
+    assert "no DAB signal" in (tmp_path / "o" / "report.html").read_text()
+    row = next(csv.DictReader((tmp_path / "o" / "predictions.csv").open()))
+    assert "no DAB signal" in row["flags"]
+    Image.fromarray(ihc_rgb[:128, :128]).save(tmp_path / "ihc.png")  # a real DAB stain is not flagged so
+    ihc = predict_cores(PredictRun(model, [tmp_path / "ihc.png"], tmp_path / "o2", mpp=0.5), _config())[0]
+    assert "no DAB signal" not in (ihc.flags or "")

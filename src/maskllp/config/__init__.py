@@ -32,6 +32,7 @@ from maskllp.classes import ClassMapping
 from maskllp.config.cross_validation import CrossValidationConfig
 from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
 from maskllp.config.proportion import ProportionConfig
+from maskllp.config.review import ReviewConfig
 from maskllp.config.synth import SynthConfig
 from maskllp.config.training import TrainerConfig
 from maskllp.errors import InputError
@@ -72,6 +73,7 @@ class Config:
     proportion: ProportionConfig = field(default_factory=ProportionConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
 
 
 # --------------------------------------------------------------------------------- conversion

@@ -24,6 +24,7 @@ import numpy as np
 
 from maskllp.classes import CellClass
 from maskllp.config import Config, save_config
+from maskllp.config.review import ReviewConfig
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError, ProblemList
@@ -67,7 +68,8 @@ class Predictor:
         return self.fitted.stage1
 
     def predict(self, path: str | Path, mpp: float | None = None, name: str | None = None,
-                want_maps: bool = True) -> tuple[PredictionRow, CoreEstimate, DetectedCells | None]:
+                want_maps: bool = True, review: ReviewConfig | None = None
+                ) -> tuple[PredictionRow, CoreEstimate, DetectedCells | None]:
         """Predict one core image (any size). ``mpp`` overrides the image's pixel size.
 
         ``want_maps``: also compute F_p, F_n for the figure (one more forward pass). Returns the
@@ -95,7 +97,23 @@ class Predictor:
             cells=None if cells is None else len(cells), tumour_cells=n_tumour,
             tumour_area_fraction=estimate.tumour_area_fraction, mpp=pixel, note=note,
         )
+        result.flags = "; ".join(review_flags(result, cells, review or ReviewConfig())) or None
         return result, estimate, cells
+
+
+def review_flags(result: PredictionRow, cells: DetectedCells | None, review: ReviewConfig) -> list[str]:
+    """Why a pathologist should look at this core: too few tumour cells for a TPS, and no DAB
+    signal at all (from the cells' stain measurements, when stage 1 measured them)."""
+    flags = []
+    if result.tumour_cells is not None and result.tumour_cells < review.min_tumour_cells:
+        flags.append(f"fewer than {review.min_tumour_cells} tumour cells ({result.tumour_cells})")
+    if cells is not None and cells.measurements is not None and len(cells):
+        ring = cells.geojson_measurements()["Cell: DAB OD max ring p90"]
+        stained = float(np.mean(ring > review.stained_dab_od))
+        if stained < review.min_stained_fraction:
+            flags.append(f"no DAB signal ({100 * stained:.2f} % of cells stained): not an IHC stain, or a "
+                         "failed one?")
+    return flags
 
 
 # ====================================================================================== runs
@@ -160,7 +178,8 @@ def predict_cores(run: PredictRun, config: Config,
     inputs = [run.model_dir, run.stage1_dir, *run.inputs, *(c.path for c in cores)]
     with staged_directory(run.out_dir, run.overwrite, inputs) as stage:
         for i, core in enumerate(cores):
-            result, estimate, cells = predictor.predict(core.path, core.mpp, core.name, run.figures)
+            result, estimate, cells = predictor.predict(core.path, core.mpp, core.name, run.figures,
+                                                        config.review)
             result.label, result.patient, result.truth = core.label, core.patient, core.truth
             results.append(result)
             write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")

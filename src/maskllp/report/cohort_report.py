@@ -110,6 +110,8 @@ def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
             flag.append("undefined")
         elif near_cut_off(r.proportion):
             flag.append("near a cut-off")
+        if r.flags:
+            flag.append(r.flags)
         links = (link(f"{r.name}.tps.json", "json"), link(f"{r.name}.cells.geojson", "cells"),
                  link(f"{r.name}.figure.png", "figure"))
         files = " ".join(x for x in links if x)
