@@ -207,6 +207,14 @@ def _scores(method: Method, preds: list[FoldPrediction], scheme: IntervalScheme,
                         interval_only=not method.predicts_proportion, cells=cells)
 
 
+def _score_line(s: MethodScores) -> str:
+    """One line of a method's pooled scores, printed as soon as its folds are done."""
+    m, p = s.intervals, s.proportions
+    mae = "" if p is None or p.mae is None else f", MAE {100 * p.mae:.1f} pp"
+    folds = " ".join(f"{v:.3f}" for v in s.fold_mf1)
+    return f"mF1 {m.mf1:.3f} (folds {folds}){mae}, {m.n_undefined} undefined"
+
+
 def confusion_csv(scores: MethodScores, scheme: IntervalScheme) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -302,6 +310,8 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
         scores.append(_scores(method, mpreds, scheme, mask_label if method.uses_mask else "",
                               config.cv.cutoffs, cell_scores))
         write_text_atomic(out_dir / "confusion" / f"{method.name}.csv", confusion_csv(scores[-1], scheme))
+        write_text_atomic(out_dir / "metrics.json", _metrics_json(scores, scheme))  # the methods so far
+        echo(f"  {method.display_name}: {_score_line(scores[-1])}")
     header, rows = table_cells(scores, scheme, config.cv.cutoffs)
     masked_used = source.name if any(m.uses_mask for m in req.methods) else None
     footer = table_footer(scores, len(items), config.cv.folds, masked_used, config.cv.seed)
