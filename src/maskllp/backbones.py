@@ -8,6 +8,8 @@ with ``torch.save`` -- read with ``weights_only=True`` -- or a ``.safetensors`` 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,36 @@ def inference_device(name: str | torch.device) -> torch.device:
     elif device.type != "cpu":
         raise InputError("--device", f"unsupported device {str(name)!r} (cpu, cuda, cuda:1, mps)")
     return device
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (a CUDA GPU with bf16; a CPU with AVX-512 BF16 or
+    AMX). Elsewhere bf16 is emulated and slower than fp32 (``benchmarks/bf16_cpu.py``)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_inference_precision(device: torch.device, precision: str) -> str:
+    """``"32"`` or ``"bf16"``: ``precision`` (``auto``, ``32``, ``bf16``) with ``auto`` resolved."""
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "32"
+    return precision
+
+
+@contextlib.contextmanager
+def inference_autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Run the networks inside under bf16 autocast when ``precision`` resolves to ``bf16`` on
+    ``device`` (:func:`resolve_inference_precision`); fp32 otherwise. Autocast keeps reductions
+    (the masked sums) in fp32; outputs are cast back to fp32 by the callers."""
+    bf16 = resolve_inference_precision(device, precision) == "bf16"
+    if not bf16 or device.type not in ("cpu", "cuda"):
+        yield
+        return
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        yield
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

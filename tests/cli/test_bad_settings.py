@@ -32,6 +32,8 @@ BAD_SETTINGS = [
     ("[proportion]\nmax_steps = 0\n", "max_steps"),
     ("[proportion.cells]\nhidden = 0\n", "cells"),
     ("[cv]\nfolds = 1\n", "cv.folds"),
+    ("[inference]\nprecision = \"fp16\"\n", "inference.precision"),
+    ("[review]\nmin_stained_fraction = 2\n", "review"),
 ]
 
 

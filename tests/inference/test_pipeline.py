@@ -8,10 +8,13 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
+from maskllp.backbones import inference_autocast, resolve_inference_precision
 from maskllp.config import Config
 from maskllp.errors import ProblemList
 from maskllp.inference.pipeline import Predictor, PredictRun, predict_cores
+from maskllp.io.images import open_image
 from maskllp.methods import get_method
 
 
@@ -189,3 +192,53 @@ def test_a_core_without_dab_and_with_few_tumour_cells_is_flagged(tmp_path, stage
     Image.fromarray(ihc_rgb[:128, :128]).save(tmp_path / "ihc.png")  # a real DAB stain is not flagged so
     ihc = predict_cores(PredictRun(model, [tmp_path / "ihc.png"], tmp_path / "o2", mpp=0.5), _config())[0]
     assert "no DAB signal" not in (ihc.flags or "")
+
+
+TPS_TOLERANCE = 0.02
+"""bf16 autocast at prediction time: the largest |TPS(bf16) - TPS(fp32)| accepted on a core (bf16
+keeps 8 bits of mantissa, 2-3 significant digits per activation; the masked sums run in fp32)."""
+OUTPUT_TOLERANCE = 0.02
+"""Largest |bf16 - fp32| accepted on a stage-1 heatmap value or class probability (both in [0, 1])."""
+
+
+def test_auto_resolves_to_fp32_where_bf16_is_emulated():
+    cpu = torch.device("cpu")
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert resolve_inference_precision(cpu, "auto") == ("bf16" if native else "32")
+    assert resolve_inference_precision(cpu, "32") == "32"
+    with inference_autocast(cpu, "bf16"):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with inference_autocast(cpu, "32"):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_bf16_stage1_outputs_are_within_tolerance_of_fp32(stage1_dir, ihc_rgb):
+    from maskllp.backbones import rgb_to_tensor
+    from maskllp.detection.model import Stage1Model
+
+    model = Stage1Model.load(stage1_dir)
+    x = rgb_to_tensor(ihc_rgb[:128, :128], model.device)
+    yx = np.array([[20.0, 30.0], [64.0, 64.0], [100.0, 90.5]])
+    with torch.no_grad():
+        heat32, (probs32, _) = model.detector.heatmap(x), model._classify(x, yx)
+    with torch.no_grad(), inference_autocast(model.device, "bf16"):
+        heat16, (probs16, _) = model.detector.heatmap(x), model._classify(x, yx)
+    assert heat16.dtype == probs16.dtype == np.float32
+    assert np.abs(heat16 - heat32).max() <= OUTPUT_TOLERANCE
+    assert np.abs(probs16 - probs32).max() <= OUTPUT_TOLERANCE
+
+
+@pytest.mark.parametrize("method", ["ours", "ours-nomask", "prop"])
+def test_bf16_stage2_proportion_is_within_tolerance_of_fp32(tmp_path, stage1_dir, ihc_rgb, method):
+    from PIL import Image
+
+    Image.fromarray(ihc_rgb[:128, :128]).save(tmp_path / "ihc.png")
+    predictor = Predictor.load(_model_dir(tmp_path, stage1_dir, method))
+    with open_image(tmp_path / "ihc.png", 0.5) as reader:
+        cells = predictor.fitted.detect_cells(reader)  # one set of cells (one mask) for both
+    fp32 = predictor.fitted.estimate(tmp_path / "ihc.png", 0.5, cells, want_maps=False).prediction
+    with inference_autocast(torch.device("cpu"), "bf16"):
+        bf16 = predictor.fitted.estimate(tmp_path / "ihc.png", 0.5, cells, want_maps=False).prediction
+    assert fp32.proportion is not None and bf16.proportion is not None
+    assert abs(bf16.proportion - fp32.proportion) <= TPS_TOLERANCE
+    assert isinstance(bf16.s_p, float) and bf16.s_p == pytest.approx(fp32.s_p, rel=0.05)

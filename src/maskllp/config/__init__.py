@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from maskllp.classes import ClassMapping
 from maskllp.config.cross_validation import CrossValidationConfig
 from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+from maskllp.config.inference import InferenceConfig
 from maskllp.config.proportion import ProportionConfig
 from maskllp.config.review import ReviewConfig
 from maskllp.config.synth import SynthConfig
@@ -74,6 +75,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
 
 # --------------------------------------------------------------------------------- conversion

@@ -24,12 +24,12 @@ THREE_CLASSES = ("positive_tumour", "negative_tumour", "non_tumour")
 def sample_features(features: torch.Tensor, points: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
     """Bilinear read of a feature map at cell positions.
 
-    features: (N, C, h, w) float32, the map of N images of size ``image_hw`` (each side a multiple
-    of the map's stride). points: (M, 3) float32 rows ``(image index, y, x)`` in pixel index
-    coordinates of the image. Returns (M, C) float32.
+    features: (N, C, h, w) float32 (bf16 under autocast), the map of N images of size ``image_hw``
+    (each side a multiple of the map's stride). points: (M, 3) float32 rows ``(image index, y, x)``
+    in pixel index coordinates of the image. Returns (M, C) float32.
     """
     height, width = image_hw
-    out = features.new_zeros((len(points), features.shape[1]))
+    out = features.new_zeros((len(points), features.shape[1]), dtype=torch.float32)  # also under autocast
     for i in torch.unique(points[:, 0].long()).tolist():
         sel = points[:, 0].long() == i
         yx = points[sel, 1:]
@@ -38,7 +38,7 @@ def sample_features(features: torch.Tensor, points: torch.Tensor, image_hw: tupl
         grid = torch.stack([gx, gy], dim=1).view(1, 1, -1, 2).to(features.dtype)
         sampled = F.grid_sample(features[i : i + 1], grid, mode="bilinear", padding_mode="border",
                                 align_corners=False)
-        out[sel] = sampled[0, :, 0, :].T
+        out[sel] = sampled[0, :, 0, :].T.float()
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from maskllp.backbones import inference_autocast
 from maskllp.config import Config, save_config
 from maskllp.detection.cells import DetectedCells, count_proportion
 from maskllp.detection.model import Stage1Model, image_mpp
@@ -99,7 +100,8 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
     results = []
     with staged_directory(run.out_dir, run.overwrite, [run.model_dir, *run.images]) as stage:
         for path, stem in zip(run.images, image_stems(run.images), strict=True):
-            with open_image(path, run.mpp) as reader:
+            with open_image(path, run.mpp) as reader, inference_autocast(model.device,
+                                                                         config.inference.precision):
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path))
                 summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)
             results.append({"image": str(path), "name": stem, **summary})

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from maskllp.backbones import inference_autocast, inference_device
 from maskllp.classes import CellClass
 from maskllp.config import Config, save_config
 from maskllp.config.review import ReviewConfig
@@ -45,15 +47,20 @@ class Predictor:
 
     fitted: FittedMethod
     source: Path | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where the networks run (where :meth:`load` put them)."""
+    precision: str = "auto"
+    """``auto``, ``32`` or ``bf16`` (:class:`~maskllp.config.inference.InferenceConfig`)."""
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", stage1_dir: str | Path | None = None,
-             scheme: IntervalScheme | None = None) -> Predictor:
+             scheme: IntervalScheme | None = None, precision: str = "auto") -> Predictor:
         """Load a prediction model folder; ``stage1_dir`` replaces the stage 1 it carries.
 
         ``scheme`` bins Det's counts; stage-2 folders carry their own.
         """
-        return cls(load_fitted(model_dir, device, stage1_dir, scheme), Path(model_dir))
+        return cls(load_fitted(model_dir, device, stage1_dir, scheme), Path(model_dir),
+                   inference_device(device), precision)
 
     @property
     def method(self) -> Method:
@@ -79,10 +86,11 @@ class Predictor:
         path = Path(path)
         name = name or path.stem
         stage1 = self.stage1
-        with open_image(path, mpp) as reader:
-            cells = self.fitted.detect_cells(reader)
-            pixel = cells.mpp if cells is not None else reader.mpp
-        estimate = self.fitted.estimate(path, mpp, cells, want_maps)
+        with inference_autocast(self.device, self.precision):
+            with open_image(path, mpp) as reader:
+                cells = self.fitted.detect_cells(reader)
+                pixel = cells.mpp if cells is not None else reader.mpp
+            estimate = self.fitted.estimate(path, mpp, cells, want_maps)
         pred = estimate.prediction
         note = None
         if pred.proportion is None:
@@ -173,7 +181,8 @@ def predict_cores(run: PredictRun, config: Config,
     """``maskllp predict``: every core's JSON, figure and cells, ``predictions.csv``, ``report.html``
     and ``config.yaml`` in ``run.out_dir``, which appears only when every core succeeded."""
     cores = _cores_of(run, config)
-    predictor = Predictor.load(run.model_dir, run.device, run.stage1_dir, config.intervals.build())
+    predictor = Predictor.load(run.model_dir, run.device, run.stage1_dir, config.intervals.build(),
+                               config.inference.precision)
     results: list[PredictionRow] = []
     inputs = [run.model_dir, run.stage1_dir, *run.inputs, *(c.path for c in cores)]
     with staged_directory(run.out_dir, run.overwrite, inputs) as stage:

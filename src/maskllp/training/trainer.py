@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from maskllp.backbones import bf16_native as device_bf16_native
 from maskllp.config.training import TrainerConfig
 from maskllp.errors import InputError
 
@@ -104,9 +105,7 @@ def bf16_native(accelerator: str) -> bool:
     """Whether the device training will run on computes bf16 natively (else bf16 is emulated and
     slower than fp32)."""
     gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if gpu:
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return device_bf16_native(torch.device("cuda" if gpu else "cpu"))
 
 
 def resolve_precision(cfg: TrainerConfig) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from maskllp.backbones import inference_autocast
 from maskllp.classes import ClassMapping
 from maskllp.config import Config, to_mapping
 from maskllp.detection.model import Stage1Model, image_mpp
@@ -59,7 +60,8 @@ def evaluate_detection(model_dir: Path, cohort_path: Path, config: Config, truth
         if true_cells is None:
             skipped.append(entry.image.name)
             continue
-        with open_image(entry.image, entry.mpp) as reader:
+        with open_image(entry.image, entry.mpp) as reader, inference_autocast(model.device,
+                                                                              config.inference.precision):
             mpp = image_mpp(reader, default, f"{entry.image} (line {entry.line})")
             cells = model.detect(reader, mpp=mpp)
         settings = EvaluationSettings(config.detector.match_radius_um / mpp, model.mask.alpha_um / mpp,

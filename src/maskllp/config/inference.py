@@ -1,0 +1,20 @@
+"""How ``predict``, ``detect`` and ``evaluate-detection`` run the networks (section ``[inference]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INFERENCE_PRECISIONS = ("auto", "32", "bf16")
+
+
+@dataclass
+class InferenceConfig:
+    precision: str = "auto"
+    """``auto``: bf16 autocast where the device computes bf16 natively (a CUDA GPU with bf16, a CPU
+    with AVX-512 BF16 or AMX), fp32 elsewhere (emulated bf16 is slower than fp32); ``32`` or
+    ``bf16`` to force one. Masked sums and proportions are always computed in fp32."""
+
+    def __post_init__(self) -> None:
+        if self.precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"inference.precision must be one of {', '.join(INFERENCE_PRECISIONS)}, "
+                             f"got {self.precision!r}")
