@@ -189,3 +189,45 @@ def test_det_without_a_detector_is_refused(cohort_csv, cv_config, tmp_path) -> N
     req = CrossValidationRequest(cohort_csv, parse_methods("det"), tmp_path / "run")
     with pytest.raises(InputError, match="Det needs --stage1"):
         run_cross_validation(req, cv_config, echo=lambda s: None)
+
+
+def test_a_training_subset_is_seeded_capped_and_nested() -> None:
+    from maskllp.workflows.cross_validation import training_subset
+
+    train = np.array([0, 2, 3, 5, 8, 9, 11, 12])
+    assert training_subset(train, None, 0, 1) is train and training_subset(train, 8, 0, 1) is train
+    small, large = training_subset(train, 3, 0, 1), training_subset(train, 6, 0, 1)
+    assert len(small) == 3 and len(large) == 6 and set(small) <= set(large) <= set(train)
+    assert list(small) == sorted(small) and list(training_subset(train, 3, 0, 1)) == list(small)
+    assert {tuple(training_subset(train, 3, 0, k)) for k in range(4)} != {tuple(small)}  # fold-dependent
+
+
+def test_folds_from_a_file_and_a_capped_training_set(cohort_csv, cv_config, tmp_path) -> None:
+    names = [f"core{i:02d}" for i in range(12)]
+    folds = tmp_path / "folds.csv"  # by "site": the first eight cores against the last four
+    folds.write_text("image,fold\n" + "".join(f"{n},{int(i >= 8)}\n" for i, n in enumerate(names)))
+    cv_config.cv.train_cores = 3
+    printed: list[str] = []
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), tmp_path / "run", folds_file=folds)
+    run_cross_validation(req, cv_config, echo=printed.append)
+    rows = list(csv.DictReader((tmp_path / "run" / "predictions.csv").open()))
+    assert {r["name"]: int(r["fold"]) for r in rows} == {n: int(i >= 8) for i, n in enumerate(names)}
+    fold_lines = [line for line in printed if "fold 0:" in line or "fold 1:" in line]
+    assert "cores of 4," in fold_lines[0] and "cores of 8," in fold_lines[1]  # 3 of the 4 / 8 others
+    table = (tmp_path / "run" / "table.txt").read_text()
+    assert f"folds from {folds}" in table and "at most 3 of its training cores" in table
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("image,fold\ncore00,0\n", "no fold for core core01"),
+    ("image,fold\n" + "".join(f"core{i:02d},{2 * (i % 2)}\n" for i in range(12)), "none empty"),
+    ("image,fold\n" + "".join(f"core{i:02d},x\n" for i in range(12)), "not a whole number"),
+    ("name,fold\ncore00,0\n", "missing column(s) image"),
+])
+def test_a_bad_folds_file_is_refused_in_one_line(cohort_csv, cv_config, tmp_path, text, message) -> None:
+    folds = tmp_path / "folds.csv"
+    folds.write_text(text)
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), tmp_path / "run", folds_file=folds)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        run_cross_validation(req, cv_config, echo=lambda _: None)
+    assert str(folds) in str(e.value) and not (tmp_path / "run").exists()

@@ -33,7 +33,7 @@ def cross_validate(
     cohort: Path = typer.Argument(..., help="Cohort manifest (CSV) with a label for every core."),
     methods: str = typer.Option("all", "--methods", help="Comma-separated method names or 'all': "
                                 "det, class, o-reg, prop-nomask, ours-nomask, lpi, prop, wprop, "
-                                "wprop-listnet, focalprop, ours."),
+                                "wprop-listnet, focalprop, ours, ours-cells, ours-cells-focal."),
     folds: int | None = typer.Option(None, "--folds", help="Number of folds (default: cv.folds, 4)."),
     out: Path = typer.Option(..., "--out", help="Run folder for predictions, tables, logs."),
     stage1: Path | None = STAGE1_OPTION,
@@ -42,6 +42,11 @@ def cross_validate(
     det_model: Path | None = typer.Option(None, "--det-model", help="Trained three-class stage-1 model "
                                           "for Det, used for every fold (default: a three-class "
                                           "classifier trained per fold over the --stage1 detector)."),
+    folds_from: Path | None = typer.Option(None, "--folds-from", help="CSV with columns image, fold: "
+                                           "these folds (e.g. by site or scanner, or a run's "
+                                           "folds.csv) instead of stratified ones."),
+    train_cores: int | None = typer.Option(None, "--train-cores", help="Train each fold on at most "
+                                           "this many cores (seeded subset; a learning curve)."),
     input_size: int | None = INPUT_SIZE_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
     pretrained_weights: Path | None = PRETRAINED_OPTION,
@@ -54,12 +59,12 @@ def cross_validate(
     from maskllp.methods import parse_methods
     from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
 
-    cfg = load_run_config(config, {"cv": {"folds": folds},
+    cfg = load_run_config(config, {"cv": {"folds": folds, "train_cores": train_cores},
                                    "proportion": {"input_size": input_size, "max_epochs": max_epochs,
                                                   "pretrained_weights": pretrained_weights},
                                    "trainer": trainer_overrides(accelerator)})
     request = CrossValidationRequest(cohort, parse_methods(methods), out, stage1, mask_source, truth,
-                                     det_model, overwrite)
+                                     det_model, overwrite, folds_from)
     run_cross_validation(request, cfg, echo=typer.echo)
 
 

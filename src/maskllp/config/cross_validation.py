@@ -15,9 +15,14 @@ class CrossValidationConfig:
     """Clinical cut-offs at which agreement with exact truth is reported (fractions)."""
     save_models: bool = False
     """Also write each fold's fitted model folder under ``<run>/models/<method>-fold<k>``."""
+    train_cores: int | None = None
+    """Train each fold on at most this many of its training cores (a seeded random subset, the
+    smaller subsets inside the larger ones: a learning curve); None: all of them."""
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ValueError(f"cv.folds must be at least 2, got {self.folds}")
+        if self.train_cores is not None and self.train_cores < 2:
+            raise ValueError(f"cv.train_cores must be at least 2 (or unset), got {self.train_cores}")
         if any(not 0 < c < 1 for c in self.cutoffs):
             raise ValueError(f"cv.cutoffs must lie in (0, 1), got {self.cutoffs}")

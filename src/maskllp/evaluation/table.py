@@ -96,11 +96,16 @@ def format_csv(header: list[str], rows: list[list[str]]) -> str:
 
 
 def table_footer(scores: Sequence[MethodScores], n_cores: int, n_folds: int, mask_source: str | None,
-                 seed: int) -> list[str]:
-    """Lines that say how the table was made."""
-    lines = [f"{n_cores} cores, {n_folds}-fold cross-validation (stratified by interval, grouped by "
-             f"patient, seed {seed}); metrics on the pooled out-of-fold predictions, scikit-learn, "
-             "labels = all intervals, zero_division = 0."]
+                 seed: int, folds_file: str | None = None, train_cores: int | None = None) -> list[str]:
+    """Lines that say how the table was made (``folds_file``: the folds were read from it;
+    ``train_cores``: each fold trained on at most that many cores)."""
+    how = (f"folds from {folds_file}" if folds_file is not None
+           else f"stratified by interval, grouped by patient, seed {seed}")
+    lines = [f"{n_cores} cores, {n_folds}-fold cross-validation ({how}); metrics on the pooled "
+             "out-of-fold predictions, scikit-learn, labels = all intervals, zero_division = 0."]
+    if train_cores is not None:
+        lines.append(f"each fold trained on at most {train_cores} of its training cores (seeded subset, "
+                     f"seed {seed}).")
     if mask_source is not None:
         what = ("ORACLE masks from the synthetic truth (stage 1 bypassed)" if mask_source == "truth"
                 else f"tumour masks from {mask_source}")

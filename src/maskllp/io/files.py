@@ -39,3 +39,28 @@ def decode_text(path: str | os.PathLike[str], raw: bytes, hint: str = "") -> str
 def read_text_file(path: str | os.PathLike[str], what: str = "file", hint: str = "") -> str:
     """:func:`read_file_bytes` then :func:`decode_text`."""
     return decode_text(path, read_file_bytes(path, what), hint)
+
+
+def read_csv_rows(path: str | os.PathLike[str], required: tuple[str, ...],
+                  what: str = "CSV file") -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of each non-empty row of a CSV with a header; InputError when the file
+    cannot be read, a ``required`` column is missing, or there is no row."""
+    import csv
+    import io
+
+    text = read_text_file(path, what, "; save the CSV as UTF-8")
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise InputError(path, f"missing column(s) {', '.join(missing)} "
+                                   f"(header: {', '.join(header) or 'none'})")
+        reader.fieldnames = header
+        rows = [(reader.line_num, {k: (v or "") for k, v in row.items() if k is not None})
+                for row in reader if any((v or "").strip() for v in row.values() if isinstance(v, str))]
+    except csv.Error as e:
+        raise InputError(path, f"not a readable CSV ({e})") from None
+    if not rows:
+        raise InputError(path, "no rows below the header")
+    return rows

@@ -43,6 +43,7 @@ from maskllp.evaluation.table import (
 )
 from maskllp.intervals import IntervalScheme
 from maskllp.io.atomic import check_output_dir, mark_output, output_lock, write_text_atomic
+from maskllp.io.files import read_csv_rows
 from maskllp.io.images import image_stems, open_image
 from maskllp.io.manifest import Cohort, CohortEntry, read_cohort
 from maskllp.methods import FitSetup, Method
@@ -76,6 +77,9 @@ class CrossValidationRequest:
     """Trained three-class stage-1 model folder for Det, used for every fold; unset: a three-class
     classifier is trained per fold on the annotated training cores, over the ``stage1`` detector."""
     overwrite: bool = False
+    folds_file: Path | None = None
+    """CSV with columns ``image`` and ``fold`` (0, 1, ...; e.g. a previous run's ``folds.csv``, or
+    folds by site or scanner): these folds instead of stratified ones."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,47 @@ def make_folds(intervals: Sequence[int], patients: Sequence[str], n_folds: int, 
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(intervals)), np.asarray(intervals), groups)):
         folds[test] = k
     return folds
+
+
+def read_folds(path: Path, names: Sequence[str], images: Sequence[Path]) -> np.ndarray:
+    """(N,) int fold of each core from a CSV with columns ``image`` and ``fold``.
+
+    ``image`` names a core by its name in ``predictions.csv`` / ``folds.csv`` (``names``), its
+    file name, or its path as the manifest gives it (``images``). Every core needs a fold; folds are
+    0, 1, ... with none empty. InputError naming the file and the first problem otherwise.
+    """
+    rows = read_csv_rows(path, ("image", "fold"))
+    by_key: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            fold = int(row["fold"])
+        except ValueError:
+            raise InputError(path, f"line {line}: fold {row['fold']!r} is not a whole number") from None
+        if fold < 0:
+            raise InputError(path, f"line {line}: fold {fold} is negative")
+        by_key[row["image"].strip()] = fold
+    folds = np.full(len(names), -1, dtype=np.int64)
+    for i, (name, image) in enumerate(zip(names, images, strict=True)):
+        for key in (name, image.name, str(image)):
+            if key in by_key:
+                folds[i] = by_key[key]
+                break
+        else:
+            raise InputError(path, f"no fold for core {name} ({image})")
+    present = set(folds.tolist())
+    if len(present) < 2 or present != set(range(max(present) + 1)):
+        raise InputError(path, f"folds must be 0, 1, ... with at least two and none empty, got "
+                               f"{sorted(present)}")
+    return folds
+
+
+def training_subset(train: np.ndarray, cap: int | None, seed: int, fold: int) -> np.ndarray:
+    """The training cores of ``fold`` a method sees: all of ``train`` (indices), or ``cap`` of them
+    (a seeded permutation's head, so a smaller cap's subset lies inside a larger one's)."""
+    if cap is None or cap >= len(train):
+        return train
+    order = np.random.default_rng([seed, fold]).permutation(len(train))
+    return np.sort(train[order[:cap]])
 
 
 # ------------------------------------------------------------------------------------------ truth
@@ -164,7 +209,9 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
     cell_scores: PositivityScores | None = None
     for k in range(int(folds.max()) + 1):
         test = np.flatnonzero(folds == k)
-        train = [items[i] for i in np.flatnonzero(folds != k)]
+        available = np.flatnonzero(folds != k)
+        subset = training_subset(available, config.cv.train_cores, config.cv.seed, k)
+        train = [items[i] for i in subset]
         fitted = method.fit(train, setup, config, out_dir / "training" / method.name / f"fold{k}")
         if config.cv.save_models:
             fitted.save(out_dir / "models" / f"{method.name}-fold{k}")
@@ -172,7 +219,9 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
         out = fitted.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
         s = fitted.summary
         note = "" if s is None else (
-            f"; trained on {s.n_train} (+{s.n_val} validation) cores, best epoch {s.best_epoch}"
+            f"; trained on {s.n_train} (+{s.n_val} validation) cores"
+            + (f" of {len(available)}" if len(subset) < len(available) else "")
+            + f", best epoch {s.best_epoch}"
             + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
         preds += [FoldPrediction(method, k, items[i], names[i], p) for i, p in zip(test, out, strict=True)]
         if true_cells is not None:
@@ -263,7 +312,7 @@ def run_cross_validation(req: CrossValidationRequest, config: Config,
     """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``."""
     config = replace(config, trainer=single_device(config.trainer))
     root = default_cache_root(req.cohort, config.proportion.cache_dir)
-    inputs = [req.cohort, req.stage1, req.truth, req.det_model, root]
+    inputs = [req.cohort, req.stage1, req.truth, req.det_model, req.folds_file, root]
     out_dir = check_output_dir(req.out_dir, req.overwrite, inputs)
     with output_lock(out_dir):
         return _run(req, config, out_dir, root, echo)
@@ -275,11 +324,16 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
     cohort = read_cohort(req.cohort, scheme, mapping=config.classes)
     entries = labelled_entries(cohort, echo)
     exact = read_exact_truth(req.truth) if req.truth is not None else None
-    try:
-        folds = make_folds([e.label.interval for e in entries], [e.patient for e in entries],
-                           config.cv.folds, config.cv.seed)
-    except ValueError as e:
-        raise InputError(req.cohort, str(e), "cv.folds") from None
+    names = image_stems([e.image for e in entries])
+    if req.folds_file is not None:
+        folds = read_folds(req.folds_file, names, [e.image for e in entries])
+        config = replace(config, cv=replace(config.cv, folds=int(folds.max()) + 1))
+    else:
+        try:
+            folds = make_folds([e.label.interval for e in entries], [e.patient for e in entries],
+                               config.cv.folds, config.cv.seed)
+        except ValueError as e:
+            raise InputError(req.cohort, str(e), "cv.folds") from None
     setup = FitSetup(None, req.stage1, req.det_model, req.cohort, scheme, torch_device(config.trainer))
     for method in req.methods:
         method.check(setup)
@@ -290,7 +344,6 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
     echo(f"preparing {len(entries)} cores, inputs {cache.spec.key} (masks: {source.name}; "
          f"cache {cache.root})")
     items = prepare_items(entries, scheme, source, cache, exact)
-    names = image_stems([e.image for e in entries])
     if out_dir.exists():  # check_output_dir let it through: empty, or maskllp's own with --overwrite
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
@@ -314,7 +367,8 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
         echo(f"  {method.display_name}: {_score_line(scores[-1])}")
     header, rows = table_cells(scores, scheme, config.cv.cutoffs)
     masked_used = source.name if any(m.uses_mask for m in req.methods) else None
-    footer = table_footer(scores, len(items), config.cv.folds, masked_used, config.cv.seed)
+    footer = table_footer(scores, len(items), config.cv.folds, masked_used, config.cv.seed,
+                          None if req.folds_file is None else str(req.folds_file), config.cv.train_cores)
     text = format_text(header, rows, footer)
     write_text_atomic(out_dir / "table.txt", text)
     write_text_atomic(out_dir / "table.csv", format_csv(header, rows))
