@@ -98,6 +98,18 @@ def test_same_seed_same_bytes_other_seed_other_cohort(tmp_path):
     assert (a / "images" / "P001-c1.png").read_bytes() != (c / "images" / "P001-c1.png").read_bytes()
 
 
+def test_a_patient_prefix_renames_the_cores_and_changes_nothing_else():
+    plans = plan_cohort(4, small())
+    renamed = plan_cohort(4, small(cohort=CohortDrawConfig(patient_prefix="S2")))
+    assert [p.name.replace("P", "S2", 1) for p in plans] == [p.name for p in renamed]
+    assert renamed[0].name == "S2001-c1" and renamed[0].patient == "S2001"
+    a = make_core(plans[1], small())
+    b = make_core(renamed[1], small(cohort=CohortDrawConfig(patient_prefix="S2")))
+    assert np.array_equal(a.cells.yx, b.cells.yx)
+    with pytest.raises(ValueError, match="patient_prefix"):
+        CohortDrawConfig(patient_prefix="../x")
+
+
 def test_cores_do_not_change_when_the_cohort_grows():
     cfg = small()
     plans3, plans8 = plan_cohort(3, cfg), plan_cohort(8, cfg)

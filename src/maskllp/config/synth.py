@@ -7,6 +7,7 @@ size ``mpp`` converts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,8 +50,13 @@ class CohortDrawConfig:
     label_noise: float = 0.0
     """0: the manifest label is the interval of the exact TPS. > 0: the label is a pathologist-like
     estimate, the exact TPS moved by a normal error of this SD on the log-odds scale, then binned."""
+    patient_prefix: str = "P"
+    """Patient ids are this prefix and a number (``P001``); core names follow (``P001-c1``). A
+    second cohort with another prefix can share a manifest with the first (e.g. a second "site")."""
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,16}", self.patient_prefix):
+            raise ValueError(f"patient_prefix must be 1-16 letters, digits or _, got {self.patient_prefix!r}")
         b, w = self.tps_bins, self.tps_bin_weights
         if len(b) < 2 or abs(b[0]) > 1e-12 or abs(b[-1] - 1) > 1e-12:
             raise ValueError("tps_bins must run from 0 to 1")

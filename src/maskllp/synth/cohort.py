@@ -96,7 +96,7 @@ def plan_cohort(n_cores: int, cfg: SynthConfig) -> list[CorePlan]:
     while len(plans) < n_cores:
         k = min(int(rng.integers(c.cores_per_patient[0], c.cores_per_patient[1] + 1)), n_cores - len(plans))
         patient_bin = int(rng.choice(len(weights), p=weights))
-        pid = f"P{patient + 1:03d}"
+        pid = f"{c.patient_prefix}{patient + 1:03d}"
         for j in range(k):
             i = len(plans)
             b = patient_bin
