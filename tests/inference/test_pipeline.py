@@ -238,7 +238,9 @@ def test_bf16_stage2_proportion_is_within_tolerance_of_fp32(tmp_path, stage1_dir
         cells = predictor.fitted.detect_cells(reader)  # one set of cells (one mask) for both
     fp32 = predictor.fitted.estimate(tmp_path / "ihc.png", 0.5, cells, want_maps=False).prediction
     with inference_autocast(torch.device("cpu"), "bf16"):
-        bf16 = predictor.fitted.estimate(tmp_path / "ihc.png", 0.5, cells, want_maps=False).prediction
+        estimate = predictor.fitted.estimate(tmp_path / "ihc.png", 0.5, cells, want_maps=True)
+    bf16 = estimate.prediction
+    assert estimate.maps is None or estimate.maps.dtype == np.float32  # the figure's maps, in fp32
     assert fp32.proportion is not None and bf16.proportion is not None
     assert abs(bf16.proportion - fp32.proportion) <= TPS_TOLERANCE
     assert isinstance(bf16.s_p, float) and bf16.s_p == pytest.approx(fp32.s_p, rel=0.05)

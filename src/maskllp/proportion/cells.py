@@ -110,7 +110,7 @@ class CellProportionModel:
         if len(features) == 0:
             return np.zeros(0, np.float32)
         x = torch.as_tensor(np.asarray(features, np.float32))
-        return torch.sigmoid(self.net(x)).numpy().astype(np.float32)
+        return torch.sigmoid(self.net(x)).float().numpy()
 
     def predict_features(self, features: np.ndarray) -> ProportionPrediction:
         """The prediction for one core from its tumour cells' (n, F) features."""

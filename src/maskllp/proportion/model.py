@@ -168,7 +168,7 @@ class ProportionModel:
         out = self.forward([core_tensors(image, mask, fit)])
         if out.maps is None:
             raise ValueError(f"method {self.method_name!r} has no F_p / F_n maps")
-        return out.maps[0].cpu().numpy().astype(np.float32)
+        return out.maps[0].float().cpu().numpy()
 
     # ------------------------------------------------------------------------------- folders
     def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
