@@ -279,21 +279,27 @@ class Stage2Fitted:
         return Path(path)
 
 
-def maps_at_cells(maps: np.ndarray, cells: DetectedCells, fit: InputFit, threshold: float) -> np.ndarray:
-    """(N,) float32 F_p / (F_p + F_n) of the map cell under each tumour cell (NaN for the others):
-    ``maps`` (2, h, w) of the canvas ``fit`` places the core on; cells at level-0 positions."""
-    out = np.full(len(cells), np.nan, np.float32)
-    tumour = cells.is_tumour(threshold)
-    if not tumour.any():
-        return out
-    h0, w0 = cells.shape
+def map_ratio_at(maps: np.ndarray, yx: np.ndarray, image_shape: tuple[int, int], fit: InputFit) -> np.ndarray:
+    """(N,) float32 F_p / (F_p + F_n) of the map cell under each point: ``maps`` (2, h, w) of the
+    canvas ``fit`` places the core on; ``yx`` (N, 2) level-0 index coordinates of an image of
+    ``image_shape`` (height, width)."""
+    if not len(yx):
+        return np.zeros(0, np.float32)
+    h0, w0 = image_shape
     scale = np.array([fit.content_height / h0, fit.content_width / w0])
-    canvas = (cells.yx[tumour] + 0.5) * scale - 0.5 + np.array([fit.top, fit.left])
+    canvas = (np.asarray(yx, np.float64) + 0.5) * scale - 0.5 + np.array([fit.top, fit.left])
     stride = np.array([fit.height / maps.shape[1], fit.width / maps.shape[2]])
     last = [maps.shape[1] - 1, maps.shape[2] - 1]
     idx = np.clip(np.floor((canvas + 0.5) / stride).astype(np.int64), 0, last)
     f_p, f_n = maps[0][idx[:, 0], idx[:, 1]], maps[1][idx[:, 0], idx[:, 1]]
-    out[tumour] = f_p / np.maximum(f_p + f_n, 1e-12)
+    return (f_p / np.maximum(f_p + f_n, 1e-12)).astype(np.float32)
+
+
+def maps_at_cells(maps: np.ndarray, cells: DetectedCells, fit: InputFit, threshold: float) -> np.ndarray:
+    """(N,) float32 :func:`map_ratio_at` each tumour cell of ``cells`` (NaN for the others)."""
+    out = np.full(len(cells), np.nan, np.float32)
+    tumour = cells.is_tumour(threshold)
+    out[tumour] = map_ratio_at(maps, cells.yx[tumour], cells.shape, fit)
     return out
 
 
