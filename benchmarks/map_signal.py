@@ -7,7 +7,8 @@ synthetic cohort it never saw, with its truth. For each core the model predicts 
 predict`` does; then F_p / (F_p + F_n) is read under each true cell (the map cell under its centre)
 and compared between true positive tumour cells, true negative tumour cells and non-tumour cells:
 the AUC of positive against negative tumour cells says whether red means positive (0.5: no signal).
-Writes ``DIR/map_signal.md`` and the paper's Fig. 5 of the first ``--figures`` cores.
+Writes ``DIR/map_signal.md`` and the paper's Fig. 5 of ``--figures`` cores spread over the true TPS
+(lowest to highest).
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=False)
     predictor = Predictor.load(args.model)
     truth = read_truth(args.truth)
+    entries = read_cohort(args.cohort, predictor.scheme).entries
+    by_tps = sorted(range(len(entries)), key=lambda j: truth[entries[j].image.name].tps or 0.0)
+    picks = {by_tps[round(q)] for q in np.linspace(0, len(entries) - 1, min(args.figures, len(entries)))}
     ratios: dict[str, list[np.ndarray]] = {"positive tumour": [], "negative tumour": [], "non-tumour": []}
     rows = []
-    for i, entry in enumerate(read_cohort(args.cohort, predictor.scheme).entries):
+    for i, entry in enumerate(entries):
         result, estimate, _ = predictor.predict(entry.image, entry.mpp, want_maps=True)
         if estimate.maps is None or estimate.fit is None:
             raise SystemExit(f"{args.model}: method {predictor.method.name} has no F_p / F_n maps")
@@ -53,7 +57,7 @@ def main() -> None:
             ratios[name].append(r[cells.classes == cls])
         ratios["non-tumour"].append(r[cells.classes == CellClass.NON_TUMOUR])
         rows.append((entry.image.stem, truth[entry.image.name].tps, result.proportion))
-        if i < args.figures and estimate.image is not None and estimate.mask is not None:
+        if i in picks and estimate.image is not None and estimate.mask is not None:
             tps = truth[entry.image.name].tps
             title = f"{entry.image.stem}: TPS {result.proportion:.1%} (truth {tps:.1%})"
             proportion_figure(estimate.image, estimate.mask, estimate.maps[0], estimate.maps[1], title,

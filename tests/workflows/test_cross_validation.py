@@ -231,3 +231,25 @@ def test_a_bad_folds_file_is_refused_in_one_line(cohort_csv, cv_config, tmp_path
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         run_cross_validation(req, cv_config, echo=lambda _: None)
     assert str(folds) in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_run_keeps_the_tables_of_the_methods_it_finished(cohort_csv, cv_config, tmp_path,
+                                                                          monkeypatch) -> None:
+    import maskllp.workflows.cross_validation as cv
+
+    real = cv._train_and_predict
+
+    def stop_at_the_second(method, *args, **kwargs):
+        if method.name == "o-reg":
+            raise KeyboardInterrupt
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(cv, "_train_and_predict", stop_at_the_second)
+    printed: list[str] = []
+    req = CrossValidationRequest(cohort_csv, parse_methods("class,o-reg"), tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run_cross_validation(req, cv_config, echo=printed.append)
+    table = (tmp_path / "run" / "table.txt").read_text()
+    assert "Class" in table and "O-Reg" not in table
+    assert [m["method"] for m in json.loads((tmp_path / "run" / "metrics.json").read_text())] == ["class"]
+    assert any(line.startswith("  Class: mF1 ") for line in printed)

@@ -290,6 +290,21 @@ def _metrics_json(scores: Sequence[MethodScores], scheme: IntervalScheme) -> str
     return json.dumps(data, indent=2) + "\n"
 
 
+def _write_tables(out_dir: Path, scores: list[MethodScores], scheme: IntervalScheme, config: Config,
+                  req: CrossValidationRequest, n_cores: int, mask_source: str) -> str:
+    """table.txt / .csv / .md and metrics.json of the methods in ``scores``; returns the text table."""
+    header, rows = table_cells(scores, scheme, config.cv.cutoffs)
+    masked_used = mask_source if any(m.uses_mask for m in req.methods) else None
+    footer = table_footer(scores, n_cores, config.cv.folds, masked_used, config.cv.seed,
+                          None if req.folds_file is None else str(req.folds_file), config.cv.train_cores)
+    text = format_text(header, rows, footer)
+    write_text_atomic(out_dir / "table.txt", text)
+    write_text_atomic(out_dir / "table.csv", format_csv(header, rows))
+    write_text_atomic(out_dir / "table.md", format_markdown(header, rows, footer))
+    write_text_atomic(out_dir / "metrics.json", _metrics_json(scores, scheme))
+    return text
+
+
 def _folds_csv(items: Sequence[Stage2Item], folds: np.ndarray, scheme: IntervalScheme) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -354,6 +369,7 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
     true_cells = read_true_cells(req.truth, [it.name for it in items]) if req.truth is not None else None
     preds: list[FoldPrediction] = []
     scores: list[MethodScores] = []
+    text = ""
     for method in req.methods:
         echo(f"{method.display_name}: {config.cv.folds} folds")
         mpreds, cell_scores = _train_and_predict(method, items, names, folds, setup, config, out_dir, echo,
@@ -363,16 +379,8 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
         scores.append(_scores(method, mpreds, scheme, mask_label if method.uses_mask else "",
                               config.cv.cutoffs, cell_scores))
         write_text_atomic(out_dir / "confusion" / f"{method.name}.csv", confusion_csv(scores[-1], scheme))
-        write_text_atomic(out_dir / "metrics.json", _metrics_json(scores, scheme))  # the methods so far
+        # the tables so far: an interrupted run keeps every method it finished
+        text = _write_tables(out_dir, scores, scheme, config, req, len(items), source.name)
         echo(f"  {method.display_name}: {_score_line(scores[-1])}")
-    header, rows = table_cells(scores, scheme, config.cv.cutoffs)
-    masked_used = source.name if any(m.uses_mask for m in req.methods) else None
-    footer = table_footer(scores, len(items), config.cv.folds, masked_used, config.cv.seed,
-                          None if req.folds_file is None else str(req.folds_file), config.cv.train_cores)
-    text = format_text(header, rows, footer)
-    write_text_atomic(out_dir / "table.txt", text)
-    write_text_atomic(out_dir / "table.csv", format_csv(header, rows))
-    write_text_atomic(out_dir / "table.md", format_markdown(header, rows, footer))
-    write_text_atomic(out_dir / "metrics.json", _metrics_json(scores, scheme))
     echo(text)
     return CrossValidationResult(scores, text, preds)
