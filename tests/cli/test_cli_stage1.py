@@ -137,6 +137,29 @@ def test_detect_needs_a_pixel_size(run_cli, tmp_path, random_stage1, make_core):
     assert summary["mpp"] == 0.25 and summary["mask_shape"] == [48, 48]
 
 
+def test_detect_takes_a_folder_of_images_or_a_manifest_with_pixel_sizes(run_cli, tmp_path, random_stage1,
+                                                                         make_core):
+    folder = tmp_path / "cores"
+    folder.mkdir()
+    for name in ("b", "a"):
+        write_image(folder / f"{name}.png", make_core(48)[0])
+    (folder / "notes.txt").write_text("not an image\n")
+    code, out, err = run_cli("detect", random_stage1, folder, "--out", tmp_path / "o1", "--mpp", "0.5")
+    assert code in (0, None), err
+    names = [i["name"] for i in json.loads((tmp_path / "o1" / "summary.json").read_text())["images"]]
+    assert names == ["a", "b"]  # the images of the folder, sorted; the text file left alone
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text("image,patient,label,mpp\ncores/a.png,P1,0-1 %,0.25\ncores/b.png,P2,0-1 %,0.5\n")
+    code, out, err = run_cli("detect", random_stage1, manifest, "--out", tmp_path / "o2")
+    assert code in (0, None), err
+    images = json.loads((tmp_path / "o2" / "summary.json").read_text())["images"]
+    assert [(i["name"], i["mpp"]) for i in images] == [("a", 0.25), ("b", 0.5)]
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli("detect", random_stage1, tmp_path / "empty", "--out", tmp_path / "o3")
+    assert code == 2 and "without image files" in err and err.count("\n") == 1
+    assert not (tmp_path / "o3").exists()
+
+
 def test_evaluate_against_synthetic_truth(run_cli, tmp_path, random_stage1):
     from maskllp.config.synth import SynthConfig
     from maskllp.synth import generate_cohort

@@ -69,6 +69,12 @@ def test_predict_writes_every_output_and_is_deterministic(tmp_path, cohort_csv, 
     assert len(rows) == 1 + len(images)
 
 
+def test_a_folder_of_images_is_predicted_image_by_image(tmp_path, cohort_csv, stage1_dir):
+    model = _model_dir(tmp_path, stage1_dir)
+    rows = predict_cores(PredictRun(model, [cohort_csv.parent / "cores"], tmp_path / "o", mpp=0.5), _config())
+    assert [r.name for r in rows] == [f"core{i:02d}" for i in range(12)]
+
+
 def test_no_tumour_cell_gives_undefined_not_zero(tmp_path, cohort_csv, stage1_dir):
     cfg = json.loads((stage1_dir / "config.json").read_text())
     cfg["mask"]["tumour_threshold"] = 1.0  # no score exceeds it: no tumour cell anywhere

@@ -14,8 +14,8 @@ from maskllp.cli.common import CONFIG_OPTION, DEVICE_OPTION, MPP_OPTION, OVERWRI
 def predict(
     model: Path = typer.Argument(..., help="Model folder from 'maskllp train proportion' (or a three-class "
                                  "stage-1 folder: the Det baseline)."),
-    inputs: list[Path] = typer.Argument(..., help="Core images (PNG, JPEG, TIFF/OME-TIFF, slides), or one "
-                                        "cohort manifest (.csv)."),
+    inputs: list[Path] = typer.Argument(..., help="Core images (PNG, JPEG, TIFF/OME-TIFF, slides), "
+                                        "folders of them, or one cohort manifest (.csv)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     mpp: float | None = MPP_OPTION,
     stage1: Path | None = typer.Option(None, "--stage1", help="Stage-1 folder replacing the one the model "

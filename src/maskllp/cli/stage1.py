@@ -105,7 +105,8 @@ def _echo_validation(path: Path | None) -> None:
 @app.command("detect")
 def detect(
     model: Path = typer.Argument(..., help="Stage-1 model folder."),
-    images: list[Path] = typer.Argument(..., help="Core images (PNG, JPEG, TIFF/OME-TIFF, slides)."),
+    images: list[Path] = typer.Argument(..., help="Core images (PNG, JPEG, TIFF/OME-TIFF, slides), "
+                                        "folders of them, or one cohort manifest (.csv, its mpp column)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     mpp: float | None = MPP_OPTION,
     mask_downsample: float | None = MASK_DOWNSAMPLE_OPTION,

@@ -23,7 +23,8 @@ from maskllp.errors import InputError
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import atomic_file, staged_directory, write_text_atomic
 from maskllp.io.grid import ImageSource
-from maskllp.io.images import image_stems, open_image, write_image
+from maskllp.io.images import expand_image_inputs, image_stems, open_image, write_image
+from maskllp.io.manifest import read_cohort
 from maskllp.report.preview import draw_preview, preview_scale, read_preview
 
 PREVIEW_MAX_SIDE = 1024
@@ -81,6 +82,16 @@ class DetectRun:
     overwrite: bool = False
 
 
+def image_inputs(inputs: list[Path], config: Config) -> list[tuple[Path, float | None]]:
+    """(image, pixel size from the manifest or None) of each input: image files, folders of images
+    (:func:`~maskllp.io.images.expand_image_inputs`), or one cohort manifest (CSV, its ``mpp``
+    column used)."""
+    if len(inputs) == 1 and inputs[0].suffix.lower() == ".csv":
+        cohort = read_cohort(inputs[0], config.intervals.build(), mapping=config.classes)
+        return [(e.image, e.mpp) for e in cohort.entries]
+    return [(p, None) for p in expand_image_inputs(inputs)]
+
+
 def detect_images(run: DetectRun, config: Config) -> list[dict]:
     """``maskllp detect``: stage 1 on each image; per-image outputs, ``summary.json`` and
     ``config.yaml`` in ``run.out_dir`` (which appears only when every image succeeded).
@@ -88,7 +99,8 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
     ``config``'s ``tiling`` and ``mask`` sections (the mask's
     ``downsample`` sets the written mask's resolution) override the model's saved ones. Pixel size
     of an image: ``run.mpp``, else its metadata, else ``config.detector.default_mpp``, else the
-    model's saved ``default_mpp``.
+    model's saved ``default_mpp``. ``run.images``: image files, folders of images, or one cohort
+    manifest (its ``mpp`` column used where ``run.mpp`` is not given).
     """
     if not config.mask.downsample > 0:
         raise InputError("mask.downsample", f"must be positive, got {config.mask.downsample}")
@@ -97,11 +109,13 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
         raise InputError(run.model_dir, "a detector-only model: detect needs a stage-1 folder with the "
                                         "tumour classifier (maskllp train tumour-classifier)")
     default = config.detector.default_mpp or model.detector.config.default_mpp
+    images = image_inputs(run.images, config)
+    paths = [path for path, _ in images]
     results = []
-    with staged_directory(run.out_dir, run.overwrite, [run.model_dir, *run.images]) as stage:
-        for path, stem in zip(run.images, image_stems(run.images), strict=True):
-            with open_image(path, run.mpp) as reader, inference_autocast(model.device,
-                                                                         config.inference.precision):
+    with staged_directory(run.out_dir, run.overwrite, [run.model_dir, *run.images, *paths]) as stage:
+        for (path, listed_mpp), stem in zip(images, image_stems(paths), strict=True):
+            with open_image(path, run.mpp or listed_mpp) as reader, inference_autocast(
+                    model.device, config.inference.precision):
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path))
                 summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)
             results.append({"image": str(path), "name": stem, **summary})

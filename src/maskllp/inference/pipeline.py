@@ -33,7 +33,7 @@ from maskllp.errors import InputError, ProblemList
 from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import staged_directory, write_text_atomic
-from maskllp.io.images import image_stems, open_image
+from maskllp.io.images import expand_image_inputs, image_stems, open_image
 from maskllp.io.manifest import read_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
 from maskllp.predictions import PredictionRow, predictions_csv
@@ -158,7 +158,7 @@ def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
         cores = [_Core(e.image, "", run.mpp or e.mpp, e.label_text, e.patient,
                        None if e.label is None else e.label.proportion) for e in cohort.entries]
     else:
-        paths = list(run.inputs)
+        paths = expand_image_inputs(run.inputs)
         cores = [_Core(p, "", run.mpp) for p in paths]
     if not cores:
         raise InputError(None, "no image to predict", "IMAGE")

@@ -845,3 +845,24 @@ def image_stems(paths: Sequence[Path]) -> list[str]:
         seen[stem] = seen.get(stem, 0) + 1
         out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return out
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES, *OPENSLIDE_SUFFIXES)
+"""File endings a folder given as input is searched for (lower-case)."""
+
+
+def expand_image_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """``paths`` with each folder replaced by the image files directly in it (by the endings of
+    :data:`IMAGE_SUFFIXES`, sorted by name; hidden files skipped). InputError for a folder holding
+    no image."""
+    out: list[Path] = []
+    for p in (Path(p) for p in paths):
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                       and f.name.lower().endswith(IMAGE_SUFFIXES))
+        if not found:
+            raise InputError(p, "a folder without image files (PNG, JPEG, TIFF / OME-TIFF, slides)")
+        out.extend(found)
+    return out
