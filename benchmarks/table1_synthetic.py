@@ -1,6 +1,6 @@
 """The paper's Table 1 on a synthetic cohort: every method, 4-fold cross-validation, one command.
 
-    python benchmarks/table1_synthetic.py --out runs/table1            # ~1.5 h on 2 CPU cores
+    python benchmarks/table1_synthetic.py --out runs/table1            # ~3.5 h on 2 CPU cores (all steps)
     python benchmarks/table1_synthetic.py --out runs/t --cores 60 --skip ablations,oracle   # smaller
 
 Steps (each one maskllp library call; the equivalent command is printed):

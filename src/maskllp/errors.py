@@ -43,3 +43,8 @@ class ProblemList(MaskllpError):
         self.summary = summary
         head = [summary] if summary else []
         super().__init__("\n".join(head + self.problems))
+
+
+class NonFiniteOutputError(MaskllpError):
+    """A network gave NaN or infinite outputs (damaged weights, or training that diverged): never a
+    result. ``str()`` names the model where the caller knows it."""

@@ -250,3 +250,17 @@ def test_bf16_stage2_proportion_is_within_tolerance_of_fp32(tmp_path, stage1_dir
     assert fp32.proportion is not None and bf16.proportion is not None
     assert abs(bf16.proportion - fp32.proportion) <= TPS_TOLERANCE
     assert isinstance(bf16.s_p, float) and bf16.s_p == pytest.approx(fp32.s_p, rel=0.05)
+
+
+def test_nan_weights_are_an_error_naming_the_model_not_a_result(tmp_path, cohort_csv, stage1_dir, run_cli):
+    from safetensors.torch import load_file, save_file
+
+    model = _model_dir(tmp_path, stage1_dir)
+    weights = model / "weights.safetensors"
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in load_file(weights).items()}
+    save_file(state, weights)
+    image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    code, out, err = run_cli("predict", model, image, "--mpp", "0.5", "--out", tmp_path / "o")
+    assert code == 2 and str(model) in err and "NaN or infinite" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()

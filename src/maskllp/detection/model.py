@@ -39,7 +39,7 @@ from maskllp.detection.measurements import MEASUREMENT_NAMES, stain_measurements
 from maskllp.detection.peaks import peak_pixels, subpixel_offset
 from maskllp.detection.tiling import Tile, iter_windows, tile_grid
 from maskllp.detection.unet import UNet, receptive_radius
-from maskllp.errors import InputError
+from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.io.grid import ImageSource, ModelGrid, resize_mask
 from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
 from maskllp.stains import stain_densities
@@ -104,7 +104,10 @@ class DetectorModel:
     def heatmap(self, rgb: torch.Tensor) -> np.ndarray:
         """(1, 3, S, S) float32 in [0, 1] -> (S, S) float32 heatmap."""
         self.net.eval()
-        return self.net(rgb)[0, 0].float().cpu().numpy()
+        heat = self.net(rgb)[0, 0].float().cpu().numpy()
+        if not np.isfinite(heat).all():
+            raise NonFiniteOutputError("the detector's heatmap is NaN or infinite (damaged weights?)")
+        return heat
 
 
 def tile_peaks(heatmap: np.ndarray, tile: Tile, grid_shape: tuple[int, int], threshold: float,

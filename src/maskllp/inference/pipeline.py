@@ -29,7 +29,7 @@ from maskllp.config import Config, save_config
 from maskllp.config.review import ReviewConfig
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.model import Stage1Model
-from maskllp.errors import InputError, ProblemList
+from maskllp.errors import InputError, NonFiniteOutputError, ProblemList
 from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import staged_directory, write_text_atomic
@@ -86,11 +86,14 @@ class Predictor:
         path = Path(path)
         name = name or path.stem
         stage1 = self.stage1
-        with inference_autocast(self.device, self.precision):
-            with open_image(path, mpp) as reader:
-                cells = self.fitted.detect_cells(reader)
-                pixel = cells.mpp if cells is not None else reader.mpp
-            estimate = self.fitted.estimate(path, mpp, cells, want_maps)
+        try:
+            with inference_autocast(self.device, self.precision):
+                with open_image(path, mpp) as reader:
+                    cells = self.fitted.detect_cells(reader)
+                    pixel = cells.mpp if cells is not None else reader.mpp
+                estimate = self.fitted.estimate(path, mpp, cells, want_maps)
+        except NonFiniteOutputError as e:
+            raise InputError(self.source, f"{e}; on {path.name}") from None
         pred = estimate.prediction
         note = None
         if pred.proportion is None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from maskllp.backbones import FeatureMLP
-from maskllp.errors import InputError
+from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.intervals import IntervalScheme
 from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
 from maskllp.predictions import ProportionPrediction
@@ -110,7 +110,11 @@ class CellProportionModel:
         if len(features) == 0:
             return np.zeros(0, np.float32)
         x = torch.as_tensor(np.asarray(features, np.float32))
-        return torch.sigmoid(self.net(x)).float().numpy()
+        p = torch.sigmoid(self.net(x)).float().numpy()
+        if not np.isfinite(p).all():
+            raise NonFiniteOutputError("the cell network's outputs are NaN (damaged weights, training that "
+                                       "diverged, or NaN cell measurements)")
+        return p
 
     def predict_features(self, features: np.ndarray) -> ProportionPrediction:
         """The prediction for one core from its tumour cells' (n, F) features."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskllp.errors import InputError
+from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.intervals import SCHEMES, IntervalScheme, scheme_from_boundaries
 from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
 from maskllp.predictions import UNDEFINED, ProportionPrediction
@@ -75,7 +75,14 @@ def predicted_intervals(out: HeadOutput, scheme: IntervalScheme) -> torch.Tensor
 
 
 def decode_predictions(out: HeadOutput, scheme: IntervalScheme) -> list[ProportionPrediction]:
-    """A batch of network outputs -> one :class:`ProportionPrediction` per core."""
+    """A batch of network outputs -> one :class:`ProportionPrediction` per core.
+
+    Raises :class:`~maskllp.errors.NonFiniteOutputError` when an output is NaN or infinite.
+    """
+    for name, value in (("logits", out.logits), ("s_p / s_n", out.sums)):
+        if value is not None and not bool(torch.isfinite(value.detach()).all()):
+            raise NonFiniteOutputError(f"the network's {name} are NaN or infinite (damaged weights, or "
+                                       "training that diverged)")
     intervals = predicted_intervals(out, scheme).cpu().tolist()
     if out.r_hat is None:
         mids = scheme.midpoints

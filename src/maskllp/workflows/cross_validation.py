@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from maskllp.config import Config, save_config
-from maskllp.errors import InputError
+from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.evaluation.detection_metrics import PositivityScores, positivity_scores
 from maskllp.evaluation.metrics import interval_metrics, proportion_metrics
 from maskllp.evaluation.table import (
@@ -216,7 +216,10 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
         if config.cv.save_models:
             fitted.save(out_dir / "models" / f"{method.name}-fold{k}")
         fitted.to(torch_device(config.trainer))
-        out = fitted.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
+        try:
+            out = fitted.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
+        except NonFiniteOutputError as e:
+            raise NonFiniteOutputError(f"{method.name}, fold {k}: {e}; lower proportion.lr?") from None
         s = fitted.summary
         note = "" if s is None else (
             f"; trained on {s.n_train} (+{s.n_val} validation) cores"
