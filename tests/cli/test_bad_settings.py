@@ -68,3 +68,18 @@ def test_an_absurd_pixel_size_is_refused_before_any_work(tmp_path, run_cli, stag
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
     code, _, err = run_cli("detect", stage1_dir, image, "--out", tmp_path / "o", "--mpp", 100000)
     assert code == 2 and "outside 0.01-100" in err and not (tmp_path / "o").exists()
+
+
+def test_config_files_given_twice_are_merged_in_order_and_each_is_checked(run_cli, tmp_path):
+    import yaml
+
+    base, top, bad = tmp_path / "base.toml", tmp_path / "top.toml", tmp_path / "bad.toml"
+    base.write_text("[synth]\nsize = 256\nseed = 3\n")
+    top.write_text("[synth]\nseed = 9\n")
+    bad.write_text("[synth]\nsizee = 1\n")
+    code, out, err = run_cli("synth", "--n", "1", "--out", tmp_path / "c", "-c", base, "-c", top)
+    assert code in (0, None), err
+    written = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["synth"]
+    assert written["size"] == 256 and written["seed"] == 9  # both files, the later one winning
+    code, out, err = run_cli("synth", "--n", "1", "--out", tmp_path / "d", "-c", base, "-c", bad)
+    assert code == 2 and str(bad) in err and "sizee" in err and not (tmp_path / "d").exists()

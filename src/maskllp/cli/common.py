@@ -11,14 +11,16 @@ CONFIG_OPTION = typer.Option(
     None,
     "--config",
     "-c",
-    help="Config file (TOML, YAML or JSON); see the README for its sections.",
+    help="Config file (TOML, YAML or JSON); see the README for its sections. Repeat to merge several "
+         "(a later file's values win).",
     exists=False,
     dir_okay=False,
 )
 
 
-def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None):
-    """Load ``path`` (or defaults) with command-line overrides; return a ``maskllp.config.Config``."""
+def load_run_config(path: list[Path] | Path | None, overrides: dict[str, Any] | None = None):
+    """Load the ``--config`` files (merged in order; none: defaults) with command-line overrides;
+    return a ``maskllp.config.Config``."""
     from maskllp.config import load_config
 
     clean = {k: {kk: vv for kk, vv in v.items() if vv is not None}

@@ -23,7 +23,7 @@ def predict(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the per-core figure."),
     device: str = DEVICE_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Estimate the TPS of each core: per core a JSON (estimate, interval, s_p, s_n, tumour cells), the
     cells as QuPath GeoJSON and the figure of the paper's Fig. 5; predictions.csv and report.html."""

@@ -38,7 +38,7 @@ def train_detector(
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Train the cell detector h (heatmap U-Net) on point-annotated cores.
 
@@ -68,7 +68,7 @@ def train_tumour_classifier(
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Train the tumour classifier g on detected cells that annotations label; write a stage-1 folder."""
     from maskllp.cli.common import load_run_config
@@ -113,7 +113,7 @@ def detect(
     tile: int | None = TILE_OPTION,
     device: str = DEVICE_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Detect and classify every cell; write per image the cells (QuPath GeoJSON), the tumour mask
     (PNG) and a preview, plus summary.json and config.yaml."""
@@ -136,7 +136,7 @@ def evaluate_detection(
     out: Path | None = typer.Option(None, "--out", help="Write the report as JSON here."),
     mask_downsample: float | None = MASK_DOWNSAMPLE_OPTION,
     device: str = DEVICE_OPTION,
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Detection precision / recall / F1, tumour accuracy / F1 and mask Dice against true cells."""
     import json

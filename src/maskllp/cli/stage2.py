@@ -52,7 +52,7 @@ def cross_validate(
     pretrained_weights: Path | None = PRETRAINED_OPTION,
     accelerator: str | None = ACCELERATOR_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Cross-validate Table 1 methods (same folds for all); print and save the table."""
     from maskllp.cli.common import load_run_config
@@ -84,7 +84,7 @@ def train_proportion(
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Train a stage-2 proportion model on a cohort and save it as a model folder (with the stage 1
     that made its masks, so that 'maskllp predict' needs nothing else)."""
@@ -113,7 +113,7 @@ def plot_loss(
     scheme: str | None = typer.Option(None, "--scheme", help="Interval scheme (paper5, clinical3); "
                                       "default: intervals.scheme."),
     ymax: float = typer.Option(1.0, "--ymax", help="Upper limit of the loss axis."),
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Draw the paper's Fig. 3: focal and weighted focal proportion loss per interval."""
     from maskllp.cli.common import load_run_config

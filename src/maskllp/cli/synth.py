@@ -21,7 +21,7 @@ def synth(
     marker: str | None = typer.Option(
         None, "--marker", help="DAB compartment: 'membrane' (PD-L1, the default) or 'nucleus' (Ki-67)."
     ),
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
 ) -> None:
     """Write a synthetic PD-L1 (or Ki-67) cohort: images, manifest, annotations, exact truth.

@@ -13,7 +13,7 @@ from maskllp.cli.common import CONFIG_OPTION
 @app.command()
 def validate(
     cohort: Path = typer.Argument(..., help="Cohort manifest (CSV); see docs/cohort-format.md."),
-    config: Path | None = CONFIG_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Check a cohort: every image, label, annotation file; print what it holds.
 

@@ -219,15 +219,26 @@ def read_config_mapping(path: Path) -> dict[str, Any]:
     raise InputError(path, "config files must end in .toml, .yaml, .yml or .json")
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Load a config file (TOML/YAML/JSON), or the defaults when ``path`` is None.
+def load_config(path: str | Path | list[str | Path] | tuple[str | Path, ...] | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Load a config file (TOML/YAML/JSON), several merged in order (a later file's values win), or
+    the defaults when ``path`` is None or empty.
 
-    ``overrides`` (a nested mapping, e.g. from command-line options) is merged on top.
+    Each file is checked on its own first, so an error names the file that holds it. ``overrides``
+    (a nested mapping, e.g. from command-line options) is merged on top.
     """
-    data: dict[str, Any] = {} if path is None else read_config_mapping(Path(path))
+    if path is None:
+        paths = []
+    else:
+        paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
+    data: dict[str, Any] = {}
+    for p in paths:
+        one = read_config_mapping(p)
+        config_from_mapping(one, str(p))
+        data = merge_mappings(data, one)
     if overrides:
         data = merge_mappings(data, overrides)
-    return config_from_mapping(data, None if path is None else str(path))
+    return config_from_mapping(data, ", ".join(str(p) for p in paths) or None)
 
 
 def merge_mappings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
