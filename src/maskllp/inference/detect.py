@@ -23,8 +23,8 @@ from maskllp.errors import InputError
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import atomic_file, staged_directory, write_text_atomic
 from maskllp.io.grid import ImageSource
-from maskllp.io.images import expand_image_inputs, image_stems, open_image, write_image
-from maskllp.io.manifest import read_cohort
+from maskllp.io.images import image_stems, open_image, write_image
+from maskllp.io.manifest import images_or_cohort
 from maskllp.report.preview import draw_preview, preview_scale, read_preview
 
 PREVIEW_MAX_SIDE = 1024
@@ -82,16 +82,6 @@ class DetectRun:
     overwrite: bool = False
 
 
-def image_inputs(inputs: list[Path], config: Config) -> list[tuple[Path, float | None]]:
-    """(image, pixel size from the manifest or None) of each input: image files, folders of images
-    (:func:`~maskllp.io.images.expand_image_inputs`), or one cohort manifest (CSV, its ``mpp``
-    column used)."""
-    if len(inputs) == 1 and inputs[0].suffix.lower() == ".csv":
-        cohort = read_cohort(inputs[0], config.intervals.build(), mapping=config.classes)
-        return [(e.image, e.mpp) for e in cohort.entries]
-    return [(p, None) for p in expand_image_inputs(inputs)]
-
-
 def detect_images(run: DetectRun, config: Config) -> list[dict]:
     """``maskllp detect``: stage 1 on each image; per-image outputs, ``summary.json`` and
     ``config.yaml`` in ``run.out_dir`` (which appears only when every image succeeded).
@@ -109,12 +99,12 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
         raise InputError(run.model_dir, "a detector-only model: detect needs a stage-1 folder with the "
                                         "tumour classifier (maskllp train tumour-classifier)")
     default = config.detector.default_mpp or model.detector.config.default_mpp
-    images = image_inputs(run.images, config)
+    images = images_or_cohort(run.images, config.intervals.build(), config.classes)
     paths = [path for path, _ in images]
     results = []
     with staged_directory(run.out_dir, run.overwrite, [run.model_dir, *run.images, *paths]) as stage:
-        for (path, listed_mpp), stem in zip(images, image_stems(paths), strict=True):
-            with open_image(path, run.mpp or listed_mpp) as reader, inference_autocast(
+        for (path, entry), stem in zip(images, image_stems(paths), strict=True):
+            with open_image(path, run.mpp or (entry.mpp if entry else None)) as reader, inference_autocast(
                     model.device, config.inference.precision):
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path))
                 summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)

@@ -33,8 +33,8 @@ from maskllp.errors import InputError, NonFiniteOutputError, ProblemList
 from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import staged_directory, write_text_atomic
-from maskllp.io.images import expand_image_inputs, image_stems, open_image
-from maskllp.io.manifest import read_cohort
+from maskllp.io.images import image_stems, open_image
+from maskllp.io.manifest import images_or_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
 from maskllp.predictions import PredictionRow, predictions_csv
 from maskllp.report.cohort_report import write_cohort_report
@@ -155,14 +155,11 @@ class _Core:
 
 def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
     """The cores to predict, every input checked before any work (all problems at once)."""
-    if len(run.inputs) == 1 and run.inputs[0].suffix.lower() == ".csv":
-        cohort = read_cohort(run.inputs[0], config.intervals.build(), mapping=config.classes)
-        paths = [e.image for e in cohort.entries]
-        cores = [_Core(e.image, "", run.mpp or e.mpp, e.label_text, e.patient,
-                       None if e.label is None else e.label.proportion) for e in cohort.entries]
-    else:
-        paths = expand_image_inputs(run.inputs)
-        cores = [_Core(p, "", run.mpp) for p in paths]
+    given = images_or_cohort(run.inputs, config.intervals.build(), config.classes)
+    paths = [p for p, _ in given]
+    cores = [_Core(p, "", run.mpp) if e is None else
+             _Core(p, "", run.mpp or e.mpp, e.label_text, e.patient,
+                   None if e.label is None else e.label.proportion) for p, e in given]
     if not cores:
         raise InputError(None, "no image to predict", "IMAGE")
     for core, stem in zip(cores, image_stems(paths), strict=True):

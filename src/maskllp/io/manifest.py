@@ -39,7 +39,7 @@ from maskllp.intervals import IntervalScheme, Label, LabelError
 from maskllp.io.annotations import Annotations, read_annotations_collecting
 from maskllp.io.atomic import write_text_atomic
 from maskllp.io.files import read_text_file
-from maskllp.io.images import MPP_RANGE, open_image
+from maskllp.io.images import MPP_RANGE, expand_image_inputs, open_image
 
 COLUMNS = ("image", "patient", "label", "points", "regions", "mpp")
 PATH_COLUMNS = ("image", "points", "regions")
@@ -523,3 +523,15 @@ def validate_cohort(path: str | os.PathLike[str], scheme: IntervalScheme,
     cohort, checks, out = _load(path, scheme, True, mapping or ClassMapping())
     _raise(Path(path), out)
     return ValidationReport(cohort, checks)
+
+
+def images_or_cohort(inputs: list[Path], scheme: IntervalScheme, mapping: ClassMapping | None = None
+                     ) -> list[tuple[Path, CohortEntry | None]]:
+    """What a command given images was given: (image, its manifest entry or None) per core.
+
+    ``inputs``: image files and folders of images (:func:`~maskllp.io.images.expand_image_inputs`),
+    or one cohort manifest (``.csv``), whose entries carry pixel sizes, labels and patients.
+    """
+    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() == ".csv":
+        return [(e.image, e) for e in read_cohort(inputs[0], scheme, mapping=mapping).entries]
+    return [(p, None) for p in expand_image_inputs(inputs)]
