@@ -24,14 +24,10 @@ def demo(
     against Det and Class, print the table, then predict the real IHC sample that scikit-image
     ships. About four minutes on two CPU cores. A --config file's settings win over the demo's small
     budget."""
-    from maskllp.config import config_from_mapping, merge_mappings, read_config_mapping
+    from maskllp.config import read_config_files
     from maskllp.workflows.demo import BUDGET_NOTE, REAL_SAMPLE_MPP, DemoRun, run_demo
 
-    overrides: dict = {}
-    for path in config or []:
-        one = read_config_mapping(path)
-        config_from_mapping(one, str(path))  # each file checked on its own, so errors name it
-        overrides = merge_mappings(overrides, one)
+    overrides = read_config_files(config or [])
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
     result = run_demo(DemoRun(out, cores, names, seed, overwrite, overrides), echo=typer.echo)
     r = result.real_result

@@ -231,14 +231,21 @@ def load_config(path: str | Path | list[str | Path] | tuple[str | Path, ...] | N
         paths = []
     else:
         paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
+    data = read_config_files(paths)
+    if overrides:
+        data = merge_mappings(data, overrides)
+    return config_from_mapping(data, ", ".join(str(p) for p in paths) or None)
+
+
+def read_config_files(paths: list[Path]) -> dict[str, Any]:
+    """The mappings of config files merged in order (a later file's values win); each file is
+    checked on its own first, so an error names the file that holds it."""
     data: dict[str, Any] = {}
     for p in paths:
         one = read_config_mapping(p)
         config_from_mapping(one, str(p))
         data = merge_mappings(data, one)
-    if overrides:
-        data = merge_mappings(data, overrides)
-    return config_from_mapping(data, ", ".join(str(p) for p in paths) or None)
+    return data
 
 
 def merge_mappings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
