@@ -19,13 +19,16 @@ CONFIG_OPTION = typer.Option(
 
 
 def load_run_config(path: list[Path] | Path | None, overrides: dict[str, Any] | None = None):
-    """Load the ``--config`` files (merged in order; none: defaults) with command-line overrides;
-    return a ``maskllp.config.Config``."""
+    """Load the ``--config`` files (merged in order; none: defaults) with command-line overrides,
+    put its ``[limits]`` in force; return a ``maskllp.config.Config``."""
     from maskllp.config import load_config
+    from maskllp.io.limits import use_limits
 
     clean = {k: {kk: vv for kk, vv in v.items() if vv is not None}
              for k, v in (overrides or {}).items()}
-    return load_config(path, {k: v for k, v in clean.items() if v})
+    config = load_config(path, {k: v for k, v in clean.items() if v})
+    use_limits(config.limits)  # the run's budgets on input sizes, process-wide
+    return config
 
 
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")

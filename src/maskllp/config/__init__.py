@@ -40,6 +40,7 @@ from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme, get_scheme
 from maskllp.io.atomic import write_text_atomic
 from maskllp.io.files import read_text_file
+from maskllp.io.limits import Limits
 
 T = TypeVar("T")
 
@@ -76,6 +77,7 @@ class Config:
     cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    limits: Limits = field(default_factory=Limits)
 
 
 # --------------------------------------------------------------------------------- conversion

@@ -41,6 +41,8 @@ from maskllp.detection.tiling import Tile, iter_windows, tile_grid
 from maskllp.detection.unet import UNet, receptive_radius
 from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.io.grid import ImageSource, ModelGrid, resize_mask
+from maskllp.io.images import MPP_RANGE
+from maskllp.io.limits import check_working_area
 from maskllp.io.model_folder import ModelFolder, load_model_folder, save_model_folder
 from maskllp.stains import stain_densities
 
@@ -152,6 +154,8 @@ class Stage1Model:
         try:
             det_cfg = section_from_mapping(DetectorConfig, cfg["detector"], src)
             model_mpp = float(cfg["mpp"])
+            if not (math.isfinite(model_mpp) and MPP_RANGE[0] <= model_mpp <= MPP_RANGE[1]):
+                raise ValueError(f"mpp {model_mpp!r} is outside {MPP_RANGE[0]}-{MPP_RANGE[1]} um/px")
             net = build_unet(det_cfg)
             net.load_state_dict(folder.weights["detector"])
             detector = DetectorModel(net, det_cfg, model_mpp, float(folder.thresholds["peak_threshold"]),
@@ -165,7 +169,9 @@ class Stage1Model:
                 classifier.load_state_dict(folder.weights["classifier"])
             saved_mask = section_from_mapping(MaskConfig, cfg.get("mask", {}), src)
             saved_tiling = section_from_mapping(TilingConfig, cfg.get("tiling", {}), src)
-        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        except KeyError as e:
+            raise InputError(path, f"damaged stage-1 model folder (no {e} in it)") from None
+        except (RuntimeError, TypeError, ValueError) as e:
             raise InputError(path, f"damaged stage-1 model folder ({str(e).splitlines()[0][:200]})") from None
         dev = inference_device(device)
         net.to(dev).eval()
@@ -216,8 +222,11 @@ class Stage1Model:
         return float(mpp) if mpp is not None else image_mpp(image, self.detector.config.default_mpp)
 
     def grid_for(self, image: ImageSource, mpp: float | None = None) -> ModelGrid:
-        """The model grid of ``image`` (``mpp`` overrides the reader's pixel size)."""
-        return ModelGrid.for_image(image.shape, self.pixel_size(image, mpp), self.detector.mpp)
+        """The model grid of ``image`` (``mpp`` overrides the reader's pixel size); InputError when its
+        area is beyond the working-pixel budget (:mod:`maskllp.io.limits`)."""
+        grid = ModelGrid.for_image(image.shape, self.pixel_size(image, mpp), self.detector.mpp)
+        check_working_area(getattr(image, "path", "image"), grid.shape, self.detector.mpp, "stage 1")
+        return grid
 
     def tiles(self, grid: ModelGrid, region: tuple[int, int, int, int] | None = None,
               tile: int | None = None) -> list[Tile]:
@@ -237,7 +246,7 @@ class Stage1Model:
         classifier always measures).
         """
         size = self.pixel_size(image, mpp)
-        grid = ModelGrid.for_image(image.shape, size, self.detector.mpp)
+        grid = self.grid_for(image, size)
         det = self.detector
         cnn = self.classifier if isinstance(self.classifier, CellClassifier) else None
         measure = measure or isinstance(self.classifier, MeasurementClassifier)

@@ -15,7 +15,6 @@ names and converts coordinates.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import math
@@ -31,6 +30,7 @@ import numpy as np
 
 from maskllp.errors import InputError
 from maskllp.io.files import decode_text, read_file_bytes
+from maskllp.io.limits import check_decompressed_size, check_json_depth, current_limits, decompress_gzip
 
 GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
                   "GeometryCollection")
@@ -66,12 +66,11 @@ def load_json(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     raw = read_file_bytes(path, "annotation file")
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise InputError(path, f"damaged gzip file ({e})") from None
+        raw = decompress_gzip(path, raw)
     elif raw[:4] == b"PK\x03\x04":
         raw = _zip_member(path, raw)
+    check_decompressed_size(path, len(raw))
+    check_json_depth(path, raw)
     text = decode_text(path, raw)
     if not text.strip():
         raise InputError(path, "empty file")
@@ -87,7 +86,11 @@ def _zip_member(path: Path, raw: bytes) -> bytes:
             names = [n for n in z.namelist() if n.lower().endswith((".geojson", ".json"))]
             if len(names) != 1:
                 raise InputError(path, f"zip file must hold exactly one .geojson, found {len(names)}")
-            return z.read(names[0])
+            check_decompressed_size(path, z.getinfo(names[0]).file_size)
+            with z.open(names[0]) as member:
+                data = member.read(current_limits().max_annotation_bytes + 1)
+            check_decompressed_size(path, len(data))
+            return data
     except zipfile.BadZipFile as e:
         raise InputError(path, f"damaged zip file ({e})") from None
 

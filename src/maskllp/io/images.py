@@ -41,6 +41,7 @@ import numpy as np
 
 from maskllp.errors import InputError
 from maskllp.io.atomic import atomic_file
+from maskllp.io.limits import check_read
 
 MAX_SIDE = 200_000
 """Largest image side (pixels) accepted; larger declared sizes are refused before decoding."""
@@ -163,6 +164,8 @@ class _PillowBackend(_Backend):
         _check_shape(path, height, width)
         if height * width > MAX_DECODED_PIXELS:
             raise InputError(path, f"image has more than {MAX_DECODED_PIXELS} pixels; use a tiled TIFF")
+        what = kind.upper() if kind != "other" else "image"
+        check_read(path, height, width, f"this {what} (decoded whole)")
         if self._mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
             raise InputError(path, f"not an RGB IHC image (one grey channel, Pillow mode {self._mode})")
         self.level_shapes = [(height, width)]
@@ -546,6 +549,7 @@ class ImageReader:
         top, left, height, width = int(top), int(left), int(height), int(width)
         if height < 0 or width < 0:
             raise ValueError(f"window size must not be negative, got {height} x {width}")
+        check_read(self.path, height, width, f"reading level {level}" if level else "reading the image")
         out = np.full((height, width, 3), 255, dtype=np.uint8)
         lh, lw = self.level_shapes[level]
         ya, yb = max(top, 0), min(top + height, lh)

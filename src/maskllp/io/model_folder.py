@@ -68,7 +68,7 @@ def read_model_config(path: str | Path, kind: str | tuple[str, ...] | None = Non
             raise InputError(path, f"not a maskllp model folder (no {name})")
     try:
         cfg = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise InputError(path / CONFIG_FILE, f"cannot read ({e})") from None
     if not isinstance(cfg, dict) or "kind" not in cfg:
         raise InputError(path / CONFIG_FILE, "no 'kind' in model config")
@@ -96,7 +96,7 @@ def load_model_folder(path: str | Path, kind: str | tuple[str, ...] | None = Non
     if (path / THRESHOLDS_FILE).is_file():
         try:
             thresholds = json.loads((path / THRESHOLDS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise InputError(path / THRESHOLDS_FILE, f"cannot read ({e})") from None
     return ModelFolder(found, cfg, weights, thresholds)
 

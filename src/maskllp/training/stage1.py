@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,8 +54,10 @@ from maskllp.evaluation.detection_metrics import (
     match_points,
 )
 from maskllp.io.annotations import Region, read_annotations, region_class_at
+from maskllp.io.atomic import remove_leftovers, scratch_dir
 from maskllp.io.grid import ImageSource, ModelGrid, read_model_window
 from maskllp.io.images import open_image
+from maskllp.io.limits import check_working_area
 from maskllp.io.manifest import Cohort
 from maskllp.training.trainer import build_trainer, is_global_zero
 
@@ -313,6 +314,8 @@ def _detector_items(images: list[TrainingImage], model_mpp: float, val_fraction:
     items = []
     for im in images:
         grid = ModelGrid.for_image(_image_shape(im), im.mpp, model_mpp)
+        check_working_area(im.source if isinstance(im.source, (str, Path)) else im.name, grid.shape,
+                           model_mpp, "stage 1 training")
         split = BandSplit.of(grid, val_fraction)
         items.append(_DetectorImage(im, grid, split, grid.from_level0(im.points_yx)))
     return items
@@ -728,6 +731,7 @@ def finish_model_folder(model: Stage1Model, out_dir: Path, work_dir: Path, confi
 
 
 def work_dir_for(out_dir: Path) -> Path:
-    """A scratch folder next to ``out_dir`` for Lightning's logs during training."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".training", dir=out_dir.parent))
+    """A scratch folder next to ``out_dir`` for Lightning's logs during training; the scratch folders
+    of an earlier run into ``out_dir`` that was killed are removed first."""
+    remove_leftovers(out_dir)
+    return scratch_dir(out_dir, ".training")
