@@ -57,25 +57,60 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _default_limits():
+    """Every test starts and ends with the default input budgets (a CLI run puts its config's in force)."""
+    from maskllp.io.limits import Limits, use_limits
+
+    use_limits(Limits())
+    yield
+    use_limits(Limits())
+
+
 @pytest.fixture
-def cohort_csv(tmp_path):
-    """12 small PNG cores (48 x 64) with a manifest: patient, label (intervals and exact), mpp."""
+def huge_header_tiff(tmp_path) -> Path:
+    """A valid tiled TIFF of ~1 KB whose header declares 100 000 x 100 000 RGB pixels at 0.5 um/px
+    (a 512 px image with its size tags rewritten; the missing tiles read as empty)."""
+    import struct
+
+    import tifffile
+
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, np.full((512, 512, 3), 200, np.uint8), tile=(256, 256), photometric="rgb",
+                     compression="zlib", resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        offsets = [tif.pages[0].tags[name].valueoffset for name in ("ImageWidth", "ImageLength")]
+    for off in offsets:
+        raw[off: off + 4] = struct.pack("<I", 100_000)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def write_tiny_cohort(folder: Path) -> Path:
+    """12 small PNG cores (48 x 64) under ``folder/cores`` with ``folder/cohort.csv``: patient, label
+    (intervals and exact), mpp."""
     rng = np.random.default_rng(1)
     lines = ["image,patient,label,mpp"]
-    (tmp_path / "cores").mkdir()
+    (folder / "cores").mkdir(parents=True)
     for i, label in enumerate(LABELS):
         rgb = rng.integers(60, 250, (48, 64, 3), dtype=np.uint8)
-        Image.fromarray(rgb).save(tmp_path / "cores" / f"core{i:02d}.png")
+        Image.fromarray(rgb).save(folder / "cores" / f"core{i:02d}.png")
         lines.append(f"cores/core{i:02d}.png,P{i // 2},{label},0.5")
-    path = tmp_path / "cohort.csv"
+    path = folder / "cohort.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 @pytest.fixture
-def stage1_dir(tmp_path):
-    """A three-class stage-1 folder with random networks: every local maximum is a cell, every cell is
-    tumour."""
+def cohort_csv(tmp_path):
+    """12 small PNG cores (48 x 64) with a manifest: patient, label (intervals and exact), mpp."""
+    return write_tiny_cohort(tmp_path)
+
+
+def write_random_stage1(path: Path) -> Path:
+    """A three-class stage-1 folder at ``path`` with random networks: every local maximum is a cell,
+    every cell is tumour."""
     from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
     from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet
 
@@ -85,7 +120,14 @@ def stage1_dir(tmp_path):
     model = Stage1Model(DetectorModel(build_unet(det_cfg), det_cfg, 0.5, -1e9, 3.0),
                         build_classifier(cls_cfg), cls_cfg, MaskConfig(tumour_threshold=0.0),
                         TilingConfig(tile=64, overlap=16))
-    return model.save(tmp_path / "stage1")
+    return model.save(path)
+
+
+@pytest.fixture
+def stage1_dir(tmp_path):
+    """A three-class stage-1 folder with random networks: every local maximum is a cell, every cell is
+    tumour."""
+    return write_random_stage1(tmp_path / "stage1")
 
 
 @pytest.fixture
@@ -202,3 +244,42 @@ def cv_config() -> Config:
     cfg.proportion.mpp = 0.5  # the tiny cores' own pixel size: 48 x 64 px inputs
     cfg.cv.folds = 2
     return cfg
+
+
+def write_random_model(folder: Path, stage1_dir: Path, method: str = "ours",
+                       with_stage1: bool = True) -> Path:
+    """A random-weight stage-2 model folder; mask methods carry ``stage1_dir`` as ``stage1/``."""
+    import shutil
+
+    from maskllp.methods import get_method
+    from maskllp.proportion.inputs import InputSpec
+    from maskllp.proportion.model import ProportionModel
+    from maskllp.proportion.network import ProportionNet
+
+    torch.manual_seed(0)
+    m = get_method(method)
+    square = InputSpec("square", size=64)
+    model = ProportionModel(ProportionNet(m.network_spec(5)), m.name, PAPER_FIVE, square)
+    out = model.save(folder / f"model-{method}")
+    if m.uses_mask and with_stage1:
+        shutil.copytree(stage1_dir, out / "stage1")
+    return out
+
+
+@pytest.fixture
+def random_model():
+    """``random_model(folder, stage1_dir, method="ours", with_stage1=True)``: a random-weight stage-2
+    model folder ``folder/model-<method>``."""
+    return write_random_model
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory) -> Path:
+    """One folder per test module holding ``cohort/`` (:func:`write_tiny_cohort`), ``stage1/``
+    (:func:`write_random_stage1`) and ``model-ours/`` (:func:`write_random_model`, carrying the
+    stage 1), for tests that run many commands against the same inputs."""
+    root = tmp_path_factory.mktemp("world")
+    write_tiny_cohort(root / "cohort")
+    stage1 = write_random_stage1(root / "stage1")
+    write_random_model(root, stage1)
+    return root

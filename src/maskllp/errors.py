@@ -35,13 +35,14 @@ class InputError(MaskllpError):
 class ProblemList(MaskllpError):
     """Several input problems found at once (validation reports every problem, not the first).
 
-    ``str()`` gives one line per problem; the command line prints them all and exits with 2.
+    ``str()`` gives one line per problem, after the summary line when there are several (a single
+    problem is its own line); the command line prints them all and exits with 2.
     """
 
     def __init__(self, problems: Iterable[InputError | str], summary: str | None = None) -> None:
         self.problems = [str(p) for p in problems]
         self.summary = summary
-        head = [summary] if summary else []
+        head = [summary] if summary and len(self.problems) != 1 else []
         super().__init__("\n".join(head + self.problems))
 
 

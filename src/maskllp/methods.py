@@ -325,11 +325,7 @@ class Stage2Fitting:
         model = load_proportion_model(path).to(device)
         stage1 = None
         if method.uses_mask:
-            where = Path(stage1_dir) if stage1_dir is not None else Path(path) / STAGE1_SUBFOLDER
-            if not where.is_dir():
-                raise InputError(path, f"method {method.name!r} needs a tumour mask but the model carries "
-                                       "no stage1/ folder (trained with oracle masks?); give --stage1 "
-                                       "STAGE1_DIR")
+            where = stage1_folder(method, path, stage1_dir)
             stage1 = Stage1Model.load(where, device=device)
             if stage1.classifier is None:
                 raise InputError(where, "a detector-only model gives no tumour mask (need stage1)")
@@ -547,10 +543,7 @@ class CellFitting:
     def load(self, method: Method, path: Path, device: str, stage1_dir: Path | None,
              scheme: IntervalScheme) -> CellFitted:
         model = load_cell_model(path)
-        where = Path(stage1_dir) if stage1_dir is not None else Path(path) / STAGE1_SUBFOLDER
-        if not where.is_dir():
-            raise InputError(path, f"method {method.name!r} needs its stage 1 but the model carries no "
-                                   "stage1/ folder; give --stage1 STAGE1_DIR")
+        where = stage1_folder(method, path, stage1_dir)
         stage1 = Stage1Model.load(where, device=device)
         if stage1.classifier is None:
             raise InputError(where, "a detector-only model finds no tumour cells (need stage1)")
@@ -682,6 +675,20 @@ def method_of_folder(path: str | Path) -> Method:
         return get_method(str(config["method"]))
     except (KeyError, InputError) as e:
         raise InputError(path, f"broken {kind} model folder ({e})") from None
+
+
+def stage1_folder(method: Method, path: Path, stage1_dir: Path | None) -> Path:
+    """The stage-1 folder a mask-using model folder ``path`` predicts with: ``stage1_dir`` (the
+    ``--stage1`` option) when given, else the ``stage1/`` it carries. InputError when missing."""
+    if stage1_dir is not None:
+        if not Path(stage1_dir).is_dir():
+            raise InputError(stage1_dir, "stage-1 folder not found", "--stage1")
+        return Path(stage1_dir)
+    where = Path(path) / STAGE1_SUBFOLDER
+    if not where.is_dir():
+        raise InputError(path, f"method {method.name!r} needs a tumour mask but the model carries no "
+                               "stage1/ folder (trained with oracle masks?); give --stage1 STAGE1_DIR")
+    return where
 
 
 def load_fitted(path: str | Path, device: str = "cpu", stage1_dir: str | Path | None = None,

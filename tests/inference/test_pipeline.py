@@ -18,35 +18,14 @@ from maskllp.io.images import open_image
 from maskllp.methods import get_method
 
 
-def _model_dir(tmp_path, stage1_dir, method: str = "ours", with_stage1: bool = True):
-    """A random-weight stage-2 model folder; mask methods carry ``stage1_dir`` as ``stage1/``."""
-    import shutil
-
-    import torch
-
-    from maskllp.intervals import PAPER_FIVE
-    from maskllp.proportion.inputs import InputSpec
-    from maskllp.proportion.model import ProportionModel
-    from maskllp.proportion.network import ProportionNet
-
-    torch.manual_seed(0)
-    m = get_method(method)
-    square = InputSpec("square", size=64)
-    model = ProportionModel(ProportionNet(m.network_spec(5)), m.name, PAPER_FIVE, square)
-    out = model.save(tmp_path / f"model-{method}")
-    if m.uses_mask and with_stage1:
-        shutil.copytree(stage1_dir, out / "stage1")
-    return out
-
-
 def _config() -> Config:
     cfg = Config()
     cfg.trainer.progress_bar = False
     return cfg
 
 
-def test_predict_writes_every_output_and_is_deterministic(tmp_path, cohort_csv, stage1_dir):
-    model = _model_dir(tmp_path, stage1_dir)
+def test_predict_writes_every_output_and_is_deterministic(tmp_path, cohort_csv, stage1_dir, random_model):
+    model = random_model(tmp_path, stage1_dir)
     images = sorted((cohort_csv.parent / "cores").glob("*.png"))[:2]
     runs = []
     for name in ("a", "b"):
@@ -69,17 +48,17 @@ def test_predict_writes_every_output_and_is_deterministic(tmp_path, cohort_csv, 
     assert len(rows) == 1 + len(images)
 
 
-def test_a_folder_of_images_is_predicted_image_by_image(tmp_path, cohort_csv, stage1_dir):
-    model = _model_dir(tmp_path, stage1_dir)
+def test_a_folder_of_images_is_predicted_image_by_image(tmp_path, cohort_csv, stage1_dir, random_model):
+    model = random_model(tmp_path, stage1_dir)
     rows = predict_cores(PredictRun(model, [cohort_csv.parent / "cores"], tmp_path / "o", mpp=0.5), _config())
     assert [r.name for r in rows] == [f"core{i:02d}" for i in range(12)]
 
 
-def test_no_tumour_cell_gives_undefined_not_zero(tmp_path, cohort_csv, stage1_dir):
+def test_no_tumour_cell_gives_undefined_not_zero(tmp_path, cohort_csv, stage1_dir, random_model):
     cfg = json.loads((stage1_dir / "config.json").read_text())
     cfg["mask"]["tumour_threshold"] = 1.0  # no score exceeds it: no tumour cell anywhere
     (stage1_dir / "config.json").write_text(json.dumps(cfg))
-    model = _model_dir(tmp_path, stage1_dir)
+    model = random_model(tmp_path, stage1_dir)
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
     result = predict_cores(PredictRun(model, [image], tmp_path / "out", mpp=0.5), _config())[0]
     assert result.proportion is None and result.interval is None
@@ -89,8 +68,8 @@ def test_no_tumour_cell_gives_undefined_not_zero(tmp_path, cohort_csv, stage1_di
     assert row["proportion"] == "" and row["interval"] == "" and row["percent"] == ""  # empty, not 0
 
 
-def test_manifest_input_carries_labels_into_the_report(tmp_path, cohort_csv, stage1_dir):
-    model = _model_dir(tmp_path, stage1_dir, "class")
+def test_manifest_input_carries_labels_into_the_report(tmp_path, cohort_csv, stage1_dir, random_model):
+    model = random_model(tmp_path, stage1_dir, "class")
     results = predict_cores(PredictRun(model, [cohort_csv], tmp_path / "out"), _config())
     assert len(results) == 12
     assert all(r.label for r in results)
@@ -108,8 +87,9 @@ def test_det_model_counts_cells(tmp_path, cohort_csv, stage1_dir):
     assert evidence.image is None and cells is not None
 
 
-def test_mask_method_without_stage1_is_refused_in_one_line(tmp_path, cohort_csv, stage1_dir, run_cli):
-    model = _model_dir(tmp_path, stage1_dir, with_stage1=False)
+def test_mask_method_without_stage1_is_refused_in_one_line(tmp_path, cohort_csv, stage1_dir, run_cli,
+        random_model):
+    model = random_model(tmp_path, stage1_dir, with_stage1=False)
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
     code, out, err = run_cli("predict", model, image, "--out", tmp_path / "o")
     assert code == 2
@@ -117,8 +97,9 @@ def test_mask_method_without_stage1_is_refused_in_one_line(tmp_path, cohort_csv,
     assert not (tmp_path / "o").exists()
 
 
-def test_unreadable_image_stops_before_any_output(tmp_path, cohort_csv, stage1_dir, fixtures_dir):
-    model = _model_dir(tmp_path, stage1_dir)
+def test_unreadable_image_stops_before_any_output(tmp_path, cohort_csv, stage1_dir, fixtures_dir,
+        random_model):
+    model = random_model(tmp_path, stage1_dir)
     good = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
     with pytest.raises(ProblemList) as err:
         predict_cores(PredictRun(model, [good, fixtures_dir / "truncated.png"], tmp_path / "o"), _config())
@@ -126,8 +107,8 @@ def test_unreadable_image_stops_before_any_output(tmp_path, cohort_csv, stage1_d
     assert not (tmp_path / "o").exists()
 
 
-def test_maps_and_mask_in_the_evidence_match_the_input(tmp_path, cohort_csv, stage1_dir):
-    predictor = Predictor.load(_model_dir(tmp_path, stage1_dir))
+def test_maps_and_mask_in_the_evidence_match_the_input(tmp_path, cohort_csv, stage1_dir, random_model):
+    predictor = Predictor.load(random_model(tmp_path, stage1_dir))
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
     result, evidence, _ = predictor.predict(image, mpp=0.5)
     assert evidence.image.shape == (64, 64, 3) and evidence.mask.shape == (64, 64)
@@ -170,8 +151,8 @@ def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_dete
     assert sorted(c["id"] for c in detected) == sorted(c["id"] for c in cells)  # the same cells, the same ids
 
 
-def test_the_report_links_only_files_that_exist(tmp_path, cohort_csv, stage1_dir):
-    model = _model_dir(tmp_path, stage1_dir)
+def test_the_report_links_only_files_that_exist(tmp_path, cohort_csv, stage1_dir, random_model):
+    model = random_model(tmp_path, stage1_dir)
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
     predict_cores(PredictRun(model, [image], tmp_path / "o", mpp=0.5, figures=False), _config())
     page = (tmp_path / "o" / "report.html").read_text()
@@ -180,7 +161,7 @@ def test_the_report_links_only_files_that_exist(tmp_path, cohort_csv, stage1_dir
     assert not any(h.endswith(".figure.png") for h in linked)
 
 
-def test_a_core_without_dab_and_with_few_tumour_cells_is_flagged(tmp_path, stage1_dir, ihc_rgb):
+def test_a_core_without_dab_and_with_few_tumour_cells_is_flagged(tmp_path, stage1_dir, ihc_rgb, random_model):
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -188,7 +169,7 @@ def test_a_core_without_dab_and_with_few_tumour_cells_is_flagged(tmp_path, stage
     for y, x in rng.integers(6, 58, (20, 2)):
         he[y - 3: y + 3, x - 3: x + 3] = (80, 60, 160)
     Image.fromarray(he).save(tmp_path / "he.png")
-    model = _model_dir(tmp_path, stage1_dir)
+    model = random_model(tmp_path, stage1_dir)
     result = predict_cores(PredictRun(model, [tmp_path / "he.png"], tmp_path / "o", mpp=0.5), _config())[0]
     assert result.flags is not None
     assert "no DAB signal" in result.flags and "fewer than 100 tumour cells" in result.flags
@@ -235,11 +216,12 @@ def test_bf16_stage1_outputs_are_within_tolerance_of_fp32(stage1_dir, ihc_rgb):
 
 
 @pytest.mark.parametrize("method", ["ours", "ours-nomask", "prop"])
-def test_bf16_stage2_proportion_is_within_tolerance_of_fp32(tmp_path, stage1_dir, ihc_rgb, method):
+def test_bf16_stage2_proportion_is_within_tolerance_of_fp32(tmp_path, stage1_dir, ihc_rgb, method,
+        random_model):
     from PIL import Image
 
     Image.fromarray(ihc_rgb[:128, :128]).save(tmp_path / "ihc.png")
-    predictor = Predictor.load(_model_dir(tmp_path, stage1_dir, method))
+    predictor = Predictor.load(random_model(tmp_path, stage1_dir, method))
     with open_image(tmp_path / "ihc.png", 0.5) as reader:
         cells = predictor.fitted.detect_cells(reader)  # one set of cells (one mask) for both
     fp32 = predictor.fitted.estimate(tmp_path / "ihc.png", 0.5, cells, want_maps=False).prediction
@@ -252,10 +234,11 @@ def test_bf16_stage2_proportion_is_within_tolerance_of_fp32(tmp_path, stage1_dir
     assert isinstance(bf16.s_p, float) and bf16.s_p == pytest.approx(fp32.s_p, rel=0.05)
 
 
-def test_nan_weights_are_an_error_naming_the_model_not_a_result(tmp_path, cohort_csv, stage1_dir, run_cli):
+def test_nan_weights_are_an_error_naming_the_model_not_a_result(tmp_path, cohort_csv, stage1_dir, run_cli,
+        random_model):
     from safetensors.torch import load_file, save_file
 
-    model = _model_dir(tmp_path, stage1_dir)
+    model = random_model(tmp_path, stage1_dir)
     weights = model / "weights.safetensors"
     state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
              for k, v in load_file(weights).items()}

@@ -89,3 +89,27 @@ def test_predict_into_the_folder_of_its_images_or_its_model_deletes_nothing(tmp_
         code, _, err = run_cli("predict", stage1_dir, image, "--out", out, "--mpp", 0.5, "--overwrite")
         assert code == 2 and err.count("\n") == 1 and "an input of this run" in err
     assert _tree(cores) == before_cores and _tree(stage1_dir) == before_model
+
+
+def test_scratch_folders_of_a_killed_run_are_removed_and_a_live_ones_kept(tmp_path) -> None:
+    import subprocess
+
+    from maskllp.io.atomic import remove_leftovers, scratch_dir, staged_directory
+
+    out = tmp_path / "run"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = scratch_dir(out, ".training")
+    (killed / ".owner").write_text(str(dead.pid))  # its process is gone: a killed run's
+    (killed / "last.ckpt").write_bytes(b"x" * 100)
+    live = scratch_dir(out, ".partial")
+    (live / ".owner").write_text("1")  # process 1 lives: another rank's, kept
+    other = tmp_path / ".run-b.x.training"  # another --out's folder is not ours to touch
+    other.mkdir()
+    assert remove_leftovers(out) == [killed]
+    assert live.is_dir() and other.is_dir()
+    (live / ".owner").write_text(str(dead.pid))
+    with staged_directory(out) as stage:
+        (stage / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run-b.x.training", "run"]
+    assert sorted(p.name for p in out.iterdir()) == [".maskllp-output", "a.txt"]

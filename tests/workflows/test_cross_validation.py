@@ -253,3 +253,64 @@ def test_an_interrupted_run_keeps_the_tables_of_the_methods_it_finished(cohort_c
     assert "Class" in table and "O-Reg" not in table
     assert [m["method"] for m in json.loads((tmp_path / "run" / "metrics.json").read_text())] == ["class"]
     assert any(line.startswith("  Class: mF1 ") for line in printed)
+
+
+def _table_rows(path):
+    return sorted(path.read_text().splitlines())
+
+
+def test_a_cv_killed_with_sigkill_resumes_to_the_results_of_an_uninterrupted_run(cohort_csv, cv_config,
+                                                                                 tmp_path) -> None:
+    """A real kill: ``maskllp cv`` in a subprocess, SIGKILL once its first fold is written; ``--resume``
+    keeps that fold, fits the rest, and every output equals the uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from maskllp.config import save_config
+
+    save_config(cv_config, tmp_path / "cv.yaml")
+    methods = "class,o-reg,prop-nomask"
+    args = [sys.executable, "-m", "maskllp", "cv", str(cohort_csv), "--methods", methods, "-c",
+            str(tmp_path / "cv.yaml")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = subprocess.run([*args, "--out", str(tmp_path / "whole")], env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    first = killed / "progress" / "class" / "fold0.json"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    assert not (killed / "progress" / "prop-nomask" / "fold1.json").exists()  # killed midway
+    lock = tmp_path / ".killed.lock"
+    assert lock.exists()  # a kill leaves its lock; the next run takes it over (its process is gone)
+
+    refused = subprocess.run([*args, "--out", str(killed)], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr  # no silent restart
+
+    resumed = subprocess.run([*args, "--out", str(killed), "--resume"], env=env, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "class fold 0" in resumed.stdout and "kept from the interrupted run" in resumed.stdout
+    for name in ("predictions.csv", "table.txt", "metrics.json", "folds.csv"):
+        assert (killed / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    assert not lock.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".partial", ".training", ".old"))]
+
+
+def test_resume_refuses_a_run_made_with_other_settings(cohort_csv, cv_config, tmp_path) -> None:
+    from dataclasses import replace
+
+    req = CrossValidationRequest(cohort_csv, parse_methods("class"), tmp_path / "run")
+    run_cross_validation(req, cv_config, echo=lambda s: None)
+    other = replace(cv_config, cv=replace(cv_config.cv, seed=cv_config.cv.seed + 1))
+    with pytest.raises(InputError, match="--resume: the run here was made with other inputs or settings"):
+        run_cross_validation(replace(req, resume=True), other, echo=lambda s: None)

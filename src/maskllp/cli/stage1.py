@@ -143,13 +143,14 @@ def evaluate_detection(
 
     from maskllp.cli.common import load_run_config
     from maskllp.evaluation.detection_metrics import summary_line
+    from maskllp.io.atomic import check_output_file, write_text_atomic
     from maskllp.workflows.stage1_evaluation import evaluate_detection as run
 
+    if out is not None:
+        check_output_file(out)
     cfg = load_run_config(config, {"mask": {"downsample": mask_downsample}})
     report = run(model, cohort, cfg, truth, device)
     if out is not None:
-        from maskllp.io.atomic import write_text_atomic
-
         write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     typer.echo(summary_line(report["overall"]))
     if report["skipped"]:

@@ -52,9 +52,13 @@ def cross_validate(
     pretrained_weights: Path | None = PRETRAINED_OPTION,
     accelerator: str | None = ACCELERATOR_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run in --out (same cohort, "
+                                "settings and folds): the methods and folds it finished are kept, the "
+                                "rest run; the results equal an uninterrupted run's."),
     config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
-    """Cross-validate Table 1 methods (same folds for all); print and save the table."""
+    """Cross-validate Table 1 methods (same folds for all); print and save the table. A killed run
+    continues with --resume."""
     from maskllp.cli.common import load_run_config
     from maskllp.methods import parse_methods
     from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
@@ -64,7 +68,7 @@ def cross_validate(
                                                   "pretrained_weights": pretrained_weights},
                                    "trainer": trainer_overrides(accelerator)})
     request = CrossValidationRequest(cohort, parse_methods(methods), out, stage1, mask_source, truth,
-                                     det_model, overwrite, folds_from)
+                                     det_model, overwrite, folds_from, resume)
     run_cross_validation(request, cfg, echo=typer.echo)
 
 
@@ -118,8 +122,10 @@ def plot_loss(
     """Draw the paper's Fig. 3: focal and weighted focal proportion loss per interval."""
     from maskllp.cli.common import load_run_config
     from maskllp.config import save_config
+    from maskllp.io.atomic import check_output_file
     from maskllp.report.loss_curves import plot_loss_curves
 
+    check_output_file(out, (".png", ".pdf", ".svg"))
     cfg = load_run_config(config, {"intervals": {"scheme": scheme}})
     path = plot_loss_curves(out, cfg.intervals.build(), cfg.proportion.loss, ymax)
     save_config(cfg, path.with_name(path.stem + ".config.yaml"))

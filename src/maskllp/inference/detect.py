@@ -104,8 +104,9 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
     results = []
     with staged_directory(run.out_dir, run.overwrite, [run.model_dir, *run.images, *paths]) as stage:
         for (path, entry), stem in zip(images, image_stems(paths), strict=True):
-            with open_image(path, run.mpp or (entry.mpp if entry else None)) as reader, inference_autocast(
-                    model.device, config.inference.precision):
+            given_mpp = run.mpp if run.mpp is not None else (entry.mpp if entry else None)
+            with open_image(path, given_mpp) as reader, inference_autocast(model.device,
+                                                                           config.inference.precision):
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path))
                 summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)
             results.append({"image": str(path), "name": stem, **summary})

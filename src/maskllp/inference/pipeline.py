@@ -158,7 +158,7 @@ def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
     given = images_or_cohort(run.inputs, config.intervals.build(), config.classes)
     paths = [p for p, _ in given]
     cores = [_Core(p, "", run.mpp) if e is None else
-             _Core(p, "", run.mpp or e.mpp, e.label_text, e.patient,
+             _Core(p, "", run.mpp if run.mpp is not None else e.mpp, e.label_text, e.patient,
                    None if e.label is None else e.label.proportion) for p, e in given]
     if not cores:
         raise InputError(None, "no image to predict", "IMAGE")

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -56,6 +57,28 @@ def _is_under(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def check_parents_are_folders(path: str | os.PathLike[str]) -> None:
+    """InputError when a parent of ``path`` that exists is a file (nothing could be written there)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(path, f"cannot be written: {parent} is a file, not a folder", "--out")
+            return
+
+
+def check_output_file(path: str | os.PathLike[str], suffixes: Sequence[str] | None = None) -> Path:
+    """The rules for an output *file* (``--out fig.png``, ``--out report.json``), checked before any
+    work: not a folder, its parent not a file, one of ``suffixes`` when given. Returns ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder: name the file to write", "--out")
+    check_parents_are_folders(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise InputError(path, f"cannot write a {path.suffix or 'suffix-less'} file: use one of "
+                               f"{', '.join(suffixes)}", "--out")
+    return path
+
+
 def check_output_dir(path: str | os.PathLike[str], overwrite: bool,
                      inputs: Sequence[str | os.PathLike[str] | None] = ()) -> Path:
     """The rules every ``--out`` follows; returns ``path``. InputError (one line) when:
@@ -70,6 +93,7 @@ def check_output_dir(path: str | os.PathLike[str], overwrite: bool,
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(path, "output path exists and is not a folder")
+    check_parents_are_folders(path)
     resolved = path.resolve()
     special = (Path.home().resolve(), Path(resolved.anchor))
     if _is_under(Path.cwd().resolve(), resolved) or resolved in special:
@@ -85,6 +109,49 @@ def check_output_dir(path: str | os.PathLike[str], overwrite: bool,
             raise InputError(path, "holds files maskllp did not write: --overwrite replaces only maskllp's "
                                    "own output folders; choose another --out (or empty it yourself)", "--out")
     return path
+
+
+SCRATCH_SUFFIXES = (".partial", ".training", ".old")
+"""Suffixes of the hidden folders a run writes next to its ``--out`` (``.<name>.<random><suffix>``)."""
+_OWNER = ".owner"
+
+
+def scratch_dir(out: Path, suffix: str) -> Path:
+    """A new hidden folder ``.<out.name>.<random><suffix>`` next to ``out``, holding the creating
+    process's id (``.owner``) so that :func:`remove_leftovers` can tell a killed run's folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent))
+    os.chmod(path, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    (path / _OWNER).write_text(str(os.getpid()), encoding="utf-8")
+    return path
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """Remove the scratch folders of ``out`` whose run is gone (killed: its process no longer
+    exists); return them. Folders of live processes (another rank of a multi-GPU run) are kept."""
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for p in out.parent.glob(f".{glob_escape(out.name)}.*"):
+        if not p.is_dir() or not p.name.endswith(SCRATCH_SUFFIXES):
+            continue
+        try:
+            pid = int((p / _OWNER).read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid == os.getpid() or (pid and _alive(pid)):
+            continue
+        if not pid and p.stat().st_mtime > time.time() - 60:
+            continue  # being created right now (its owner file not yet written)
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 @contextlib.contextmanager
@@ -146,17 +213,18 @@ def staged_directory(path: str | os.PathLike[str], overwrite: bool = False,
     """
     path = check_output_dir(path, overwrite, inputs)
     with output_lock(path):
+        remove_leftovers(path)  # of a run into the same folder that was killed
         replacing = path.is_dir() and any(path.iterdir())
-        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-        os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700
+        stage = scratch_dir(path, ".partial")
         try:
             (stage / OUTPUT_MARKER).write_text("written by maskllp\n", encoding="utf-8")
             yield stage
+            (stage / _OWNER).unlink(missing_ok=True)
             if path.exists() and not replacing and any(path.iterdir()):
                 raise InputError(path, "appeared while this run was writing it (another run?): nothing "
                                        "replaced; choose another --out", "--out")
             if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                old = scratch_dir(path, ".old")
                 os.replace(path, old / "x")
                 os.replace(stage, path)
                 shutil.rmtree(old, ignore_errors=True)

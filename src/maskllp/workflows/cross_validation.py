@@ -15,6 +15,11 @@ every method and fold. Every method is fitted and predicts through its registry 
     folds.csv              image, patient, label, fold
     config.yaml            the resolved configuration
     training/<method>/fold<k>/logs/   Lightning CSV logs; models/ with ``cv.save_models``
+    progress/              run.json (what the run is) and <method>/fold<k>.json (each finished fold)
+
+A run that is killed keeps every (method, fold) it finished in ``progress/``; ``maskllp cv ...
+--resume`` with the same cohort, settings and folds fits only the rest. Each fold's fit is seeded
+on its own (``trainer.seed``), so the resumed run's results equal an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class CrossValidationRequest:
     folds_file: Path | None = None
     """CSV with columns ``image`` and ``fold`` (0, 1, ...; e.g. a previous run's ``folds.csv``, or
     folds by site or scanner): these folds instead of stratified ones."""
+    resume: bool = False
+    """Continue the killed run in ``out_dir``: keep the (method, fold) pairs it finished."""
 
 
 @dataclass(frozen=True)
@@ -199,20 +206,83 @@ def read_true_cells(path: Path, names: Sequence[str]) -> TrueCells:
     return out
 
 
+class FoldProgress:
+    """``RUN_DIR/progress``: what a run is (``run.json``) and the results of each (method, fold) it
+    finished (``<method>/fold<k>.json``), so that a killed run resumes where it stopped."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.root = out_dir / "progress"
+
+    def check_same_run(self, identity: dict[str, object], resume: bool, out_dir: Path) -> None:
+        """Write ``run.json``; with ``resume``, first check that the run in ``out_dir`` is this one."""
+        path = self.root / "run.json"
+        if resume:
+            try:
+                before = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise InputError(out_dir, "--resume: no interrupted cv run here (no progress/run.json)",
+                                 "--out") from None
+            changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
+            if changed:
+                raise InputError(out_dir, "--resume: the run here was made with other inputs or settings "
+                                          f"(differs in: {', '.join(changed)}); rerun without --resume "
+                                          "(with --overwrite) or choose another --out", "--out")
+        write_text_atomic(path, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+
+    def _path(self, method: Method, fold: int) -> Path:
+        return self.root / method.name / f"fold{fold}.json"
+
+    def save(self, method: Method, fold: int, test: np.ndarray, out: Sequence[ProportionPrediction],
+             note: str, cells: PositivityScores | None) -> None:
+        data = {"test": [int(i) for i in test],
+                "predictions": [[p.proportion, p.interval, p.s_p, p.s_n] for p in out],
+                "note": note, "cells": None if cells is None else [cells.tp, cells.fp, cells.fn, cells.tn]}
+        write_text_atomic(self._path(method, fold), json.dumps(data) + "\n")
+
+    def load(self, method: Method, fold: int, test: np.ndarray
+             ) -> tuple[list[ProportionPrediction], str, PositivityScores | None] | None:
+        """A finished fold's (predictions, note, cell scores), or None when it did not finish."""
+        path = self._path(method, fold)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["test"] != [int(i) for i in test]:
+            raise InputError(path, "holds other held-out cores than this fold: rerun without --resume")
+        preds = [ProportionPrediction(*row) for row in data["predictions"]]
+        cells = None if data["cells"] is None else PositivityScores(*data["cells"])
+        return preds, data["note"], cells
+
+
+def _add(total: PositivityScores | None, more: PositivityScores | None) -> PositivityScores | None:
+    return more if total is None else total if more is None else total + more
+
+
 def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str], folds: np.ndarray,
                        setup: FitSetup, config: Config, out_dir: Path, echo: Callable[[str], None],
                        true_cells: TrueCells | None = None
                        ) -> tuple[list[FoldPrediction], PositivityScores | None]:
     """Out-of-fold predictions of one method for every core (``names``: the cores' names) and, for a
-    cell-level method with ``true_cells``, its pooled per-cell positive / negative calls."""
+    cell-level method with ``true_cells``, its pooled per-cell positive / negative calls. Folds
+    finished by an interrupted run (``out_dir/progress``) are taken from it."""
     preds: list[FoldPrediction] = []
     cell_scores: PositivityScores | None = None
+    progress = FoldProgress(out_dir)
     for k in range(int(folds.max()) + 1):
         test = np.flatnonzero(folds == k)
+        done = progress.load(method, k, test)
+        if done is not None:
+            out, note, fold_cells = done
+            preds += [FoldPrediction(method, k, items[i], names[i], p)
+                      for i, p in zip(test, out, strict=True)]
+            cell_scores = _add(cell_scores, fold_cells)
+            echo(f"  {method.name} fold {k}: {len(test)} cores, kept from the interrupted run{note}")
+            continue
         available = np.flatnonzero(folds != k)
         subset = training_subset(available, config.cv.train_cores, config.cv.seed, k)
         train = [items[i] for i in subset]
-        fitted = method.fit(train, setup, config, out_dir / "training" / method.name / f"fold{k}")
+        work = out_dir / "training" / method.name / f"fold{k}"
+        shutil.rmtree(work, ignore_errors=True)  # what a killed fit left
+        fitted = method.fit(train, setup, config, work)
         if config.cv.save_models:
             fitted.save(out_dir / "models" / f"{method.name}-fold{k}")
         fitted.to(torch_device(config.trainer))
@@ -227,6 +297,7 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
             + f", best epoch {s.best_epoch}"
             + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
         preds += [FoldPrediction(method, k, items[i], names[i], p) for i, p in zip(test, out, strict=True)]
+        fold_cells: PositivityScores | None = None
         if true_cells is not None:
             calls = fitted.positive_calls([items[i] for i in test])
             for i, c in zip(test, calls, strict=True):
@@ -236,7 +307,9 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
                     mpp = reader.mpp
                 radius = config.detector.match_radius_um / (mpp or 1.0)
                 score = positivity_scores(c.yx, c.positive > 0.5, *true_cells[items[i].name], radius)
-                cell_scores = score if cell_scores is None else cell_scores + score
+                fold_cells = _add(fold_cells, score)
+        cell_scores = _add(cell_scores, fold_cells)
+        progress.save(method, k, test, out, note, fold_cells)
         echo(f"  {method.name} fold {k}: {len(test)} cores predicted{note}")
     return preds, cell_scores
 
@@ -325,13 +398,34 @@ class CrossValidationResult:
     predictions: list[FoldPrediction]
 
 
+def _run_identity(req: CrossValidationRequest, config: Config, items: Sequence[Stage2Item], folds: np.ndarray,
+                  mask_source: str) -> dict[str, object]:
+    """What makes two cv runs the same for ``--resume``: the cohort's content, the cores and their
+    folds, the stage-1 / Det / truth files, the mask source and every setting."""
+    from maskllp.config import to_mapping
+    from maskllp.training.inputs import file_digest
+
+    def digest(path: Path | None) -> str | None:
+        if path is None:
+            return None
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        return file_digest(*files)
+
+    return {"cohort": digest(req.cohort), "cores": [it.name for it in items],
+            "folds": [int(f) for f in folds], "stage1": digest(req.stage1),
+            "det_model": digest(req.det_model),
+            "truth": digest(req.truth), "mask_source": mask_source,
+            "config": json.loads(json.dumps(to_mapping(config), default=str))}
+
+
 def run_cross_validation(req: CrossValidationRequest, config: Config,
                          echo: Callable[[str], None] = print) -> CrossValidationResult:
     """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``."""
     config = replace(config, trainer=single_device(config.trainer))
     root = default_cache_root(req.cohort, config.proportion.cache_dir)
     inputs = [req.cohort, req.stage1, req.truth, req.det_model, req.folds_file, root]
-    out_dir = check_output_dir(req.out_dir, req.overwrite, inputs)
+    out_dir = check_output_dir(req.out_dir, req.overwrite or req.resume, inputs)
     with output_lock(out_dir):
         return _run(req, config, out_dir, root, echo)
 
@@ -362,10 +456,16 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
     echo(f"preparing {len(entries)} cores, inputs {cache.spec.key} (masks: {source.name}; "
          f"cache {cache.root})")
     items = prepare_items(entries, scheme, source, cache, exact)
-    if out_dir.exists():  # check_output_dir let it through: empty, or maskllp's own with --overwrite
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    mark_output(out_dir)
+    identity = _run_identity(req, config, items, folds, source.name)
+    if req.resume and (out_dir / "progress" / "run.json").is_file():
+        FoldProgress(out_dir).check_same_run(identity, True, out_dir)
+        echo(f"resuming the run in {out_dir}")
+    else:
+        if out_dir.exists():  # check_output_dir let it through: empty, or maskllp's own with --overwrite
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        mark_output(out_dir)
+        FoldProgress(out_dir).check_same_run(identity, False, out_dir)
     write_text_atomic(out_dir / "folds.csv", _folds_csv(items, folds, scheme))
     save_config(config, out_dir / "config.yaml")
     mask_label = "oracle" if source.name == "truth" else "yes"
