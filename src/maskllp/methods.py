@@ -80,6 +80,7 @@ from maskllp.proportion.model import (
     load_proportion_model,
 )
 from maskllp.proportion.network import NetworkSpec
+from maskllp.proportion.uncertainty import RANGE_LEVEL, tps_interval
 from maskllp.training.inputs import MaskSource, Stage1MaskSource
 
 HeadKind = Literal["maps", "class", "ordinal", "count", "cells"]
@@ -156,6 +157,9 @@ class CoreEstimate:
     cell_positive: np.ndarray | None = None
     """(N,) float32 p(positive) of each of stage 1's cells (NaN for cells that are not tumour
     cells); None when the method says nothing per cell (Class, O-Reg, w/o-mask methods)."""
+    tps_range: tuple[float, float] | None = None
+    """(low, high) central 90 % range of the TPS from the per-cell probabilities (cell-level methods,
+    :mod:`maskllp.proportion.uncertainty`); None where the method gives none."""
     positivity: str | None = None
     """Where ``cell_positive`` comes from: ``cell method`` (each cell's own call; counting the calls
     gives the TPS), ``counted`` (Det: the same), ``maps`` (F_p / (F_p + F_n) of the map cell under
@@ -387,8 +391,10 @@ class CountingFitted:
                  want_maps: bool = True) -> CoreEstimate:
         if cells is None:
             raise ValueError("Det counts the cells stage 1 found: pass them")
+        positive = self._positive(cells)
         return CoreEstimate(self.counting.predict_cells(cells), self.method.proportion_kind,
-                            cell_positive=self._positive(cells), positivity="counted")
+                            cell_positive=positive, positivity="counted",
+                            tps_range=tps_interval(positive, RANGE_LEVEL))
 
     def to(self, device: str) -> CountingFitted:
         return self
@@ -492,8 +498,10 @@ class CellFitted:
         tumour = cells.is_tumour(self.threshold)
         positive = np.full(len(cells), np.nan, np.float32)
         positive[tumour] = self.model.cell_probabilities(features)
+        tempered = self.model.cell_probabilities(features, self.model.range_temperature)
         return CoreEstimate(self.model.predict_features(features), self.method.proportion_kind,
-                            cell_positive=positive, positivity="cell method")
+                            cell_positive=positive, positivity="cell method",
+                            tps_range=tps_interval(tempered, RANGE_LEVEL))
 
     def to(self, device: str) -> CellFitted:
         return self

@@ -34,8 +34,8 @@ class ProportionPrediction:
 ProportionKind = Literal["masked ratio", "interval midpoint", "cell count", "cell mean"]
 
 PREDICTION_COLUMNS = ("name", "image", "patient", "method", "fold", "label", "truth", "proportion", "percent",
-                      "interval", "proportion_kind", "s_p", "s_n", "cells", "tumour_cells",
-                      "tumour_area_fraction", "mpp", "flags", "note")
+                      "proportion_low", "proportion_high", "interval", "proportion_kind", "s_p", "s_n",
+                      "cells", "tumour_cells", "tumour_area_fraction", "mpp", "flags", "note")
 """The columns of every ``predictions.csv`` (``maskllp predict`` and ``maskllp cv``), in order."""
 
 
@@ -69,6 +69,10 @@ class PredictionRow:
     """The cross-validation fold that held the core out (``maskllp cv`` only)."""
     truth: float | None = None
     """The exact proportion when known (synthetic truth, an exact label)."""
+    proportion_low: float | None = None
+    proportion_high: float | None = None
+    """The 90 % range of the TPS from the per-cell probabilities (cell-level methods; see
+    :mod:`maskllp.proportion.uncertainty`); None where the method gives none."""
     flags: str | None = None
     """Why a pathologist should look at this core (``; ``-separated), e.g. ``fewer than 100 tumour
     cells``, ``no DAB signal``; None: nothing flagged."""

@@ -85,6 +85,9 @@ def test_det_model_counts_cells(tmp_path, cohort_csv, stage1_dir):
     assert result.proportion_kind == "cell count"
     assert result.s_p + result.s_n == result.tumour_cells
     assert evidence.image is None and cells is not None
+    # a counted TPS carries its 90 % range from the cells' probabilities (ours-cells the same way)
+    assert 0.0 <= result.proportion_low <= result.proportion_high <= 1.0
+    assert "proportion_low" in result.to_json()
 
 
 def test_mask_method_without_stage1_is_refused_in_one_line(tmp_path, cohort_csv, stage1_dir, run_cli,

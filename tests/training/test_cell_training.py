@@ -77,3 +77,23 @@ def test_estimate_setting_reaches_the_model(tmp_path, estimate) -> None:
     model = train_cell_model(bags, "ours-cells", weighted_focal_proportion_loss(PAPER_FIVE, LossConfig()), 0,
                              cfg, tmp_path)
     assert model.estimate == estimate
+
+
+def test_binary_entropy_by_hand_and_the_entropy_term_of_the_loss() -> None:
+    import math
+
+    import torch
+
+    from maskllp.proportion.cells import CellNetSpec, CellPositivityNet
+    from maskllp.training.cells import CellBagModule, binary_entropy
+
+    x = torch.tensor([0.0, math.log(3.0), 50.0])  # p = 0.5, 0.75, ~1
+    expected = [math.log(2.0), -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), 0.0]
+    assert torch.allclose(binary_entropy(x), torch.tensor(expected), atol=1e-6)
+    net = CellPositivityNet(CellNetSpec(F, 0, 8, 0.0))
+    batch = collate_bags(_toy_bags(3, 0)[0])
+    loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
+    plain, regularised = (CellBagModule(net, loss, PAPER_FIVE, 0.0, 1e-3, 0.0, w) for w in (0.0, 0.5))
+    logits, r_hat, counts = plain._forward(batch)
+    extra = regularised._loss(batch, logits, r_hat, counts) - plain._loss(batch, logits, r_hat, counts)
+    assert torch.allclose(extra, 0.5 * binary_entropy(logits).mean())

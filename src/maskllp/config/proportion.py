@@ -66,6 +66,10 @@ class CellMethodConfig:
     click_weight: float = 1.0
     """Weight of the cross-entropy on clicked positive / negative tumour cells, added to the
     proportion loss of the cores (0: interval labels only)."""
+    entropy_weight: float = 0.0
+    """Weight of the mean binary entropy of the cells' p(positive), added to the loss: it pushes each
+    cell towards a confident call, so that the count of calls (the TPS) agrees with the mean the
+    proportion loss constrains (entropy regularisation, common in learning from label proportions)."""
     estimate: Literal["mean", "count"] = "count"
     """A core's TPS: the share of its tumour cells with p(positive) > 0.5 (``count``: what a
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
@@ -73,8 +77,8 @@ class CellMethodConfig:
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.batch_size < 1 or self.max_epochs < 1 or self.lr <= 0:
             raise ValueError("cells: hidden, batch_size, max_epochs must be >= 1 and lr > 0")
-        if not 0 <= self.dropout < 1 or self.weight_decay < 0 or self.click_weight < 0:
-            raise ValueError("cells: dropout in [0, 1), weight_decay and click_weight >= 0")
+        if not 0 <= self.dropout < 1 or min(self.weight_decay, self.click_weight, self.entropy_weight) < 0:
+            raise ValueError("cells: dropout in [0, 1), weight_decay, click_weight and entropy_weight >= 0")
 
 
 @dataclass

@@ -37,6 +37,7 @@ from maskllp.io.images import image_stems, open_image
 from maskllp.io.manifest import images_or_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
 from maskllp.predictions import PredictionRow, predictions_csv
+from maskllp.proportion.uncertainty import RANGE_LEVEL, straddled_cut_offs
 from maskllp.report.cohort_report import write_cohort_report
 from maskllp.report.overlay import proportion_figure, summary_figure
 
@@ -108,14 +109,21 @@ class Predictor:
             cells=None if cells is None else len(cells), tumour_cells=n_tumour,
             tumour_area_fraction=estimate.tumour_area_fraction, mpp=pixel, note=note,
         )
+        if estimate.tps_range is not None and pred.proportion is not None:
+            result.proportion_low, result.proportion_high = estimate.tps_range
         result.flags = "; ".join(review_flags(result, cells, review or ReviewConfig())) or None
         return result, estimate, cells
 
 
 def review_flags(result: PredictionRow, cells: DetectedCells | None, review: ReviewConfig) -> list[str]:
-    """Why a pathologist should look at this core: too few tumour cells for a TPS, and no DAB
-    signal at all (from the cells' stain measurements, when stage 1 measured them)."""
+    """Why a pathologist should look at this core: its TPS interval lies across a clinical cut-off,
+    too few tumour cells for a TPS, no DAB signal at all (from the cells' stain measurements, when
+    stage 1 measured them)."""
     flags = []
+    if result.proportion_low is not None and result.proportion_high is not None:
+        for cut in straddled_cut_offs(result.proportion_low, result.proportion_high):
+            flags.append(f"{int(100 * RANGE_LEVEL)} % range of the TPS {100 * result.proportion_low:.1f}-"
+                         f"{100 * result.proportion_high:.1f} % lies across the {100 * cut:g} % cut-off")
     if result.tumour_cells is not None and result.tumour_cells < review.min_tumour_cells:
         flags.append(f"fewer than {review.min_tumour_cells} tumour cells ({result.tumour_cells})")
     if cells is not None and cells.measurements is not None and len(cells):

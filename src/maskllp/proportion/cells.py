@@ -20,6 +20,7 @@ the network (``net.``), with the feature standardisation as buffers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ class CellProportionModel:
 
     def __init__(self, net: CellPositivityNet, method_name: str, scheme: IntervalScheme,
                  feature_names: Sequence[str], estimate: Estimate = "mean",
-                 summary: TrainingSummary | None = None) -> None:
+                 summary: TrainingSummary | None = None, range_temperature: float = 1.0) -> None:
         if len(feature_names) != net.spec.n_inputs:
             raise ValueError(f"{len(feature_names)} feature names for {net.spec.n_inputs} inputs")
         self.net = net.eval()
@@ -103,14 +104,20 @@ class CellProportionModel:
         self.scheme = scheme
         self.estimate = estimate
         self.summary = summary
+        self.range_temperature = range_temperature
+        """T of the probabilities behind the TPS range, chosen on validation cores
+        (:func:`maskllp.proportion.uncertainty.fit_range_temperature`)."""
 
     @torch.no_grad()
-    def cell_probabilities(self, features: np.ndarray) -> np.ndarray:
-        """(n, F) float32 -> (n,) float32 p(positive) of each cell."""
+    def cell_logits(self, features: np.ndarray) -> np.ndarray:
+        """(n, F) float32 -> (n,) float32 logit of p(positive) of each cell."""
         if len(features) == 0:
             return np.zeros(0, np.float32)
-        x = torch.as_tensor(np.asarray(features, np.float32))
-        p = torch.sigmoid(self.net(x)).float().numpy()
+        return self.net(torch.as_tensor(np.asarray(features, np.float32))).float().numpy()
+
+    def cell_probabilities(self, features: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """(n, F) float32 -> (n,) float32 p(positive) of each cell, sigmoid(logit / ``temperature``)."""
+        p = torch.sigmoid(torch.from_numpy(self.cell_logits(features)) / temperature).numpy()
         if not np.isfinite(p).all():
             raise NonFiniteOutputError("the cell network's outputs are NaN (damaged weights, training that "
                                        "diverged, or NaN cell measurements)")
@@ -132,7 +139,8 @@ class CellProportionModel:
                   "features": self.feature_names, **(extra_config or {})}
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
         return save_model_folder(path, ModelFolder(CELL_MODEL_KIND, config, {"net": state},
-                                                   {"scheme": scheme_to_mapping(self.scheme)}))
+                                                   {"scheme": scheme_to_mapping(self.scheme),
+                                                    "range_temperature": self.range_temperature}))
 
 
 def load_cell_model(path: str | Path) -> CellProportionModel:
@@ -146,11 +154,14 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
         names = [str(n) for n in folder.config["features"]]
         scheme = scheme_from_mapping(folder.thresholds["scheme"])
         method = str(folder.config["method"])
+        temperature = float(folder.thresholds.get("range_temperature", 1.0))
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"range_temperature {temperature!r} must be a positive number")
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken cell model folder ({e})") from None
     net = CellPositivityNet(spec)
     load_network_weights(net, folder.weights.get("net", {}), path)
     try:
-        return CellProportionModel(net, method, scheme, names, estimate)
+        return CellProportionModel(net, method, scheme, names, estimate, range_temperature=temperature)
     except ValueError as e:
         raise InputError(path, f"broken cell model folder ({e})") from None

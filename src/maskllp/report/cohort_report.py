@@ -108,21 +108,25 @@ def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
         flag = []
         if r.proportion is None:
             flag.append("undefined")
-        elif near_cut_off(r.proportion):
-            flag.append("near a cut-off")
+        elif r.proportion_low is None and near_cut_off(r.proportion):
+            flag.append("near a cut-off")  # no interval: the distance to a cut-off is all there is
         if r.flags:
             flag.append(r.flags)
         links = (link(f"{r.name}.tps.json", "json"), link(f"{r.name}.cells.geojson", "cells"),
                  link(f"{r.name}.figure.png", "figure"))
         files = " ".join(x for x in links if x)
         rows.append([
-            html.escape(r.name), _pct(r.proportion), html.escape(r.interval or "-"),
+            html.escape(r.name), _pct(r.proportion),
+            "-" if r.proportion_low is None or r.proportion_high is None
+            else f"{_pct(r.proportion_low)} - {_pct(r.proportion_high)}",
+            html.escape(r.interval or "-"),
             "-" if r.tumour_cells is None else r.tumour_cells,
             "-" if r.tumour_area_fraction is None else f"{100 * r.tumour_area_fraction:.1f} %",
             html.escape(r.label or "-"), html.escape(", ".join(flag) or "-"), files or "-",
         ])
     return "<h2>Cores</h2>" + _table(
-        ["core", "TPS", "interval", "tumour cells", "tumour area", "label", "review", "files"], rows)
+        ["core", "TPS", "TPS 90 % range", "interval", "tumour cells", "tumour area", "label",
+         "review", "files"], rows)
 
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}

@@ -37,6 +37,7 @@ from maskllp.io.manifest import CohortEntry
 from maskllp.predictions import UNDEFINED
 from maskllp.proportion.cells import CellBag, CellNetSpec, CellPositivityNet, CellProportionModel, bag_means
 from maskllp.proportion.model import TrainingSummary
+from maskllp.proportion.uncertainty import fit_range_temperature
 from maskllp.training.proportion import validation_split
 from maskllp.training.trainer import build_trainer
 
@@ -96,14 +97,21 @@ def collate_bags(batch: list[CellBag]) -> dict[str, torch.Tensor]:
     return {"features": features, "bag": bag, "labels": labels, "interval": interval}
 
 
+def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Elementwise entropy (nats) of Bernoulli(sigmoid(logits)), computed stably from the logits."""
+    p = torch.sigmoid(logits)
+    return F.softplus(logits) - p * logits
+
+
 class CellBagModule(L.LightningModule):
     """The cell network, the method's proportion loss over bags, and the clicked cells' cross-entropy."""
 
     def __init__(self, net: CellPositivityNet, loss: nn.Module, scheme: IntervalScheme, click_weight: float,
-                 lr: float, weight_decay: float) -> None:
+                 lr: float, weight_decay: float, entropy_weight: float = 0.0) -> None:
         super().__init__()
         self.net, self.loss, self.scheme = net, loss, scheme
         self.click_weight, self.lr, self.weight_decay = click_weight, lr, weight_decay
+        self.entropy_weight = entropy_weight
         self._val_true: list[torch.Tensor] = []
         self._val_pred: list[torch.Tensor] = []
 
@@ -122,6 +130,8 @@ class CellBagModule(L.LightningModule):
         if self.click_weight > 0 and bool(clicked.any()):
             total = total + self.click_weight * F.binary_cross_entropy_with_logits(
                 logits[clicked], batch["labels"][clicked].to(logits.dtype))
+        if self.entropy_weight > 0 and len(logits):
+            total = total + self.entropy_weight * binary_entropy(logits).mean()
         return total
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -175,7 +185,7 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     spec = CellNetSpec(len(MEASUREMENT_NAMES), n_trunk, cc.hidden, cc.dropout)
     net = CellPositivityNet(spec)
     net.standardise_on(torch.from_numpy(np.concatenate([b.features for b in train]).astype(np.float32)))
-    module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay)
+    module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay, cc.entropy_weight)
     train_loader = DataLoader(_Bags(train), batch_size=cc.batch_size, shuffle=True, collate_fn=collate_bags)
     val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags)
     trainer, best = build_trainer(config.trainer, Path(out_dir), max_epochs=cc.max_epochs,
@@ -183,5 +193,11 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     trainer.fit(module, train_loader, val_loader if val else None)
     summary = TrainingSummary(len(train), len(val), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
-    return CellProportionModel(module.net.cpu(), method_name, scheme, feature_names(n_trunk), cc.estimate,
-                               summary)
+    model = CellProportionModel(module.net.cpu(), method_name, scheme, feature_names(n_trunk), cc.estimate,
+                                summary)
+    scored = [b for b in val if b.interval is not None]
+    model.range_temperature = fit_range_temperature([model.cell_logits(b.features) for b in scored],
+                                                    [int(b.interval) for b in scored], scheme)
+    log.info("%s: TPS range temperature %.3g (chosen on %d validation cores)", method_name,
+             model.range_temperature, len(scored))
+    return model

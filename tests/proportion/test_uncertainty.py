@@ -1,0 +1,84 @@
+"""The TPS range from per-cell probabilities, checked on hand-computed distributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskllp.proportion.uncertainty import (
+    count_interval,
+    poisson_binomial_pmf,
+    straddled_cut_offs,
+    tps_interval,
+)
+
+
+def test_pmf_by_hand():
+    # two cells, p = 0.5 and 0.2: P(0) = 0.4, P(1) = 0.5, P(2) = 0.1
+    assert np.allclose(poisson_binomial_pmf(np.array([0.5, 0.2])), [0.4, 0.5, 0.1])
+    pmf = poisson_binomial_pmf(np.full(10, 0.3))  # equal p: the binomial
+    from math import comb
+
+    assert np.allclose(pmf, [comb(10, k) * 0.3 ** k * 0.7 ** (10 - k) for k in range(11)])
+
+
+def test_certain_calls_give_a_point_and_uncertain_ones_a_range():
+    assert tps_interval(np.array([1.0, 1.0, 0.0, 0.0])) == (0.5, 0.5)
+    low, high = tps_interval(np.full(100, 0.5))
+    assert 0.40 <= low < 0.5 < high <= 0.60  # binomial(100, 0.5): 5 % / 95 % near 42 / 58
+    assert tps_interval(np.array([np.nan, np.nan])) is None  # no tumour cell: undefined
+
+
+def test_the_interval_holds_its_level_for_calibrated_probabilities():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):
+        p = rng.beta(0.5, 2.0, size=rng.integers(20, 200))
+        k = (rng.random(len(p)) < p).sum()  # the true count when each p is the truth
+        low, high = count_interval(p, 0.9)
+        hits += low <= k <= high
+    assert 0.87 <= hits / 400 <= 0.97
+
+
+def test_the_normal_approximation_agrees_with_the_exact_count_for_many_cells(monkeypatch):
+    import maskllp.proportion.uncertainty as u
+
+    p = np.random.default_rng(1).uniform(0, 0.3, 3000)
+    exact = count_interval(p)
+    monkeypatch.setattr(u, "EXACT_UP_TO", 10)
+    approx = count_interval(p)
+    assert abs(approx[0] - exact[0]) <= 2 and abs(approx[1] - exact[1]) <= 2
+
+
+@pytest.mark.parametrize("low, high, cuts", [(0.002, 0.03, [0.01]), (0.4, 0.6, [0.5]), (0.02, 0.3, []),
+                                             (0.0, 0.6, [0.01, 0.5]), (0.01, 0.02, [])])
+def test_straddled_cut_offs(low, high, cuts):
+    assert straddled_cut_offs(low, high) == cuts
+
+
+def test_interval_probability_by_hand():
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.proportion.uncertainty import interval_probability
+
+    # two cells at p = 0.5: K = 0, 1, 2 with 1/4, 1/2, 1/4; TPS 0 is in '0-1 %', 0.5 starts
+    # '50-75 %', 1.0 is in '75-100 %'
+    p = np.array([0.5, 0.5])
+    assert interval_probability(p, 0, PAPER_FIVE) == pytest.approx(0.25)
+    assert interval_probability(p, 3, PAPER_FIVE) == pytest.approx(0.5)
+    assert interval_probability(p, 4, PAPER_FIVE) == pytest.approx(0.25)
+
+
+def test_the_temperature_undoes_an_over_confident_network():
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.proportion.uncertainty import fit_range_temperature
+
+    rng = np.random.default_rng(3)
+    logits, intervals = [], []
+    for _ in range(150):
+        true_logit = rng.normal(-1.0, 1.5, size=rng.integers(10, 60))
+        k = (rng.random(len(true_logit)) < 1 / (1 + np.exp(-true_logit))).sum()
+        logits.append(4.0 * true_logit)  # the network's logits: four times too sure
+        intervals.append(int(PAPER_FIVE.index_of(k / len(true_logit))))
+    t = fit_range_temperature(logits, intervals, PAPER_FIVE)
+    assert 2.0 <= t <= 8.0
+    assert fit_range_temperature([], [], PAPER_FIVE) == 1.0
