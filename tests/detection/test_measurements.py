@@ -60,3 +60,57 @@ def test_cells_at_the_window_edge_and_no_cells() -> None:
     assert out.shape == (2, len(MEASUREMENT_NAMES)) and np.allclose(out[:, dab], 0.5)
     assert np.allclose(out[:, hema], 0.0)
     assert stain_measurements(stains, np.zeros((0, 2)), 2.0).shape == (0, len(MEASUREMENT_NAMES))
+
+
+def _disk_image(radius_um: float, px_per_um: float = 2.0, size: int = 80, od: float = 0.6,
+                semi_axes_um: tuple[float, float] | None = None) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    img = np.full((size, size), 0.05, np.float32)
+    c = size // 2
+    if semi_axes_um is None:
+        inside = (yy - c) ** 2 + (xx - c) ** 2 <= (radius_um * px_per_um) ** 2
+    else:
+        a, b = (s * px_per_um for s in semi_axes_um)
+        inside = ((yy - c) / a) ** 2 + ((xx - c) / b) ** 2 <= 1
+    img[inside] = od
+    return img
+
+
+def test_the_nucleus_of_a_disk_by_hand() -> None:
+    from maskllp.detection.measurements import NUCLEUS_NAMES, nucleus_measurements
+
+    centre = np.array([[40.0, 40.0]])
+    for r in (2.5, 4.0, 6.0):  # a lymphocyte's radius, a small and a large tumour nucleus (um)
+        area, ecc, mean, sd, contrast = nucleus_measurements(_disk_image(r), centre, 2.0)[0]
+        assert abs(area - np.pi * r * r) < 0.06 * np.pi * r * r
+        assert ecc < 0.05 and abs(mean - 0.6) < 1e-3 and sd < 1e-3 and abs(contrast - 0.55) < 1e-3
+    # the same disk at another resolution: the same microns
+    a1 = nucleus_measurements(_disk_image(4.0, 2.0), centre, 2.0)[0, 0]
+    a2 = nucleus_measurements(_disk_image(4.0, 4.0, size=160), centre * 2, 4.0)[0, 0]
+    assert abs(a1 - a2) < 0.06 * a1
+    spindle = nucleus_measurements(_disk_image(0, semi_axes_um=(2.0, 8.0)), centre, 2.0)[0]
+    assert spindle[1] > 0.8  # a fibroblast-like nucleus is eccentric
+    rng = np.random.default_rng(0)
+    coarse = _disk_image(4.0)
+    coarse[coarse > 0.5] += rng.normal(0, 0.1, int((coarse > 0.5).sum())).astype(np.float32)
+    assert nucleus_measurements(coarse, centre, 2.0)[0, 3] > 0.05  # clumped chromatin: a spread of OD
+    assert nucleus_measurements(coarse, np.zeros((0, 2)), 2.0).shape == (0, len(NUCLEUS_NAMES))
+
+
+def test_a_classifier_with_nucleus_features_round_trips_and_detects(tmp_path) -> None:
+    from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
+    from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet
+
+    det_cfg = DetectorConfig(base_channels=4, depth=2)
+    cls_cfg = ClassifierConfig(kind="measurements", nucleus_features=True)
+    detector = DetectorModel(build_unet(det_cfg), det_cfg, 0.5, -1e9, 3.0)
+    model = Stage1Model(detector, build_classifier(cls_cfg), cls_cfg, MaskConfig(),
+                        TilingConfig(tile=64, overlap=16))
+    loaded = Stage1Model.load(model.save(tmp_path / "s1"))
+    assert loaded.classifier.spec.nucleus
+    rgb = np.random.default_rng(0).integers(60, 250, (48, 64, 3), dtype=np.uint8)
+    from maskllp.io.grid import ArrayImage
+
+    cells = loaded.detect(ArrayImage(rgb, 0.5))
+    assert cells.nucleus is not None and cells.nucleus.shape == (len(cells), 5)
+    assert np.isfinite(cells.tumour_score).all()

@@ -80,6 +80,10 @@ class ClassifierConfig:
     classifier, a ResNet trunk's feature map read at each cell and a linear head. On the dev cohort
     of docs/stage1.md the measurements reach tumour F1 0.92 where the CNN reaches 0.83 from the same
     annotations."""
+    nucleus_features: bool = False
+    """Measurement classifier: also the nucleus traced in the hematoxylin OD around each cell (area,
+    eccentricity, mean and spread of its OD, its contrast: :func:`maskllp.detection.measurements.
+    nucleus_measurements`), next to the radial profile (docs/stage1.md, measured)."""
     hidden: int = 32
     """Hidden units of the measurement classifier."""
     dropout: float = 0.1

@@ -27,7 +27,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from maskllp.backbones import FeatureMLP
-from maskllp.detection.measurements import MEASUREMENT_NAMES
+from maskllp.detection.measurements import MEASUREMENT_NAMES, NUCLEUS_NAMES
 
 CONTEXT_RADII_UM: tuple[float, ...] = (10.0, 20.0, 40.0)
 CONTEXT_NAMES = tuple(f"cells within {r:g} um" for r in CONTEXT_RADII_UM)
@@ -47,18 +47,22 @@ def context_features(yx: np.ndarray, mpp: float) -> np.ndarray:
     return out
 
 
-def feature_names(classes: Classes) -> list[str]:
-    """Names of the classifier's inputs: hematoxylin measurements (all measurements for ``three``)
-    then the context counts."""
+def feature_names(classes: Classes, nucleus: bool = False) -> list[str]:
+    """Names of the classifier's inputs: hematoxylin measurements (all measurements for ``three``),
+    with ``nucleus`` the traced nucleus's measurements, then the context counts."""
     names = [n for n in MEASUREMENT_NAMES if classes == "three" or n.startswith("hematoxylin")]
-    return names + list(CONTEXT_NAMES)
+    return names + (list(NUCLEUS_NAMES) if nucleus else []) + list(CONTEXT_NAMES)
 
 
-def classifier_features(measurements: np.ndarray, yx: np.ndarray, mpp: float, classes: Classes) -> np.ndarray:
+def classifier_features(measurements: np.ndarray, yx: np.ndarray, mpp: float, classes: Classes,
+                        nucleus: np.ndarray | None = None) -> np.ndarray:
     """(N, F) float32 inputs of the classifier from cells' measurements (N, len(MEASUREMENT_NAMES)),
-    level-0 positions and pixel size."""
+    optionally their nucleus measurements (N, len(NUCLEUS_NAMES)), level-0 positions and pixel size."""
     cols = [i for i, n in enumerate(MEASUREMENT_NAMES) if classes == "three" or n.startswith("hematoxylin")]
-    return np.concatenate([np.asarray(measurements, np.float32)[:, cols], context_features(yx, mpp)], axis=1)
+    parts = [np.asarray(measurements, np.float32)[:, cols]]
+    if nucleus is not None:
+        parts.append(np.asarray(nucleus, np.float32))
+    return np.concatenate([*parts, context_features(yx, mpp)], axis=1)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class MeasurementClassifierSpec:
     classes: Classes = "tumour"
     hidden: int = 32
     dropout: float = 0.1
+    nucleus: bool = False
+    """Whether the inputs include the nucleus measurements."""
 
     @property
     def n_outputs(self) -> int:
@@ -79,16 +85,22 @@ class MeasurementClassifier(FeatureMLP):
     negative tumour, non-tumour), one hidden layer."""
 
     def __init__(self, spec: MeasurementClassifierSpec) -> None:
-        super().__init__(len(feature_names(spec.classes)), spec.n_outputs, spec.hidden, 1, spec.dropout)
+        super().__init__(len(feature_names(spec.classes, spec.nucleus)), spec.n_outputs, spec.hidden, 1,
+                         spec.dropout)
         self.spec = spec
 
     @property
     def feature_names(self) -> Sequence[str]:
-        return feature_names(self.spec.classes)
+        return feature_names(self.spec.classes, self.spec.nucleus)
 
     @torch.no_grad()
-    def logits(self, measurements: np.ndarray, yx: np.ndarray, mpp: float) -> torch.Tensor:
-        """(N, n_outputs) logits of cells (all of one image: the context counts need them all)."""
+    def logits(self, measurements: np.ndarray, yx: np.ndarray, mpp: float,
+               nucleus: np.ndarray | None = None) -> torch.Tensor:
+        """(N, n_outputs) logits of cells (all of one image: the context counts need them all);
+        ``nucleus``: their nucleus measurements, needed when the spec uses them."""
         self.eval()
-        x = torch.from_numpy(classifier_features(measurements, yx, mpp, self.spec.classes))
+        if self.spec.nucleus and nucleus is None:
+            raise ValueError("this classifier needs the cells' nucleus measurements")
+        x = torch.from_numpy(classifier_features(measurements, yx, mpp, self.spec.classes,
+                                                 nucleus if self.spec.nucleus else None))
         return self(x.to(self.mean.device))

@@ -37,6 +37,8 @@ class DetectedCells:
     mpp: float
     measurements: np.ndarray | None = None
     trunk_features: np.ndarray | None = None
+    nucleus: np.ndarray | None = None
+    """(N, len(NUCLEUS_NAMES)) float32 nucleus measurements, when asked for, else None."""
 
     def __len__(self) -> int:
         return len(self.yx)
@@ -69,7 +71,7 @@ class DetectedCells:
 
         return DetectedCells(self.yx[keep], self.peak_score[keep], self.tumour_score[keep],
                              pick(self.class_probs), self.shape, self.mpp, pick(self.measurements),
-                             pick(self.trunk_features))
+                             pick(self.trunk_features), pick(self.nucleus))
 
     def tumour_features(self, threshold: float, n_trunk: int = 0) -> np.ndarray:
         """(n, F) float32 features of the tumour cells (tumour score > ``threshold``): the stain

@@ -35,7 +35,12 @@ from maskllp.detection.classifier import (
     tumour_probability,
 )
 from maskllp.detection.mask import tumour_mask
-from maskllp.detection.measurements import MEASUREMENT_NAMES, stain_measurements
+from maskllp.detection.measurements import (
+    MEASUREMENT_NAMES,
+    NUCLEUS_NAMES,
+    nucleus_measurements,
+    stain_measurements,
+)
 from maskllp.detection.peaks import peak_pixels, subpixel_offset
 from maskllp.detection.tiling import Tile, iter_windows, tile_grid
 from maskllp.detection.unet import UNet, receptive_radius
@@ -76,7 +81,8 @@ Classifier = CellClassifier | MeasurementClassifier
 def build_classifier(cfg: ClassifierConfig, weights_path: str | Path | None = None) -> Classifier:
     """The classifier ``cfg`` asks for (``weights_path``: ImageNet weights of the CNN's trunk)."""
     if cfg.kind == "measurements":
-        return MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout))
+        return MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout,
+                                                               cfg.nucleus_features))
     n_outputs = 1 if cfg.classes == "tumour" else len(THREE_CLASSES)
     return CellClassifier(cfg.backbone, cfg.feature_layer, n_outputs, weights_path)
 
@@ -237,21 +243,25 @@ class Stage1Model:
     @torch.no_grad()
     def detect(self, image: ImageSource, mpp: float | None = None,
                region: tuple[int, int, int, int] | None = None, tile: int | None = None,
-               measure: bool = False) -> DetectedCells:
+               measure: bool = False, nucleus: bool = False) -> DetectedCells:
         """All cells of ``image`` (tiled; bounded memory), with tumour scores when a classifier is loaded.
 
         ``region`` limits detection to part of the model grid; ``tile`` overrides the tile side.
         ``measure``: also each cell's stain measurements (:mod:`maskllp.detection.measurements`, on
         the model grid) and the CNN classifier trunk's feature vector at it (the measurement
-        classifier always measures).
+        classifier always measures). ``nucleus``: also their nucleus measurements (always with a
+        classifier that uses them).
         """
         size = self.pixel_size(image, mpp)
         grid = self.grid_for(image, size)
         det = self.detector
         cnn = self.classifier if isinstance(self.classifier, CellClassifier) else None
         measure = measure or isinstance(self.classifier, MeasurementClassifier)
+        nucleus = nucleus or (isinstance(self.classifier, MeasurementClassifier)
+                              and self.classifier.spec.nucleus)
         yx_parts, peak_parts, prob_parts = [], [], []
         measured: list[np.ndarray] = []
+        nuclei: list[np.ndarray] = []
         trunk: list[np.ndarray] = []
         for tile_, window in iter_windows(image, grid, self.tiles(grid, region, tile)):
             x = rgb_to_tensor(window, self.device)
@@ -266,18 +276,23 @@ class Stage1Model:
                 prob_parts.append(probs)
                 if features is not None:
                     trunk.append(features)
-            if measure:
+            if measure or nucleus:
                 stains = stain_densities(window, np.float32)
                 measured.append(stain_measurements(stains, yx, 1.0 / self.detector.mpp))
+                if nucleus:
+                    nuclei.append(nucleus_measurements(stains[..., 0], yx, 1.0 / self.detector.mpp))
         measurements = (np.concatenate(measured) if measured
                         else np.zeros((0, len(MEASUREMENT_NAMES)), np.float32)) if measure else None
+        nucleus_values = (np.concatenate(nuclei) if nuclei
+                          else np.zeros((0, len(NUCLEUS_NAMES)), np.float32)) if nucleus else None
         if isinstance(self.classifier, MeasurementClassifier):
             assert measurements is not None
             yx0 = grid.to_level0(np.concatenate(yx_parts)) if yx_parts else np.zeros((0, 2))
-            logits = self.classifier.logits(measurements, yx0, size)
+            logits = self.classifier.logits(measurements, yx0, size, nucleus_values)
             prob_parts = [class_probabilities(logits).float().cpu().numpy()]
         cells = self._cells(grid, size, yx_parts, peak_parts, prob_parts)
         cells.measurements = measurements
+        cells.nucleus = nucleus_values
         if measure and cnn is not None:
             cells.trunk_features = (np.concatenate(trunk) if trunk
                                     else np.zeros((0, self.trunk_width), np.float16))

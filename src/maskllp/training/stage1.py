@@ -626,14 +626,14 @@ def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel
     xs, ys, vals = [], [], []
     for im in images:
         reader = readers.get(im)
-        cells = finder.detect(reader, mpp=im.mpp, measure=True)
+        cells = finder.detect(reader, mpp=im.mpp, measure=True, nucleus=cfg.nucleus_features)
         labels = cell_labels(cells.yx, im, cfg.classes, config.detector.match_radius_um / im.mpp)
         keep = labels >= 0
         log.info("%s: %d cells detected, %d labelled", im.name, len(cells), int(keep.sum()))
         if not keep.any():
             continue
         assert cells.measurements is not None
-        features = classifier_features(cells.measurements, cells.yx, im.mpp, cfg.classes)
+        features = classifier_features(cells.measurements, cells.yx, im.mpp, cfg.classes, cells.nucleus)
         grid = ModelGrid.for_image(reader.shape, im.mpp, detector.mpp)
         split = BandSplit.of(grid, cfg.val_fraction)
         xs.append(features[keep])
@@ -654,7 +654,8 @@ def train_measurement_classifier(images: list[TrainingImage], detector: Detector
     if not (~val).any():
         raise InputError(None, "no detected cell of the training area matches an annotated point or lies "
                                "in an annotated region: nothing to train the classifier on")
-    net = MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout))
+    net = MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout,
+                                                          cfg.nucleus_features))
     net.standardise_on(torch.from_numpy(x[~val]))
     counts = np.bincount(y[~val], minlength=net.spec.n_outputs if net.spec.n_outputs > 1 else 2)
     weights = (counts.sum() / np.maximum(counts, 1) / len(counts)) if cfg.balance else np.ones(len(counts))
