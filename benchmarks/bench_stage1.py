@@ -103,7 +103,8 @@ def main() -> None:
     n_tiles = len(model.tiles(grid))
     print(f"core {args.size} x {args.size} px at {image.mpp} um/px; tile {args.tile} + overlap "
           f"{model.margin} (window {first.window} px); {n_tiles} tiles; {args.threads} CPU threads; "
-          f"device {args.device}; classifier {args.backbone}/{args.feature_layer}")
+          f"device {args.device}; classifier "
+          f"{'measurements' if cls_cfg.kind == 'measurements' else f'{args.backbone}/{args.feature_layer}'}")
     print(f"detect + classify: {t1 - t0:.1f} s ({(t1 - t0) / n_tiles:.2f} s per tile), {len(cells)} cells")
     for d, shape, seconds in masks:
         print(f"tumour mask of all {len(cells)} cells at downsample {d:g}: {shape[0]} x {shape[1]}, "

@@ -10,7 +10,7 @@ from maskllp.detection.tiling import tile_grid
 from maskllp.io.grid import ArrayImage, ModelGrid, read_model_window
 
 
-def _model(overlap: int, classifier: bool = True, kind: str = "cnn") -> Stage1Model:
+def _model(overlap: int | None, classifier: bool = True, kind: str = "cnn") -> Stage1Model:
     torch.manual_seed(0)
     cfg = DetectorConfig(base_channels=4, depth=3)
     net = build_unet(cfg)
@@ -29,12 +29,13 @@ def _sorted(cells):
     return cells.subset(order)
 
 
+@pytest.mark.parametrize("overlap", [64, None])  # None: the context the networks need, no more
 @pytest.mark.parametrize("kind", ["cnn", "measurements"])
 @pytest.mark.parametrize("image_mpp", [0.5, 0.3])
-def test_tiled_equals_one_pass(image_mpp, kind):
+def test_tiled_equals_one_pass(image_mpp, kind, overlap):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
-    model = _model(overlap=64, kind=kind)
+    model = _model(overlap=overlap, kind=kind)
     sizes = []
     heatmap = model.detector.heatmap
     model.detector.heatmap = lambda x: sizes.append(x.shape[-1]) or heatmap(x)  # type: ignore[method-assign]
@@ -88,3 +89,19 @@ def test_unet_receptive_radius_bounds_the_reach_of_a_pixel():
         rows = torch.nonzero(x.grad.abs().sum(1)[0] > 0)[:, 0]
         reach = max(reach, c - int(rows.min()), int(rows.max()) - c)
     assert 0 < reach <= receptive_radius(3) == 26
+
+
+def test_the_default_context_is_what_the_networks_need():
+    from maskllp.detection.measurements import CONTEXT_UM
+    from maskllp.detection.model import CNN_CONTEXT_PX
+    from maskllp.detection.unet import receptive_radius
+
+    measured = _model(overlap=None, kind="measurements")
+    det = measured.detector
+    unet_rule = receptive_radius(det.config.depth) + int(np.ceil(det.min_distance_px)) + 2
+    def up(v: int) -> int:  # tiles are cut on the networks' stride
+        return -(-v // measured.stride) * measured.stride
+
+    assert measured.margin == up(max(unet_rule, int(np.ceil(CONTEXT_UM / det.mpp)) + 2))
+    assert _model(overlap=None, kind="cnn").margin == up(max(unet_rule, CNN_CONTEXT_PX))
+    assert _model(overlap=200, kind="measurements").margin == up(200)  # a setting is at least honoured
