@@ -118,3 +118,16 @@ def test_errors_are_counted_per_true_subtype() -> None:
                       "macrophage": {"n": 1, "called tumour": 0.0},
                       "tumour": {"n": 2, "called non-tumour": 0.5}}
     assert summarise([core, core])["subtypes"]["tumour"] == {"n": 4, "called non-tumour": 0.5}
+
+
+def test_the_mask_outline_covers_what_the_raster_mask_covers() -> None:
+    from maskllp.detection.mask import disk_outline, tumour_mask
+
+    rng = np.random.default_rng(0)
+    yx = rng.uniform(-5, 105, (40, 2))  # some near and past the edges
+    outline = disk_outline(yx, (100, 120), 6.0)
+    raster = tumour_mask(yx, np.ones(len(yx), bool), (100, 120), 6.0, 1.0)
+    assert outline.is_valid and abs(outline.area - raster.sum()) < 0.03 * raster.sum()
+    minx, miny, maxx, maxy = outline.bounds
+    assert minx >= 0 and miny >= 0 and maxx <= 120 and maxy <= 100  # inside the image
+    assert disk_outline(np.zeros((0, 2)), (10, 10), 6.0).is_empty

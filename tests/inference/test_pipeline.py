@@ -38,8 +38,13 @@ def test_predict_writes_every_output_and_is_deterministic(tmp_path, cohort_csv, 
         assert 0.0 <= r.proportion <= 1.0
         assert r.interval in Config().intervals.build().names
         assert r.tumour_cells == r.cells > 0  # the fixture's stage 1 calls every cell tumour
-        for suffix in (".tps.json", ".figure.png", ".cells.geojson"):
+        for suffix in (".tps.json", ".figure.png", ".cells.geojson", ".mask.geojson"):
             assert (tmp_path / "a" / f"{r.name}{suffix}").is_file()
+        from maskllp.classes import RegionClass
+        from maskllp.io.annotations import read_annotations
+
+        regions = read_annotations(tmp_path / "a" / f"{r.name}.mask.geojson").regions  # QuPath reads it back
+        assert [g.cls for g in regions] == [RegionClass.TUMOUR] and regions[0].geometry.area > 0
         saved = json.loads((tmp_path / "a" / f"{r.name}.tps.json").read_text())
         assert saved["proportion"] == pytest.approx(r.proportion)
     for name in ("predictions.csv", "report.html", "config.yaml"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -51,3 +52,23 @@ def tumour_mask(yx: np.ndarray, tumour: np.ndarray, shape: tuple[int, int], alph
     alpha_px: the radius alpha in level-0 pixels. Returns (ceil(H / d), ceil(W / d)) bool.
     """
     return disk_mask(np.asarray(yx)[np.asarray(tumour, bool)], shape, alpha_px, downsample)
+
+
+def disk_outline(yx: np.ndarray, shape: tuple[int, int], radius: float,
+                 tolerance: float | None = None) -> Any:
+    """The union of the disks of ``radius`` (level-0 pixels) around points ``yx`` ((N, 2) level-0
+    index coordinates) as a shapely (Multi)Polygon in QuPath coordinates (x, y; a pixel's centre at
+    +0.5), clipped to the (H, W) image and simplified to within ``tolerance`` pixels (default 2 % of
+    the radius): the tumour mask M as polygons a pathologist can see and edit. Empty polygon when
+    there is no point."""
+    import shapely
+    from shapely.geometry import Polygon, box
+
+    pts = np.asarray(yx, np.float64).reshape(-1, 2)
+    if len(pts) == 0 or radius <= 0:
+        return Polygon()
+    disks = shapely.buffer(shapely.points(pts[:, 1] + 0.5, pts[:, 0] + 0.5), radius, quad_segs=8)
+    merged = shapely.union_all(disks)
+    clipped = merged.intersection(box(0.0, 0.0, float(shape[1]), float(shape[0])))
+    tolerance = 0.02 * radius if tolerance is None else tolerance
+    return shapely.simplify(clipped, tolerance, preserve_topology=True)

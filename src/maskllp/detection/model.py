@@ -34,7 +34,7 @@ from maskllp.detection.classifier import (
     sample_features,
     tumour_probability,
 )
-from maskllp.detection.mask import tumour_mask
+from maskllp.detection.mask import disk_outline, tumour_mask
 from maskllp.detection.measurements import (
     CONTEXT_UM,
     MEASUREMENT_NAMES,
@@ -354,6 +354,11 @@ class Stage1Model:
         alpha_px = self.mask.alpha_um / cells.mpp
         return tumour_mask(cells.yx, cells.is_tumour(self.mask.tumour_threshold), shape or cells.shape,
                            alpha_px, d)
+
+    def mask_outline(self, cells: DetectedCells) -> Any:
+        """M of ``cells`` as shapely polygons in QuPath coordinates (:func:`disk_outline`)."""
+        tumour = cells.is_tumour(self.mask.tumour_threshold)
+        return disk_outline(cells.yx[tumour], cells.shape, self.mask.alpha_um / cells.mpp)
 
     def mask_at(self, cells: DetectedCells, shape: tuple[int, int]) -> np.ndarray:
         """M of a whole core from its cells, at ``shape`` (h, w) over the same extent; bool.

@@ -16,11 +16,12 @@ import numpy as np
 from PIL import Image
 
 from maskllp.backbones import inference_autocast
+from maskllp.classes import RegionClass
 from maskllp.config import Config, save_config
 from maskllp.detection.cells import DetectedCells, count_proportion
 from maskllp.detection.model import Stage1Model, image_mpp
 from maskllp.errors import InputError
-from maskllp.io.annotations import write_detections_geojson
+from maskllp.io.annotations import Region, write_detections_geojson, write_regions_geojson
 from maskllp.io.atomic import atomic_file, staged_directory, write_text_atomic
 from maskllp.io.grid import ImageSource
 from maskllp.io.images import image_stems, open_image, write_image
@@ -39,9 +40,17 @@ def write_mask_png(path: Path, mask: np.ndarray, mpp: float | None = None) -> No
         Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, **kwargs)
 
 
+def write_mask_geojson(path: Path, model: Stage1Model, cells: DetectedCells) -> None:
+    """The tumour mask M as one QuPath ``Tumor`` annotation (polygons: the disks of radius alpha
+    around the tumour cells, merged, clipped to the image, simplified to half a pixel)."""
+    write_regions_geojson(path, [Region(model.mask_outline(cells), RegionClass.TUMOUR,
+                                        "tumour mask M (maskllp)")])
+
+
 def write_cells_outputs(model: Stage1Model, image: ImageSource, cells: DetectedCells, out_dir: Path,
                         stem: str, downsample: float) -> dict[str, Any]:
-    """Write ``<stem>.cells.geojson``, ``<stem>.mask.png`` and ``<stem>.preview.png``; return a summary.
+    """Write ``<stem>.cells.geojson``, ``<stem>.mask.geojson`` (M as a ``Tumor`` annotation),
+    ``<stem>.mask.png`` and ``<stem>.preview.png``; return a summary.
 
     GeoJSON: one QuPath detection per cell (tumour / non-tumour, or positive / negative tumour /
     non-tumour for a three-class model) with its scores as measurements. The mask is M at one pixel
@@ -52,6 +61,7 @@ def write_cells_outputs(model: Stage1Model, image: ImageSource, cells: DetectedC
     classes = cells.cell_classes(threshold)
     write_detections_geojson(out_dir / f"{stem}.cells.geojson", cells.yx, classes,
                              cells.geojson_measurements())
+    write_mask_geojson(out_dir / f"{stem}.mask.geojson", model, cells)
     mask = model.tumour_mask(cells, downsample=downsample)
     write_mask_png(out_dir / f"{stem}.mask.png", mask, cells.mpp * downsample)
     scale = preview_scale(cells.shape, PREVIEW_MAX_SIDE)

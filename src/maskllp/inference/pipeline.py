@@ -30,6 +30,7 @@ from maskllp.config.review import ReviewConfig
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError, NonFiniteOutputError, ProblemList
+from maskllp.inference.detect import write_mask_geojson
 from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import staged_directory, write_text_atomic
@@ -237,6 +238,7 @@ def _write_cells(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstima
         metadata = {"Positivity": POSITIVITY_NOTES[estimate.positivity or "maps"]}
     write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes, measurements,
                              metadata)
+    write_mask_geojson(stage / f"{core.name}.mask.geojson", stage1, cells)
 
 
 def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path) -> None:

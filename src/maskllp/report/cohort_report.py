@@ -113,7 +113,7 @@ def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
         if r.flags:
             flag.append(r.flags)
         links = (link(f"{r.name}.tps.json", "json"), link(f"{r.name}.cells.geojson", "cells"),
-                 link(f"{r.name}.figure.png", "figure"))
+                 link(f"{r.name}.mask.geojson", "mask"), link(f"{r.name}.figure.png", "figure"))
         files = " ".join(x for x in links if x)
         rows.append([
             html.escape(r.name), _pct(r.proportion),
