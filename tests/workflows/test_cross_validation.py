@@ -314,3 +314,17 @@ def test_resume_refuses_a_run_made_with_other_settings(cohort_csv, cv_config, tm
     other = replace(cv_config, cv=replace(cv_config.cv, seed=cv_config.cv.seed + 1))
     with pytest.raises(InputError, match="--resume: the run here was made with other inputs or settings"):
         run_cross_validation(replace(req, resume=True), other, echo=lambda s: None)
+
+
+def test_a_mask_setting_that_stage1_overrides_is_said_not_ignored(cohort_csv, stage1_dir, cv_config,
+                                                                  caplog) -> None:
+    import logging
+
+    from maskllp.io.manifest import read_cohort
+    from maskllp.training.inputs import build_mask_source
+
+    entries = read_cohort(cohort_csv, cv_config.intervals.build()).entries
+    with caplog.at_level(logging.WARNING, logger="maskllp"):
+        build_mask_source(["ours"], "stage1", stage1_dir, None, entries, cv_config)  # stage 1 saved 0.0
+    assert any("tumour_threshold 0" in r.getMessage() and "not this run's [mask]" in r.getMessage()
+               for r in caplog.records)

@@ -230,7 +230,14 @@ def build_mask_source(needed_by: Sequence[str], kind: str | None, stage1: Path |
     if kind == "stage1":
         if stage1 is None:
             raise InputError(None, "--mask-source stage1 needs --stage1 MODEL_DIR", "--mask-source")
-        return Stage1MaskSource(stage1, torch_device(config.trainer), cache_root)
+        source = Stage1MaskSource(stage1, torch_device(config.trainer), cache_root)
+        saved = source.model.mask
+        if (saved.alpha_um, saved.tumour_threshold) != (config.mask.alpha_um, config.mask.tumour_threshold):
+            log.warning("the tumour mask comes from stage 1 %s with its own settings (alpha_um %g, "
+                        "tumour_threshold %g), not this run's [mask] (%g, %g): set them when training "
+                        "stage 1", stage1, saved.alpha_um, saved.tumour_threshold, config.mask.alpha_um,
+                        config.mask.tumour_threshold)
+        return source
     if kind == "truth":
         if truth is None:
             raise InputError(None, "--mask-source truth needs --truth TRUTH.csv", "--mask-source")
