@@ -35,7 +35,8 @@ ProportionKind = Literal["masked ratio", "interval midpoint", "cell count", "cel
 
 PREDICTION_COLUMNS = ("name", "image", "patient", "method", "fold", "label", "truth", "proportion", "percent",
                       "proportion_low", "proportion_high", "interval", "proportion_kind", "s_p", "s_n",
-                      "cells", "tumour_cells", "tumour_area_fraction", "mpp", "flags", "note")
+                      "cells", "tumour_cells", "positive_cells", "negative_cells", "tumour_area_fraction",
+                      "mpp", "flags", "note")
 """The columns of every ``predictions.csv`` (``maskllp predict`` and ``maskllp cv``), in order."""
 
 
@@ -58,6 +59,10 @@ class PredictionRow:
     s_n: float | None = None
     cells: int | None = None
     tumour_cells: int | None = None
+    positive_cells: int | None = None
+    negative_cells: int | None = None
+    """Tumour cells called positive / negative, as the cells GeoJSON classes them, for the methods
+    whose TPS is their count (``ours-cells``, Det); None for the others."""
     tumour_area_fraction: float | None = None
     """Fraction of the core's pixels inside the tumour mask M."""
     mpp: float | None = None

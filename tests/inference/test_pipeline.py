@@ -151,6 +151,12 @@ def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_dete
     n_pos, n_neg = names.count(("Tumor", "Positive")), names.count(("Tumor", "Negative"))
     assert n_pos + n_neg == result.tumour_cells > 0
     assert result.proportion == pytest.approx(n_pos / (n_pos + n_neg))  # QuPath recounts the TPS
+    assert (result.positive_cells, result.negative_cells) == (n_pos, n_neg)  # the report's counts too
+    report = (tmp_path / "p" / "report.html").read_text()
+    assert (tmp_path / "p" / f"{result.name}.preview.png").is_file()
+    assert report.count('src="data:image/jpeg;base64,') == 1  # a thumbnail, embedded: one file
+    assert "http" not in report and "sortBy" in report  # sorts offline, asks nothing of the network
+    assert f'<td data-key="{float(n_pos):.6f}">{n_pos}</td>' in report
     assert all("Positive probability" in c["properties"]["measurements"] for c in cells)
     points = read_annotations(tmp_path / "p" / f"{result.name}.cells.geojson").points
     assert (points.yx >= -0.5).all() and (points.yx[:, 0] < 48).all() and (points.yx[:, 1] < 64).all()

@@ -34,13 +34,14 @@ from maskllp.inference.detect import write_mask_geojson
 from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import staged_directory, write_text_atomic
-from maskllp.io.images import image_stems, open_image
+from maskllp.io.images import image_stems, open_image, write_image
 from maskllp.io.manifest import images_or_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
 from maskllp.predictions import PredictionRow, predictions_csv
 from maskllp.proportion.uncertainty import RANGE_LEVEL, straddled_cut_offs
 from maskllp.report.cohort_report import write_cohort_report
 from maskllp.report.overlay import proportion_figure, summary_figure
+from maskllp.report.preview import draw_preview, preview_scale, read_preview
 
 
 @dataclass
@@ -200,9 +201,16 @@ def predict_cores(run: PredictRun, config: Config,
                                                         config.review)
             result.label, result.patient, result.truth = core.label, core.patient, core.truth
             results.append(result)
-            write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
             if cells is not None and predictor.stage1 is not None:
+                classes = called_classes(predictor.stage1, cells, estimate)
+                if estimate.positivity in ("cell method", "counted"):  # the TPS is their count
+                    result.positive_cells = int((classes == CellClass.POSITIVE_TUMOUR).sum())
+                    result.negative_cells = int((classes == CellClass.NEGATIVE_TUMOUR).sum())
                 _write_cells(predictor.stage1, cells, estimate, core, stage)
+                if run.figures:
+                    _write_preview(predictor.stage1, cells, estimate, core,
+                                   stage / f"{core.name}.preview.png")
+            write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
             if run.figures and estimate.image is not None:
                 _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png")
             if progress is not None:
@@ -226,19 +234,41 @@ def _write_cells(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstima
     """Stage-1 cells as QuPath detections: ``Tumor: Positive`` / ``Tumor: Negative`` by the method's
     call on each tumour cell where it makes one (else ``Tumor``), ``Stroma`` for the others; scores
     and optical densities as measurements; where the calls come from in each cell's metadata."""
-    classes = cells.cell_classes(stage1.mask.tumour_threshold)
+    classes = called_classes(stage1, cells, estimate)
     measurements = cells.geojson_measurements()
     metadata = None
     if estimate.cell_positive is not None:
-        p = estimate.cell_positive
-        tumour = ~np.isnan(p)
-        called = np.where(p > 0.5, CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR)
-        classes = np.where(tumour, called, CellClass.NON_TUMOUR).astype(np.int8)
-        measurements["Positive probability"] = p
+        measurements["Positive probability"] = estimate.cell_positive
         metadata = {"Positivity": POSITIVITY_NOTES[estimate.positivity or "maps"]}
     write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes, measurements,
                              metadata)
     write_mask_geojson(stage / f"{core.name}.mask.geojson", stage1, cells)
+
+
+def called_classes(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstimate) -> np.ndarray:
+    """(N,) CellClass of each cell as ``predict`` reports it: ``POSITIVE_TUMOUR`` / ``NEGATIVE_TUMOUR``
+    by the method's call (p(positive) > 0.5) where it makes one, ``NON_TUMOUR`` for the others;
+    stage 1's own classes when the method says nothing per cell."""
+    if estimate.cell_positive is None:
+        return cells.cell_classes(stage1.mask.tumour_threshold)
+    p = estimate.cell_positive
+    called = np.where(p > 0.5, CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR)
+    return np.where(~np.isnan(p), called, CellClass.NON_TUMOUR).astype(np.int8)
+
+
+PREVIEW_SIDE = 512
+"""Longer side of the per-core preview ``predict`` writes (and the report's thumbnails)."""
+
+
+def _write_preview(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstimate, core: _Core,
+                   path: Path) -> None:
+    """The core reduced to at most :data:`PREVIEW_SIDE` px, the tumour mask tinted, each cell a dot in
+    the colour of its call (QuPath's: positive red, negative blue, stroma green)."""
+    with open_image(core.path, core.mpp) as reader:
+        scale = preview_scale(reader.shape, PREVIEW_SIDE)
+        small = read_preview(reader, scale)
+    mask = stage1.tumour_mask(cells, downsample=scale)[: small.shape[0], : small.shape[1]]
+    write_image(path, draw_preview(small, scale, cells.yx, called_classes(stage1, cells, estimate), mask))
 
 
 def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path) -> None:

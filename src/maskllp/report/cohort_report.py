@@ -95,9 +95,51 @@ def _agreement(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
     )
 
 
+THUMBNAIL_SIDE = 160
+"""Longer side of the thumbnails embedded in the report."""
+
+
+def thumbnail_data_uri(path: Path, side: int = THUMBNAIL_SIDE) -> str | None:
+    """``path`` (an image) reduced to ``side`` px as a ``data:image/jpeg;base64`` URI (the report stays
+    one self-contained file, ~5-10 KB per core); None when there is no readable image there."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((side, side))
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=85)
+    except (OSError, ValueError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _histogram(results: Sequence[PredictionRow]) -> str:
+    """Cores by TPS in 10-point bins (the 0-1 % cut-off bin apart)."""
+    edges = [0.0, 0.01, *[k / 10 for k in range(1, 11)]]
+    counts = [0] * (len(edges) - 1)
+    for r in results:
+        if r.proportion is not None:
+            counts[min(int(np.searchsorted(edges, r.proportion, side="right")) - 1, len(counts) - 1)] += 1
+    names = [f"{100 * a:g}-{100 * b:g} %" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    rows = [[n, _bar(c, len(results))] for n, c in zip(names, counts, strict=True)]
+    return "<h2>Estimates by TPS</h2>" + _table(["TPS", "cores"], rows)
+
+
+def _sortable(value: str, key: float | str | None) -> str:
+    """A cell that sorts by ``key`` (undefined values last)."""
+    k = "" if key is None else (f"{key:.6f}" if isinstance(key, float) else str(key))
+    return f'<td data-key="{html.escape(k)}">{value}</td>'
+
+
 def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
-    """A row per core; links only to the files that exist in ``folder`` (the report's own folder;
-    None: link every file a prediction writes)."""
+    """A row per core, sortable by any column (click its header); a thumbnail of the core with its
+    cells and mask when ``predict`` wrote a preview; links only to the files that exist in
+    ``folder`` (the report's own folder; None: link every file a prediction writes)."""
     def link(file: str, text: str) -> str:
         if folder is not None and not (folder / file).is_file():
             return ""
@@ -113,21 +155,44 @@ def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
         if r.flags:
             flag.append(r.flags)
         links = (link(f"{r.name}.tps.json", "json"), link(f"{r.name}.cells.geojson", "cells"),
-                 link(f"{r.name}.mask.geojson", "mask"), link(f"{r.name}.figure.png", "figure"))
+                 link(f"{r.name}.mask.geojson", "mask"), link(f"{r.name}.figure.png", "figure"),
+                 link(f"{r.name}.preview.png", "preview"))
         files = " ".join(x for x in links if x)
-        rows.append([
-            html.escape(r.name), _pct(r.proportion),
-            "-" if r.proportion_low is None or r.proportion_high is None
-            else f"{_pct(r.proportion_low)} - {_pct(r.proportion_high)}",
-            html.escape(r.interval or "-"),
-            "-" if r.tumour_cells is None else r.tumour_cells,
-            "-" if r.tumour_area_fraction is None else f"{100 * r.tumour_area_fraction:.1f} %",
-            html.escape(r.label or "-"), html.escape(", ".join(flag) or "-"), files or "-",
-        ])
-    return "<h2>Cores</h2>" + _table(
-        ["core", "TPS", "TPS 90 % range", "interval", "tumour cells", "tumour area", "label",
-         "review", "files"], rows)
+        thumb = thumbnail_data_uri(folder / f"{r.name}.preview.png") if folder is not None else None
+        picture = (f'<img src="{thumb}" alt="{html.escape(r.name)}: cells and tumour mask">'
+                   if thumb else "-")
+        non_tumour = None if r.cells is None or r.tumour_cells is None else r.cells - r.tumour_cells
+        cells = [r.positive_cells, r.negative_cells, non_tumour]
+        review = ", ".join(flag)
+        rows.append("<tr>" + "".join([
+            _sortable(html.escape(r.name), r.name), f"<td>{picture}</td>",
+            _sortable(_pct(r.proportion), r.proportion),
+            _sortable("-" if r.proportion_low is None or r.proportion_high is None
+                      else f"{_pct(r.proportion_low)} - {_pct(r.proportion_high)}", r.proportion_low),
+            _sortable(html.escape(r.interval or "-"), r.interval),
+            *(_sortable("-" if v is None else str(v), None if v is None else float(v)) for v in cells),
+            _sortable("-" if r.tumour_area_fraction is None else f"{100 * r.tumour_area_fraction:.1f} %",
+                      r.tumour_area_fraction),
+            _sortable(html.escape(r.label or "-"), r.label),
+            _sortable(html.escape(review or "-"), f"0{review}" if review else "1"),
+            f"<td>{files or '-'}</td>",
+        ]) + "</tr>")
+    header = ["core", "picture", "TPS", "TPS 90 % range", "interval", "positive tumour cells",
+              "negative tumour cells", "non-tumour cells", "tumour area", "label", "review", "files"]
+    head = "".join(f"<th>{h}</th>" if h in ("picture", "files")
+                   else f'<th onclick="sortBy(this)" title="sort">{html.escape(h)}</th>' for h in header)
+    return ("<h2>Cores</h2><p>Click a column's header to sort by it (again: reverse); flagged cores sort "
+            "first by <i>review</i>.</p>"
+            f'<table id="cores"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
+
+SORT_SCRIPT = """function sortBy(th){const t=th.closest('table'),b=t.tBodies[0];
+const i=[...th.parentNode.children].indexOf(th);
+const up=th.dataset.dir!=='asc';th.dataset.dir=up?'asc':'desc';
+const key=r=>{const k=r.children[i].dataset.key;return k===''?null:(isNaN(k)?k:parseFloat(k));};
+[...b.rows].sort((x,y)=>{const a=key(x),c=key(y);if(a===null)return 1;if(c===null)return -1;
+return (a<c?-1:a>c?1:0)*(up?1:-1);}).forEach(r=>b.appendChild(r));}"""
+"""Sorting of the cores table by a column (inline: the report works offline, no external request)."""
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
@@ -144,9 +209,11 @@ def cohort_report_html(results: Sequence[PredictionRow], scheme: IntervalScheme,
              f"{len(results)} core(s); {n_undef} with TPS undefined (no tumour cells found), "
              f"{n_review} within {int(100 * NEAR_CUT_OFF)} % of a clinical cut-off (1 %, 50 %).</p>"
              "<p>Estimates are a research tool's output, not a diagnosis: review the figures.</p>")
-    body = intro + _distribution(results, scheme) + _agreement(results, scheme) + _cores(results, folder)
+    body = (intro + _distribution(results, scheme) + _histogram(results) + _agreement(results, scheme)
+            + _cores(results, folder))
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>maskllp report</title>"
-            f"<style>{STYLE}</style></head><body><h1>maskllp: TPS report</h1>{body}</body></html>\n")
+            f"<style>{STYLE}</style><script>{SORT_SCRIPT}</script></head><body><h1>maskllp: TPS report</h1>"
+            f"{body}</body></html>\n")
 
 
 def write_cohort_report(path: str | Path, results: Sequence[PredictionRow], scheme: IntervalScheme,
