@@ -6,6 +6,11 @@ measured is the pipeline's own: the image is never held whole. The peak threshol
 first tile so that detections have a realistic density (one cell per ``--cell-um`` squared).
 
     python benchmarks/bench_stage1.py --size 10000 --threads 2
+
+It also prints the arithmetic floor: the FLOPs of the networks over every tile's window (counted with
+``torch.utils.flop_counter`` on one window), the rate of a bare matrix product of the same dtype on
+the same machine in the same run, the time that rate would need for those FLOPs, and the ratio of
+the pipeline's time to it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,34 @@ class ProceduralCore:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def matmul_rate(threads: int, device: str, seconds: float = 2.0, n: int = 2048) -> float:
+    """Measured FLOP/s of an (n x n) @ (n x n) float32 product, repeated for about ``seconds``."""
+    torch.set_num_threads(threads)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2.0 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def window_flops(model: Stage1Model, window_px: int) -> int:
+    """FLOPs of the networks on one (window_px x window_px) tile window."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 3, window_px, window_px, device=model.device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.detector.net.eval()(x)
+        if isinstance(model.classifier, torch.nn.Module) and hasattr(model.classifier, "feature_map"):
+            model.classifier.eval().feature_map(x)
+    return int(counter.get_total_flops())
 
 
 def main() -> None:
@@ -109,6 +142,12 @@ def main() -> None:
     for d, shape, seconds in masks:
         print(f"tumour mask of all {len(cells)} cells at downsample {d:g}: {shape[0]} x {shape[1]}, "
               f"{seconds:.2f} s")
+    flops = window_flops(model, first.window) * n_tiles
+    rate = matmul_rate(args.threads, args.device)
+    floor = flops / rate
+    print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP over {n_tiles} windows; a bare fp32 matmul runs at "
+          f"{rate / 1e9:.0f} GFLOP/s here, so {floor:.1f} s; the pipeline took {t1 - t0:.1f} s = "
+          f"{(t1 - t0) / floor:.2f}x the floor")
     print(f"peak RSS: {base:.0f} MiB after loading, {detect_rss:.0f} MiB after detection, "
           f"{peak_rss_mib():.0f} MiB after the masks (a full-resolution float32 heatmap alone would be "
           f"{args.size * args.size * 4 / 2**20:.0f} MiB)")
