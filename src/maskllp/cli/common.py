@@ -32,6 +32,9 @@ def load_run_config(path: list[Path] | Path | None, overrides: dict[str, Any] | 
 
 
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
+RESUME_OPTION = typer.Option(False, "--resume", help="Continue the killed run into --out (same command): "
+                             "training goes on from its last finished epoch, to the result an "
+                             "uninterrupted run would give.")
 DEVICE_OPTION = typer.Option("cpu", "--device", help="Torch device for inference: cpu, cuda, cuda:1...")
 MPP_OPTION = typer.Option(None, "--mpp", help="Pixel size (microns) of every image, overriding metadata.")
 ACCELERATOR_OPTION = typer.Option(None, "--accelerator",

@@ -16,6 +16,7 @@ from maskllp.cli.common import (
     MPP_OPTION,
     OVERWRITE_OPTION,
     PRETRAINED_OPTION,
+    RESUME_OPTION,
     STRATEGY_OPTION,
     trainer_overrides,
 )
@@ -38,6 +39,7 @@ def train_detector(
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
+    resume: bool = RESUME_OPTION,
     config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Train the cell detector h (heatmap U-Net) on point-annotated cores.
@@ -50,7 +52,7 @@ def train_detector(
 
     cfg = load_run_config(config, {"detector": {"max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
                                    "trainer": trainer_overrides(accelerator, devices, strategy)})
-    path = run_train_detector(cohort, out, cfg, overwrite)
+    path = run_train_detector(cohort, out, cfg, overwrite, resume)
     _echo_validation(path)
 
 
@@ -68,6 +70,7 @@ def train_tumour_classifier(
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
+    resume: bool = RESUME_OPTION,
     config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Train the tumour classifier g on detected cells that annotations label; write a stage-1 folder."""
@@ -79,7 +82,7 @@ def train_tumour_classifier(
         "classifier": {"classes": classes, "pretrained_weights": weights, "max_epochs": max_epochs,
                        "steps_per_epoch": steps_per_epoch},
         "trainer": trainer_overrides(accelerator, devices, strategy)})
-    path = run_train_classifier(cohort, detector, out, cfg, overwrite)
+    path = run_train_classifier(cohort, detector, out, cfg, overwrite, resume)
     _echo_validation(path)
 
 

@@ -13,6 +13,7 @@ from maskllp.cli.common import (
     DEVICES_OPTION,
     OVERWRITE_OPTION,
     PRETRAINED_OPTION,
+    RESUME_OPTION,
     STRATEGY_OPTION,
     trainer_overrides,
 )
@@ -88,6 +89,7 @@ def train_proportion(
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
+    resume: bool = RESUME_OPTION,
     config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Train a stage-2 proportion model on a cohort and save it as a model folder (with the stage 1
@@ -100,7 +102,7 @@ def train_proportion(
                                                   "pretrained_weights": pretrained_weights},
                                    "trainer": trainer_overrides(accelerator, devices, strategy)})
     fitted = train_on_cohort(cohort, cfg.proportion.method, cfg, out, stage1=stage1,
-                             mask_source=mask_source, truth=truth, overwrite=overwrite)
+                             mask_source=mask_source, truth=truth, overwrite=overwrite, resume=resume)
     if fitted is None:  # an extra process of a multi-GPU (DDP) run: rank 0 reports
         return
     s = fitted.summary

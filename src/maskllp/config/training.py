@@ -26,6 +26,10 @@ class TrainerConfig:
     seed: int = 0
     progress_bar: bool = True
     save_checkpoints: bool = False
+    resume_checkpoints: bool = False
+    """Write a resume checkpoint (weights, optimiser, schedule, callbacks, RNG and data-stream
+    states) into the run's scratch folder after every epoch, so ``--resume`` continues a killed run
+    to the same result; the ``train`` commands turn it on."""
     """Also keep Lightning checkpoints (last and best epoch) in the run's ``checkpoints/`` folder."""
 
     def __post_init__(self) -> None:

@@ -126,6 +126,26 @@ def scratch_dir(out: Path, suffix: str) -> Path:
     return path
 
 
+def take_over_leftover(out: Path, suffix: str, holding: str) -> Path | None:
+    """A scratch folder ``.<out.name>.*<suffix>`` of a run into ``out`` that was killed (its process
+    gone) and holds ``holding``: made this process's (its ``.owner`` rewritten) and returned, to be
+    continued; None when there is none."""
+    if not out.parent.is_dir():
+        return None
+    for p in sorted(out.parent.glob(f".{glob_escape(out.name)}.*{suffix}")):
+        if not p.is_dir() or not (p / holding).exists():
+            continue
+        try:
+            pid = int((p / _OWNER).read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            continue
+        (p / _OWNER).write_text(str(os.getpid()), encoding="utf-8")
+        return p
+    return None
+
+
 def remove_leftovers(out: Path) -> list[Path]:
     """Remove the scratch folders of ``out`` whose run is gone (killed: its process no longer
     exists); return them. Folders of live processes (another rank of a multi-GPU run) are kept."""

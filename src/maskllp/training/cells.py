@@ -39,7 +39,7 @@ from maskllp.proportion.cells import CellBag, CellNetSpec, CellPositivityNet, Ce
 from maskllp.proportion.model import TrainingSummary
 from maskllp.proportion.uncertainty import fit_range_temperature
 from maskllp.training.proportion import validation_split
-from maskllp.training.trainer import build_trainer
+from maskllp.training.trainer import build_trainer, fit
 
 log = logging.getLogger("maskllp")
 
@@ -190,7 +190,7 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags)
     trainer, best = build_trainer(config.trainer, Path(out_dir), max_epochs=cc.max_epochs,
                                   patience=cc.patience, has_validation=len(val) > 0, progress_bar=False)
-    trainer.fit(module, train_loader, val_loader if val else None)
+    fit(trainer, module, Path(out_dir), train_loader, val_loader if val else None)
     summary = TrainingSummary(len(train), len(val), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
     model = CellProportionModel(module.net.cpu(), method_name, scheme, feature_names(n_trunk), cc.estimate,

@@ -36,7 +36,7 @@ from maskllp.intervals import IntervalScheme
 from maskllp.proportion.inputs import InputSpec, Stage2Dataset, Stage2Item, collate_inputs
 from maskllp.proportion.model import ProportionModel, Stage2Recipe, TrainingSummary, predicted_intervals
 from maskllp.proportion.network import ProportionNet
-from maskllp.training.trainer import build_trainer
+from maskllp.training.trainer import build_trainer, fit
 
 log = logging.getLogger("maskllp")
 
@@ -187,7 +187,7 @@ def train_proportion_model(
         monitor=pc.monitor, mode="max" if pc.monitor == "val_mf1" else "min",
         max_steps=pc.max_steps, has_validation=len(val_idx) > 0,
     )
-    trainer.fit(module, datamodule=data)
+    fit(trainer, module, Path(out_dir), datamodule=data)
     summary = TrainingSummary(len(train_idx), len(val_idx), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
     return ProportionModel(module.net.cpu(), recipe.name, scheme, InputSpec.from_config(pc), summary)

@@ -54,12 +54,12 @@ from maskllp.evaluation.detection_metrics import (
     match_points,
 )
 from maskllp.io.annotations import Region, read_annotations, region_class_at
-from maskllp.io.atomic import remove_leftovers, scratch_dir
+from maskllp.io.atomic import remove_leftovers, scratch_dir, take_over_leftover
 from maskllp.io.grid import ImageSource, ModelGrid, read_model_window
 from maskllp.io.images import open_image
 from maskllp.io.limits import check_working_area
 from maskllp.io.manifest import Cohort
-from maskllp.training.trainer import build_trainer, is_global_zero
+from maskllp.training.trainer import RESUME_FOLDER, build_trainer, fit, is_global_zero
 
 log = logging.getLogger("maskllp")
 
@@ -188,7 +188,9 @@ class _Seeded:
     def rng(self, index: int) -> np.random.Generator:
         self.draws += 1
         info = torch.utils.data.get_worker_info()
-        return np.random.default_rng([self.seed, index, self.draws, info.id if info else 0])
+        # a worker's copy restarts its count each epoch; its seed (drawn from the training process's
+        # generator for every epoch) keeps epochs apart
+        return np.random.default_rng([self.seed, index, self.draws, 0 if info is None else info.seed % 2**32])
 
 
 # =============================================================================== detector data
@@ -302,7 +304,7 @@ def _fit(module: L.LightningModule, data: CropDataModule, config: Config, work_d
     trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=max_epochs, patience=patience,
                                has_validation=data.val is not None and len(data.val) > 0,
                                save_checkpoints=config.trainer.save_checkpoints)
-    trainer.fit(module, datamodule=data)
+    fit(trainer, module, work_dir, datamodule=data)
 
 
 def _model_mpp(images: list[TrainingImage], cfg: DetectorConfig) -> float:
@@ -666,7 +668,7 @@ def train_measurement_classifier(images: list[TrainingImage], detector: Detector
     has_val = bool(val.any())
     trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=cfg.measurement_epochs,
                                patience=cfg.patience, has_validation=has_val, progress_bar=False)
-    trainer.fit(module, DataLoader(train, batch_size=256, shuffle=True),
+    fit(trainer, module, work_dir, DataLoader(train, batch_size=256, shuffle=True),
                 DataLoader(valid, batch_size=4096) if has_val else None)
     net = module.net.cpu().eval()
     model = Stage1Model(detector, net, cfg, config.mask, config.tiling)
@@ -731,8 +733,14 @@ def finish_model_folder(model: Stage1Model, out_dir: Path, work_dir: Path, confi
     return path
 
 
-def work_dir_for(out_dir: Path) -> Path:
-    """A scratch folder next to ``out_dir`` for Lightning's logs during training; the scratch folders
-    of an earlier run into ``out_dir`` that was killed are removed first."""
+def work_dir_for(out_dir: Path, resume: bool = False) -> Path:
+    """A scratch folder next to ``out_dir`` for Lightning's logs (and resume checkpoints) during
+    training. ``resume``: the folder of an earlier run into ``out_dir`` that was killed, when it left
+    a resume checkpoint, is continued. Otherwise the scratch folders of killed runs are removed first."""
+    if resume:
+        taken = take_over_leftover(out_dir, ".training", f"{RESUME_FOLDER}/last.ckpt")
+        if taken is not None:
+            log.info("resuming the killed run in %s", taken)
+            return taken
     remove_leftovers(out_dir)
     return scratch_dir(out_dir, ".training")

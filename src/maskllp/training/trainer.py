@@ -13,6 +13,7 @@ import copy
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -66,6 +67,89 @@ class BestWeights(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.state is not None:
             pl_module.load_state_dict(copy.deepcopy(self.state))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.state = state["best"], state["best_epoch"], state["state"]
+
+
+class ResumeState(Callback):
+    """What a resume checkpoint needs beyond Lightning's own: the random generators (torch, CUDA,
+    NumPy, Python) and the position of the training data's random stream (a dataset's ``seeded``),
+    saved at each epoch's end and put back before the resumed run's first epoch, so that it draws the
+    same crops, flips and dropout as the run that was killed. Plain tensors and numbers only: the
+    checkpoint loads with ``weights_only=True``."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    @staticmethod
+    def _stream(trainer: L.Trainer) -> Any:
+        loader = getattr(trainer, "train_dataloader", None)
+        return getattr(getattr(loader, "dataset", None), "seeded", None)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (what seed_everything seeds)
+        stream = self._stream(trainer)
+        checkpoint["maskllp_rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [torch.from_numpy(np.asarray(keys, np.int64)), int(pos), int(has_gauss), float(cached)],
+            "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+            "stream_draws": None if stream is None else int(stream.draws),
+        }
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        """The generators go back at once (a resumed fit draws its first shuffle before
+        ``on_train_start``); the data stream's position when the training loader exists."""
+        import random
+
+        import numpy as np
+
+        state = checkpoint.get("maskllp_rng")
+        self._pending = state
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+        version, inner, gauss = state["python"]
+        random.setstate((version, tuple(inner), gauss))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        stream = self._stream(trainer)
+        if stream is not None and state["stream_draws"] is not None:
+            stream.draws = state["stream_draws"]
+
+
+RESUME_FOLDER = "resume"
+"""Where a resumable run keeps ``last.ckpt`` inside its scratch folder."""
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, out_dir: Path, *loaders: Any, **kwargs: Any) -> None:
+    """``trainer.fit``, continuing from ``out_dir/resume/last.ckpt`` when a killed run left one
+    (loaded with ``weights_only=True``: tensors and plain values, never a pickle's code)."""
+    last = Path(out_dir) / RESUME_FOLDER / "last.ckpt"
+    resume = last.is_file() and any(isinstance(c, ResumeState) for c in trainer.callbacks)
+    if resume:
+        import logging
+
+        logging.getLogger("maskllp").warning("continued a killed run from its checkpoint %s", last)
+    trainer.fit(module, *loaders, **kwargs, ckpt_path=str(last) if resume else None,
+                weights_only=True if resume else None)
 
 
 def is_global_zero() -> bool:
@@ -141,6 +225,11 @@ def build_trainer(
         # checked after each validation only: a run stopped by max_steps mid-epoch has none to check
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                        check_on_train_epoch_end=False))
+    if cfg.resume_checkpoints:
+        callbacks += [ResumeState(), ModelCheckpoint(dirpath=out_dir / RESUME_FOLDER, filename="last",
+                                                     save_top_k=1, monitor=None, every_n_epochs=1,
+                                                     save_on_train_epoch_end=True,
+                                                     enable_version_counter=False)]
     if save_checkpoints:
         callbacks.append(
             ModelCheckpoint(
@@ -162,7 +251,7 @@ def build_trainer(
         logger=CSVLogger(out_dir, name="logs", version=""),
         enable_progress_bar=cfg.progress_bar if progress_bar is None else progress_bar,
         enable_model_summary=False,
-        enable_checkpointing=save_checkpoints,
+        enable_checkpointing=save_checkpoints or cfg.resume_checkpoints,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if has_validation else 0,

@@ -8,11 +8,13 @@ nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
-from maskllp.config import Config, save_config
+from maskllp.config import Config, save_config, to_mapping
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError
 from maskllp.io.atomic import check_output_dir, output_lock, staged_directory
@@ -23,6 +25,7 @@ from maskllp.training.inputs import (
     ItemCache,
     build_mask_source,
     default_cache_root,
+    file_digest,
     prepare_items,
     torch_device,
 )
@@ -45,17 +48,42 @@ def _cohort_images(cohort_path: Path, config: Config) -> list[TrainingImage]:
     return images_from_cohort(cohort, config)
 
 
-def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False
-                       ) -> Path | None:
+def resumable(config: Config) -> Config:
+    """``config`` with resume checkpoints on (every ``train`` command writes them)."""
+    return replace(config, trainer=replace(config.trainer, resume_checkpoints=True))
+
+
+def training_work_dir(out_dir: Path, config: Config, inputs: list[Path | None], resume: bool) -> Path:
+    """The scratch folder of a training run into ``out_dir``; with ``resume`` the one a killed run
+    left (refused, naming what differs, when that run had other inputs or settings)."""
+    work = work_dir_for(Path(out_dir), resume)
+    identity = {"config": json.loads(json.dumps(to_mapping(config), default=str)),
+                "inputs": {str(p): file_digest(*(sorted(q for q in Path(p).rglob("*") if q.is_file())
+                                                 if Path(p).is_dir() else [Path(p)]))
+                           for p in inputs if p is not None and Path(p).exists()}}
+    path = work / "run.json"
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in ("config", "inputs") if before.get(k) != identity[k])
+        if changed:
+            raise InputError(out_dir, "--resume: the killed run was made with other "
+                                      f"{' and '.join(changed)}; rerun without --resume", "--resume")
+    else:
+        path.write_text(json.dumps(identity, sort_keys=True), encoding="utf-8")
+    return work
+
+
+def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwrite: bool = False,
+                       resume: bool = False) -> Path | None:
     """``maskllp train detector``: train h on the cohort's point-annotated cores; write a ``detector``
     model folder (plus ``logs/`` and ``config.yaml``) at ``out_dir``. Returns its path (None in the
     extra processes of a DDP run, which save nothing)."""
     check_output_dir(out_dir, overwrite, [cohort_path])
     with output_lock(Path(out_dir)):
-        return _train_detector(cohort_path, out_dir, config)
+        return _train_detector(cohort_path, out_dir, resumable(config), resume)
 
 
-def _train_detector(cohort_path: Path, out_dir: Path, config: Config) -> Path | None:
+def _train_detector(cohort_path: Path, out_dir: Path, config: Config, resume: bool) -> Path | None:
     images = _cohort_images(cohort_path, config)
     if not any(im.has_points for im in images):
         raise InputError(cohort_path, "no core has point annotations: the detector needs some")
@@ -67,7 +95,7 @@ def _train_detector(cohort_path: Path, out_dir: Path, config: Config) -> Path | 
                              f"point-annotated core clicked (unclicked cells would be learnt as "
                              f"background); click the whole core or crop the image to the clicked area",
                              f"core {im.name}")
-    work = work_dir_for(out_dir)
+    work = training_work_dir(out_dir, config, [cohort_path], resume)
     try:
         detector = train_detector(images, config, work)
         model = Stage1Model(detector, mask=config.mask, tiling=config.tiling)
@@ -77,22 +105,23 @@ def _train_detector(cohort_path: Path, out_dir: Path, config: Config) -> Path | 
 
 
 def run_train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config,
-                         overwrite: bool = False) -> Path | None:
+                         overwrite: bool = False, resume: bool = False) -> Path | None:
     """``maskllp train tumour-classifier``: detect cells on the cohort's annotated cores with the
     detector of ``detector_dir`` (a ``detector`` or ``stage1`` folder), train g on the labelled ones,
     and write a self-contained ``stage1`` folder (both networks) at ``out_dir``; None in the extra
     processes of a DDP run."""
     check_output_dir(out_dir, overwrite, [cohort_path, detector_dir])
     with output_lock(Path(out_dir)):
-        return _train_classifier(cohort_path, detector_dir, out_dir, config)
+        return _train_classifier(cohort_path, detector_dir, out_dir, resumable(config), resume)
 
 
-def _train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config) -> Path | None:
+def _train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, config: Config,
+                      resume: bool) -> Path | None:
     detector = Stage1Model.load(detector_dir).detector
     images = _cohort_images(cohort_path, config)
     if not images:
         raise InputError(cohort_path, "no core has point or region annotations: the classifier needs some")
-    work = work_dir_for(out_dir)
+    work = training_work_dir(out_dir, config, [cohort_path, detector_dir], resume)
     try:
         model = train_classifier(images, detector, config, work)
         return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
@@ -103,7 +132,7 @@ def _train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, conf
 def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Config, out_dir: str | Path, *,
                     stage1: Path | None = None, mask_source: str | None = None,
                     truth: Path | None = None, det_model: Path | None = None,
-                    overwrite: bool = False) -> FittedMethod | None:
+                    overwrite: bool = False, resume: bool = False) -> FittedMethod | None:
     """``maskllp train proportion``: fit ``method`` on every labelled core of a cohort and save its
     model folder ``out_dir`` (None in the extra processes of a multi-GPU DDP run, which save nothing).
 
@@ -115,13 +144,13 @@ def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Confi
     inputs = [cohort_path, stage1, truth, det_model]
     out_dir = check_output_dir(out_dir, overwrite, inputs)
     with output_lock(out_dir):
-        return _train_on_cohort(Path(cohort_path), method, config, out_dir, stage1, mask_source, truth,
-                                det_model, overwrite, inputs)
+        return _train_on_cohort(Path(cohort_path), method, resumable(config), out_dir, stage1, mask_source,
+                                truth, det_model, overwrite, inputs, resume)
 
 
 def _train_on_cohort(cohort_path: Path, method: Method, config: Config, out_dir: Path, stage1: Path | None,
                      mask_source: str | None, truth: Path | None, det_model: Path | None, overwrite: bool,
-                     inputs: list[Path | None]) -> FittedMethod | None:
+                     inputs: list[Path | None], resume: bool = False) -> FittedMethod | None:
     scheme = config.intervals.build()
     cohort = read_cohort(cohort_path, scheme, mapping=config.classes)
     entries = [e for e in cohort.entries if e.label is not None]
@@ -135,7 +164,8 @@ def _train_on_cohort(cohort_path: Path, method: Method, config: Config, out_dir:
     setup = FitSetup(source, stage1, det_model, Path(cohort_path), scheme, torch_device(config.trainer))
     method.check(setup)
     items = prepare_items(entries, scheme, source, ItemCache(root, InputSpec.from_config(config.proportion)))
-    work = work_dir_for(out_dir)
+    run_config = replace(config, proportion=replace(config.proportion, method=method.name))
+    work = training_work_dir(out_dir, run_config, inputs, resume)
     try:
         fitted = method.fit(items, setup, config, work)
         if not is_global_zero():  # the extra processes of a DDP run save nothing
