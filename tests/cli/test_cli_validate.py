@@ -79,3 +79,10 @@ def test_console_script_exit_code(good_cohort, fixtures_dir):
     bad = subprocess.run([sys.executable, "-m", "maskllp", "validate", str(broken)],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_validate_warns_of_an_image_beyond_the_working_pixel_budget(run_cli, tmp_path, huge_header_tiff):
+    manifest = tmp_path / "huge.csv"
+    manifest.write_text(f"image,patient,label,mpp\n{huge_header_tiff},P1,1-25 %,0.5\n")
+    code, out, err = run_cli("validate", manifest)
+    assert code in (0, None) and "beyond limits.max_working_pixels" in out and "huge.tif" in out

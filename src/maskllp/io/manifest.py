@@ -40,6 +40,7 @@ from maskllp.io.annotations import Annotations, read_annotations_collecting
 from maskllp.io.atomic import write_text_atomic
 from maskllp.io.files import read_text_file
 from maskllp.io.images import MPP_RANGE, expand_image_inputs, open_image
+from maskllp.io.limits import current_limits
 
 COLUMNS = ("image", "patient", "label", "points", "regions", "mpp")
 PATH_COLUMNS = ("image", "points", "regions")
@@ -255,6 +256,11 @@ def _parse_entries(
     return entries
 
 
+VALIDATE_STAGE1_MPP = 0.5
+"""The pixel size ``validate`` assumes stage 1 works at (the default ``detector.mpp``) when it warns of
+images beyond the working-pixel budget."""
+
+
 # ================================================================================ checking files
 def _check_core(entry: CohortEntry, base: Path, mapping: ClassMapping, out: _Collector) -> CoreCheck | None:
     """Open the image (header only) and read the annotations; report every problem found."""
@@ -266,6 +272,14 @@ def _check_core(entry: CohortEntry, base: Path, mapping: ClassMapping, out: _Col
         out.add(entry.line, "image", f"{shown}: {e.problem}")
         return None
     entry_mpp = entry.mpp if entry.mpp is not None else mpp
+    if entry_mpp is not None:
+        scale = entry_mpp / VALIDATE_STAGE1_MPP
+        area = math.ceil(shape[0] * scale) * math.ceil(shape[1] * scale)
+        if area > current_limits().max_working_pixels:
+            out.warn(entry.line, f"{shown}: {shape[1]} x {shape[0]} px at {entry_mpp:g} um/px is {area:,} px "
+                                 f"at stage 1's default {VALIDATE_STAGE1_MPP:g} um/px, beyond "
+                                 "limits.max_working_pixels: stage 1 will refuse it (raise the setting, or "
+                                 "check the pixel size)")
     check = CoreCheck(_with_mpp(entry, entry_mpp), shape, levels)
     if entry.points is not None:
         ann = _read_annotation_file(entry, "points", base, mapping, out)
