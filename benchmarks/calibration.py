@@ -25,10 +25,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from stage1_ceiling import oracle_calls
 
-from maskllp.classes import CellClass
 from maskllp.config import Config
-from maskllp.evaluation.detection_metrics import match_points
 from maskllp.inference.pipeline import Predictor
 from maskllp.io.manifest import read_cohort
 from maskllp.proportion.uncertainty import CLINICAL_CUT_OFFS, straddled_cut_offs, tps_interval
@@ -38,17 +37,11 @@ LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
 def stage1_truth_tps(cells, tumour: np.ndarray, truth_cells, radius_px: float) -> float | None:
-    """The TPS of stage 1's tumour cells with their true stain (matched true tumour cells their
-    class, matched non-tumour cells their stain, unmatched detections negative)."""
+    """The TPS of stage 1's tumour cells with their true stain (:func:`stage1_ceiling.oracle_calls`)."""
     yx = cells.yx[tumour]
     if not len(yx):
         return None
-    p, q = match_points(yx, truth_cells.yx, radius_px)
-    positive = np.zeros(len(yx), bool)
-    cls = truth_cells.classes[q]
-    positive[p] = np.where(cls == CellClass.NON_TUMOUR, truth_cells.stained[q],
-                           cls == CellClass.POSITIVE_TUMOUR)
-    return float(positive.mean())
+    return float(oracle_calls(yx, truth_cells, radius_px)[0].mean())
 
 
 def tempered(p: np.ndarray, temperature: float) -> np.ndarray:

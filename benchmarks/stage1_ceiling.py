@@ -30,6 +30,20 @@ from maskllp.synth.truth import read_truth, read_truth_cells
 from maskllp.training.inputs import Stage1MaskSource, default_cache_root
 
 
+def oracle_calls(yx: np.ndarray, truth_cells, radius_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, is_tumour) (N,) bool for detected cells at level-0 ``yx`` matched one-to-one to the
+    true cells within ``radius_px``: a matched true tumour cell its class, a matched non-tumour cell
+    its stain (it counts positive when stained), an unmatched detection negative and not tumour."""
+    p, q = match_points(yx, truth_cells.yx, radius_px)
+    positive = np.zeros(len(yx), bool)
+    is_tumour = np.zeros(len(yx), bool)
+    cls = truth_cells.classes[q]
+    positive[p] = np.where(cls == CellClass.NON_TUMOUR, truth_cells.stained[q],
+                           cls == CellClass.POSITIVE_TUMOUR)
+    is_tumour[p] = cls != CellClass.NON_TUMOUR
+    return positive, is_tumour
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage1", type=Path)
@@ -46,14 +60,8 @@ def main() -> None:
         cells = source.cells(entry)
         tumour = cells.is_tumour(source.model.mask.tumour_threshold)
         yx = cells.yx[tumour]
-        true = read_truth_cells(t.cells_path)
-        radius = config.detector.match_radius_um / cells.mpp
-        p, q = match_points(yx, true.yx, radius)
-        positive = np.zeros(len(yx), bool)
-        is_tumour = np.zeros(len(yx), bool)
-        cls = true.classes[q]
-        positive[p] = np.where(cls == CellClass.NON_TUMOUR, true.stained[q], cls == CellClass.POSITIVE_TUMOUR)
-        is_tumour[p] = cls != CellClass.NON_TUMOUR
+        positive, is_tumour = oracle_calls(yx, read_truth_cells(t.cells_path),
+                                           config.detector.match_radius_um / cells.mpp)
         exact.append(t.tps)
         with_stage1.append(float(positive.mean()) if len(yx) else None)
         tumour_only.append(float(positive[is_tumour].mean()) if is_tumour.any() else None)

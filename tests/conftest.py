@@ -69,13 +69,17 @@ def _default_limits():
 
 @pytest.fixture
 def huge_header_tiff(tmp_path) -> Path:
-    """A valid tiled TIFF of ~1 KB whose header declares 100 000 x 100 000 RGB pixels at 0.5 um/px
-    (a 512 px image with its size tags rewritten; the missing tiles read as empty)."""
+    """A valid tiled TIFF of ~1 KB whose header declares 100 000 x 100 000 RGB pixels at 0.5 um/px."""
+    return write_huge_header_tiff(tmp_path / "huge.tif")
+
+
+def write_huge_header_tiff(path: Path) -> Path:
+    """Write :func:`huge_header_tiff`'s file at ``path`` (a 512 px image with its size tags rewritten;
+    the missing tiles read as empty)."""
     import struct
 
     import tifffile
 
-    path = tmp_path / "huge.tif"
     tifffile.imwrite(path, np.full((512, 512, 3), 200, np.uint8), tile=(256, 256), photometric="rgb",
                      compression="zlib", resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
     raw = bytearray(path.read_bytes())
@@ -276,10 +280,12 @@ def random_model():
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory) -> Path:
     """One folder per test module holding ``cohort/`` (:func:`write_tiny_cohort`), ``stage1/``
-    (:func:`write_random_stage1`) and ``model-ours/`` (:func:`write_random_model`, carrying the
-    stage 1), for tests that run many commands against the same inputs."""
+    (:func:`write_random_stage1`), ``model-ours/`` (:func:`write_random_model`, carrying the
+    stage 1) and ``huge.tif`` (:func:`write_huge_header_tiff`), for tests that run many commands
+    against the same inputs."""
     root = tmp_path_factory.mktemp("world")
     write_tiny_cohort(root / "cohort")
+    write_huge_header_tiff(root / "huge.tif")
     stage1 = write_random_stage1(root / "stage1")
     write_random_model(root, stage1)
     return root

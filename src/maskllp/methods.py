@@ -496,10 +496,12 @@ class CellFitted:
             raise ValueError("the cell method needs stage 1's measured cells: pass detect_cells(reader)")
         features = cells.tumour_features(self.threshold, self.n_trunk)
         tumour = cells.is_tumour(self.threshold)
+        logits = self.model.cell_logits(features)  # one pass: the calls, the count, the range
+        p = self.model.probabilities_of(logits)
         positive = np.full(len(cells), np.nan, np.float32)
-        positive[tumour] = self.model.cell_probabilities(features)
-        tempered = self.model.cell_probabilities(features, self.model.range_temperature)
-        return CoreEstimate(self.model.predict_features(features), self.method.proportion_kind,
+        positive[tumour] = p
+        tempered = self.model.probabilities_of(logits, self.model.range_temperature)
+        return CoreEstimate(self.model.predict_probabilities(p), self.method.proportion_kind,
                             cell_positive=positive, positivity="cell method",
                             tps_range=tps_interval(tempered, RANGE_LEVEL))
 

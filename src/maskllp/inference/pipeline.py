@@ -206,10 +206,9 @@ def predict_cores(run: PredictRun, config: Config,
                 if estimate.positivity in ("cell method", "counted"):  # the TPS is their count
                     result.positive_cells = int((classes == CellClass.POSITIVE_TUMOUR).sum())
                     result.negative_cells = int((classes == CellClass.NEGATIVE_TUMOUR).sum())
-                _write_cells(predictor.stage1, cells, estimate, core, stage)
+                _write_cells(predictor.stage1, cells, classes, estimate, core, stage)
                 if run.figures:
-                    _write_preview(predictor.stage1, cells, estimate, core,
-                                   stage / f"{core.name}.preview.png")
+                    _write_preview(predictor.stage1, cells, classes, core, stage / f"{core.name}.preview.png")
             write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
             if run.figures and estimate.image is not None:
                 _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png")
@@ -229,12 +228,12 @@ POSITIVITY_NOTES = {
 """What a cells GeoJSON's positive / negative classes mean, by where they come from."""
 
 
-def _write_cells(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstimate, core: _Core,
-                 stage: Path) -> None:
+def _write_cells(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarray, estimate: CoreEstimate,
+                 core: _Core, stage: Path) -> None:
     """Stage-1 cells as QuPath detections: ``Tumor: Positive`` / ``Tumor: Negative`` by the method's
     call on each tumour cell where it makes one (else ``Tumor``), ``Stroma`` for the others; scores
-    and optical densities as measurements; where the calls come from in each cell's metadata."""
-    classes = called_classes(stage1, cells, estimate)
+    and optical densities as measurements; where the calls come from in each cell's metadata.
+    ``classes``: :func:`called_classes`."""
     measurements = cells.geojson_measurements()
     metadata = None
     if estimate.cell_positive is not None:
@@ -260,7 +259,7 @@ PREVIEW_SIDE = 512
 """Longer side of the per-core preview ``predict`` writes (and the report's thumbnails)."""
 
 
-def _write_preview(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstimate, core: _Core,
+def _write_preview(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarray, core: _Core,
                    path: Path) -> None:
     """The core reduced to at most :data:`PREVIEW_SIDE` px, the tumour mask tinted, each cell a dot in
     the colour of its call (QuPath's: positive red, negative blue, stroma green)."""
@@ -268,7 +267,7 @@ def _write_preview(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEsti
         scale = preview_scale(reader.shape, PREVIEW_SIDE)
         small = read_preview(reader, scale)
     mask = stage1.tumour_mask(cells, downsample=scale)[: small.shape[0], : small.shape[1]]
-    write_image(path, draw_preview(small, scale, cells.yx, called_classes(stage1, cells, estimate), mask))
+    write_image(path, draw_preview(small, scale, cells.yx, classes, mask))
 
 
 def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path) -> None:

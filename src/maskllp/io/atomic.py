@@ -126,6 +126,14 @@ def scratch_dir(out: Path, suffix: str) -> Path:
     return path
 
 
+def _owner(folder: Path) -> int:
+    """The process id in a scratch folder's ``.owner`` (0 when unreadable)."""
+    try:
+        return int((folder / _OWNER).read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
 def take_over_leftover(out: Path, suffix: str, holding: str) -> Path | None:
     """A scratch folder ``.<out.name>.*<suffix>`` of a run into ``out`` that was killed (its process
     gone) and holds ``holding``: made this process's (its ``.owner`` rewritten) and returned, to be
@@ -135,10 +143,7 @@ def take_over_leftover(out: Path, suffix: str, holding: str) -> Path | None:
     for p in sorted(out.parent.glob(f".{glob_escape(out.name)}.*{suffix}")):
         if not p.is_dir() or not (p / holding).exists():
             continue
-        try:
-            pid = int((p / _OWNER).read_text().strip())
-        except (OSError, ValueError):
-            pid = 0
+        pid = _owner(p)
         if pid and pid != os.getpid() and _alive(pid):
             continue
         (p / _OWNER).write_text(str(os.getpid()), encoding="utf-8")
@@ -155,10 +160,7 @@ def remove_leftovers(out: Path) -> list[Path]:
     for p in out.parent.glob(f".{glob_escape(out.name)}.*"):
         if not p.is_dir() or not p.name.endswith(SCRATCH_SUFFIXES):
             continue
-        try:
-            pid = int((p / _OWNER).read_text().strip())
-        except (OSError, ValueError):
-            pid = 0
+        pid = _owner(p)
         if pid == os.getpid() or (pid and _alive(pid)):
             continue
         if not pid and p.stat().st_mtime > time.time() - 60:

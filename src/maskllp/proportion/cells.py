@@ -117,7 +117,12 @@ class CellProportionModel:
 
     def cell_probabilities(self, features: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """(n, F) float32 -> (n,) float32 p(positive) of each cell, sigmoid(logit / ``temperature``)."""
-        p = torch.sigmoid(torch.from_numpy(self.cell_logits(features)) / temperature).numpy()
+        return self.probabilities_of(self.cell_logits(features), temperature)
+
+    @staticmethod
+    def probabilities_of(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """(n,) logits -> (n,) float32 sigmoid(logit / ``temperature``); NonFiniteOutputError on NaN."""
+        p = torch.sigmoid(torch.from_numpy(np.asarray(logits, np.float32)) / temperature).numpy()
         if not np.isfinite(p).all():
             raise NonFiniteOutputError("the cell network's outputs are NaN (damaged weights, training that "
                                        "diverged, or NaN cell measurements)")
@@ -125,7 +130,10 @@ class CellProportionModel:
 
     def predict_features(self, features: np.ndarray) -> ProportionPrediction:
         """The prediction for one core from its tumour cells' (n, F) features."""
-        p = self.cell_probabilities(features)
+        return self.predict_probabilities(self.cell_probabilities(features))
+
+    def predict_probabilities(self, p: np.ndarray) -> ProportionPrediction:
+        """The prediction for one core from its tumour cells' (n,) p(positive)."""
         if len(p) == 0:
             return ProportionPrediction(None, None)
         r = float(p.mean()) if self.estimate == "mean" else float(np.mean(p > 0.5))

@@ -89,6 +89,14 @@ class MaskSource(Protocol):
         ...
 
 
+def path_digest(path: str | Path | None) -> str | None:
+    """:func:`file_digest` of a file, or of every file under a folder (in name order); None for None."""
+    if path is None:
+        return None
+    path = Path(path)
+    return file_digest(*(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]))
+
+
 def file_digest(*paths: Path, extra: str = "") -> str:
     """First 16 hex digits of the SHA-256 of the files' bytes (and ``extra``)."""
     h = hashlib.sha256(extra.encode())

@@ -403,19 +403,12 @@ def _run_identity(req: CrossValidationRequest, config: Config, items: Sequence[S
     """What makes two cv runs the same for ``--resume``: the cohort's content, the cores and their
     folds, the stage-1 / Det / truth files, the mask source and every setting."""
     from maskllp.config import to_mapping
-    from maskllp.training.inputs import file_digest
+    from maskllp.training.inputs import path_digest
 
-    def digest(path: Path | None) -> str | None:
-        if path is None:
-            return None
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        return file_digest(*files)
-
-    return {"cohort": digest(req.cohort), "cores": [it.name for it in items],
-            "folds": [int(f) for f in folds], "stage1": digest(req.stage1),
-            "det_model": digest(req.det_model),
-            "truth": digest(req.truth), "mask_source": mask_source,
+    return {"cohort": path_digest(req.cohort), "cores": [it.name for it in items],
+            "folds": [int(f) for f in folds], "stage1": path_digest(req.stage1),
+            "det_model": path_digest(req.det_model),
+            "truth": path_digest(req.truth), "mask_source": mask_source,
             "config": json.loads(json.dumps(to_mapping(config), default=str))}
 
 

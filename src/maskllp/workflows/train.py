@@ -25,7 +25,7 @@ from maskllp.training.inputs import (
     ItemCache,
     build_mask_source,
     default_cache_root,
-    file_digest,
+    path_digest,
     prepare_items,
     torch_device,
 )
@@ -58,9 +58,7 @@ def training_work_dir(out_dir: Path, config: Config, inputs: list[Path | None], 
     left (refused, naming what differs, when that run had other inputs or settings)."""
     work = work_dir_for(Path(out_dir), resume)
     identity = {"config": json.loads(json.dumps(to_mapping(config), default=str)),
-                "inputs": {str(p): file_digest(*(sorted(q for q in Path(p).rglob("*") if q.is_file())
-                                                 if Path(p).is_dir() else [Path(p)]))
-                           for p in inputs if p is not None and Path(p).exists()}}
+                "inputs": {str(p): path_digest(p) for p in inputs if p is not None and Path(p).exists()}}
     path = work / "run.json"
     if path.is_file():
         before = json.loads(path.read_text(encoding="utf-8"))
