@@ -22,6 +22,7 @@ name                      Table 1                         head      mask  loss
 ``ours``                  Ours                            maps      yes   weighted focal prop. loss
 ``ours-cells``            Ours (cells)                    cells     yes   KL proportion loss + clicks
 ``ours-cells-focal``      Ours (cells, w. focal)          cells     yes   weighted focal + clicks
+``ours-cells-count``      Ours (cells, count lik.)        cells     yes   count likelihood + clicks
 ========================  ==============================  ========  ====  ===========================
 
 After the eleven rows of Table 1 come maskllp's cell-level methods: ``ours-cells`` (p(positive) per
@@ -644,6 +645,8 @@ METHODS: dict[str, Method] = {
         Method("ours", "Ours", "maps", losses.weighted_focal_proportion_loss, True, STAGE2),
         Method("ours-cells", "Ours (cells)", "cells", losses.proportion_loss, True, CELLS),
         Method("ours-cells-focal", "Ours (cells, w. focal)", "cells", losses.weighted_focal_proportion_loss,
+               True, CELLS),
+        Method("ours-cells-count", "Ours (cells, count lik.)", "cells", losses.count_interval_likelihood,
                True, CELLS),
     )
 }

@@ -14,10 +14,16 @@ from maskllp.proportion.cells import (
     CellNetSpec,
     CellPositivityNet,
     CellProportionModel,
-    bag_means,
     load_cell_model,
 )
-from maskllp.proportion.losses import weighted_focal_proportion_loss
+from maskllp.proportion.losses import (
+    BagMeanLoss,
+    CountIntervalLikelihood,
+    bag_means,
+    proportion_loss,
+    weighted_focal_proportion_loss,
+)
+from maskllp.proportion.uncertainty import interval_probability
 
 
 def test_bag_means_by_hand() -> None:
@@ -38,6 +44,70 @@ def test_the_weighted_focal_loss_of_two_bags_by_hand() -> None:
 
     expected = 0.5 * ((0.375 - 0.3) ** 2 * kl(0.375, 0.3) + (0.875 - 0.9) ** 2 * kl(0.875, 0.9))
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def _logits(p: list[float]) -> torch.Tensor:
+    return torch.logit(torch.tensor(p, dtype=torch.float64))
+
+
+def test_the_count_likelihood_of_two_bags_by_hand() -> None:
+    """Bag A: p = (0.5, 0.5) labelled 50-75 %: K / N in {0, 0.5, 1} with P 1/4, 1/2, 1/4, and only 0.5
+    lies in [0.5, 0.75): P = 1/2. Bag B: p = (0.9,) labelled 75-100 %: K = 1 (TPS 1.0, the last
+    interval is closed), P = 0.9. Loss = mean of -log P."""
+    loss = CountIntervalLikelihood(PAPER_FIVE.boundaries.tolist())
+    got = float(loss(_logits([0.5, 0.5, 0.9]), torch.tensor([0, 0, 1]), torch.tensor([3, 4])))
+    assert got == pytest.approx(0.5 * (math.log(2) - math.log(0.9)), rel=1e-9)
+
+
+def test_the_count_likelihood_agrees_with_the_range_arithmetic_and_its_normal_approximation() -> None:
+    """The training loss and :func:`interval_probability` (numpy, used for the TPS range) compute the
+    same Poisson-binomial; beyond ``exact_up_to`` cells the normal approximation stays close."""
+    rng = np.random.default_rng(0)
+    p = rng.beta(0.5, 2.0, 300)
+    bag = torch.zeros(300, dtype=torch.int64)
+    for k in range(len(PAPER_FIVE)):
+        exact = CountIntervalLikelihood(PAPER_FIVE.boundaries.tolist())
+        normal = CountIntervalLikelihood(PAPER_FIVE.boundaries.tolist(), exact_up_to=100)
+        want = -math.log(interval_probability(p, k, PAPER_FIVE))
+        iv = torch.tensor([k])
+        assert float(exact(_logits(list(p)), bag, iv)) == pytest.approx(want, rel=1e-7)
+        if want < 5:  # the approximation is for the bulk, not for far tails
+            assert float(normal(_logits(list(p)), bag, iv)) == pytest.approx(want, abs=0.05)
+
+
+def test_the_count_likelihood_leaves_out_labels_no_count_can_reach_and_unlabelled_bags() -> None:
+    """Two cells cannot make 25-50 % (0, 50, 100 %); an unlabelled bag (-1) says nothing either: the
+    loss is the remaining bag's alone, and 0 with a gradient when none remains."""
+    loss = CountIntervalLikelihood(PAPER_FIVE.boundaries.tolist())
+    z = _logits([0.5, 0.5, 0.2, 0.7]).requires_grad_()
+    bag = torch.tensor([0, 0, 1, 2])
+    got = loss(z, bag, torch.tensor([2, 0, -1]))
+    assert float(got.detach()) == pytest.approx(-math.log(0.8), rel=1e-9)
+    none = loss(z, bag, torch.tensor([2, -1, -1]))
+    none.backward()
+    assert float(none.detach()) == 0.0 and z.grad is not None
+
+
+def test_the_count_likelihood_gradient_makes_calls_confident_inside_the_interval() -> None:
+    """A bag of 10 cells at p = 0.5 labelled 0-1 % (count 0): every p must go down; labelled 75-100 %:
+    up. The gradient is finite for extreme logits too."""
+    loss = CountIntervalLikelihood(PAPER_FIVE.boundaries.tolist())
+    for interval, sign in ((0, 1.0), (4, -1.0)):
+        z = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+        loss(z, torch.zeros(10, dtype=torch.int64), torch.tensor([interval])).backward()
+        assert bool((sign * z.grad > 0).all())
+    z = torch.tensor([40.0, -40.0, 60.0], dtype=torch.float64, requires_grad=True)
+    loss(z, torch.zeros(3, dtype=torch.int64), torch.tensor([0])).backward()
+    assert bool(torch.isfinite(z.grad).all())
+
+
+def test_a_proportion_loss_over_bags_is_that_loss_of_the_bag_means() -> None:
+    z = _logits([0.2, 0.4, 0.9])
+    bag, interval = torch.tensor([0, 0, 1]), torch.tensor([2, 4])
+    inner = proportion_loss(PAPER_FIVE, LossConfig()).double()
+    r_hat, _ = bag_means(torch.sigmoid(z), bag, 2)
+    assert float(BagMeanLoss(inner)(z, bag, interval)) == pytest.approx(float(inner(r_hat, interval)))
+
 
 
 def _model() -> CellProportionModel:

@@ -67,14 +67,6 @@ class CellPositivityNet(FeatureMLP):
         return super().forward(features)[:, 0]
 
 
-def bag_means(p: torch.Tensor, bag: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of ``p`` (M,) over each bag: ``bag`` (M,) int64 in [0, n_bags). Returns (r_hat (B,),
-    counts (B,)); an empty bag gets r_hat 0 (its count 0 says it is undefined)."""
-    totals = torch.zeros(n_bags, dtype=p.dtype, device=p.device).index_add(0, bag, p)
-    counts = torch.zeros(n_bags, dtype=p.dtype, device=p.device).index_add(0, bag, torch.ones_like(p))
-    return totals / counts.clamp_min(1.0), counts
-
-
 @dataclass(frozen=True)
 class CellBag:
     """The tumour cells of one core, as the cell method learns from them.

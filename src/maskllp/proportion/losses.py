@@ -225,6 +225,162 @@ def ordinal_targets(interval: torch.Tensor, n_outputs: int) -> torch.Tensor:
     return (interval.unsqueeze(1) > j.unsqueeze(0)).float()
 
 
+# ============================================================================ bag losses (cell methods)
+class BagLoss(nn.Module):
+    """A loss of the cell-level methods over bags of cells, called as ``loss(logits, bag, interval)``:
+    ``logits`` (M,) of p(positive) of every cell of the batch, ``bag`` (M,) int64 index of each cell's
+    core in [0, B), ``interval`` (B,) int64 labelled interval (-1: unlabelled). Mean over the labelled
+    cores with at least one cell; 0 (with a gradient) when there is none."""
+
+    def per_bag(self, logits: torch.Tensor, bag: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        """(B,) loss of each core (only the labelled cores with a cell are meaningful)."""
+        raise NotImplementedError
+
+    def possible(self, counts: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: whether a core of ``counts`` cells can reach its labelled interval at all."""
+        return torch.ones_like(counts, dtype=torch.bool)
+
+    def forward(self, logits: torch.Tensor, bag: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        counts = torch.zeros(len(interval), dtype=torch.int64, device=bag.device).index_add(
+            0, bag, torch.ones_like(bag))
+        keep = (counts > 0) & (interval >= 0)
+        keep = keep & self.possible(counts, interval.clamp_min(0))
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        return self.per_bag(logits, bag, interval.clamp_min(0))[keep].mean()
+
+
+def bag_means(p: torch.Tensor, bag: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of ``p`` (M,) over each bag: ``bag`` (M,) int64 in [0, n_bags). Returns (r_hat (B,),
+    counts (B,)); an empty bag gets r_hat 0 (its count 0 says it is undefined)."""
+    totals = torch.zeros(n_bags, dtype=p.dtype, device=p.device).index_add(0, bag, p)
+    counts = torch.zeros(n_bags, dtype=p.dtype, device=p.device).index_add(0, bag, torch.ones_like(p))
+    return totals / counts.clamp_min(1.0), counts
+
+
+class BagMeanLoss(BagLoss):
+    """A proportion loss of the map methods (``loss(r_hat, interval)``) applied to each bag's mean
+    p(positive), r_hat = mean_i sigmoid(logit_i)."""
+
+    def __init__(self, proportion_loss: nn.Module) -> None:
+        super().__init__()
+        self.proportion_loss = proportion_loss
+
+    def forward(self, logits: torch.Tensor, bag: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        r_hat, counts = bag_means(torch.sigmoid(logits), bag, len(interval))
+        keep = (counts > 0) & (interval >= 0)
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        return self.proportion_loss(r_hat[keep], interval[keep])
+
+
+_LOG_ZERO = -1e30
+"""log(0) stand-in of the count recursion (finite, so that log-add-exp keeps finite gradients)."""
+
+
+class CountIntervalLikelihood(BagLoss):
+    """-log P(K / N lies in the labelled interval), K ~ Poisson-binomial(p_1 ... p_N) of a core's N cells.
+
+    Each cell is positive with its p_i = sigmoid(logit_i), independently; K, the number of positive
+    cells, then has the Poisson-binomial distribution, and the labelled interval [low, high) of the
+    TPS is the event low <= K / N < high (the scheme's convention, the last interval closed). This is
+    the likelihood of the interval label itself: unlike a proportion loss towards the interval's
+    midpoint it does not pull a core labelled '1-25 %' towards 13 %, and it rewards confident calls
+    (a count far inside the interval) over a cloud of p near the boundary, so the count of calls
+    p > 0.5 (the TPS the cell method reports) agrees with what was learned.
+
+    Exact for bags of up to ``exact_up_to`` cells (log-space recursion over the cells, O(N^2));
+    beyond, the normal approximation of K with continuity correction (mean sum p, variance
+    sum p(1 - p)).
+    """
+
+    boundaries: torch.Tensor
+
+    def __init__(self, boundaries: Sequence[float], exact_up_to: int = 512) -> None:
+        super().__init__()
+        b = torch.as_tensor(boundaries, dtype=torch.float64).flatten()
+        if b.numel() < 3 or not bool((b[1:] > b[:-1]).all()) or b[0] != 0 or b[-1] != 1:
+            raise ValueError(f"boundaries must increase from 0 to 1, got {b.tolist()}")
+        self.register_buffer("boundaries", b)
+        self.exact_up_to = int(exact_up_to)
+
+    def _count_in_interval(self, n: torch.Tensor, interval: torch.Tensor, k_max: int) -> torch.Tensor:
+        """(B, k_max + 1) bool: count k of a bag of n cells gives a TPS k / n in the bag's interval."""
+        k = torch.arange(k_max + 1, dtype=torch.float64, device=n.device)
+        tps = k.unsqueeze(0) / n.to(torch.float64).clamp_min(1).unsqueeze(1)
+        which = torch.bucketize(tps, self.boundaries[1:-1].to(tps.device), right=True)
+        return (which == interval.unsqueeze(1)) & (k.unsqueeze(0) <= n.unsqueeze(1))
+
+    def possible(self, counts: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        """A core of 2 cells cannot be '25-50 %' (0, 50 or 100 %): such a label says nothing to learn
+        from (stage 1 found too few cells), and the core is left out of the loss."""
+        return self._count_in_interval(counts, interval, int(counts.max().clamp_min(1))).any(1)
+
+    def per_bag(self, logits: torch.Tensor, bag: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        n_bags = len(interval)
+        z = logits.to(torch.float64)
+        n = torch.zeros(n_bags, dtype=torch.int64, device=z.device).index_add(0, bag, torch.ones_like(bag))
+        out = torch.zeros(n_bags, dtype=torch.float64, device=z.device)
+        exact = (n > 0) & (n <= self.exact_up_to)
+        if bool(exact.any()):
+            out = out + torch.where(exact, self._exact_nll(z, bag, n, interval), 0.0)
+        large = n > self.exact_up_to
+        if bool(large.any()):
+            out = out + torch.where(large, self._normal_nll(z, bag, n, interval), 0.0)
+        return out.to(logits.dtype)
+
+    def _exact_nll(self, z: torch.Tensor, bag: torch.Tensor, n: torch.Tensor, interval: torch.Tensor
+                   ) -> torch.Tensor:
+        n_small = torch.where(n <= self.exact_up_to, n, 0)
+        n_bags, width = len(n), int(n_small.max())
+        small = n_small[bag] > 0
+        order = torch.argsort(bag[small], stable=True)
+        zs, bs = z[small][order], bag[small][order]
+        col = torch.arange(len(bs), device=z.device) - (torch.cumsum(n_small, 0) - n_small)[bs]
+        # a padded (B, width) matrix of each bag's cells; padding cells are never positive
+        log_p = torch.full((n_bags, width), _LOG_ZERO, dtype=z.dtype, device=z.device).index_put(
+            (bs, col), F.logsigmoid(zs))
+        log_q = torch.zeros((n_bags, width), dtype=z.dtype, device=z.device).index_put(
+            (bs, col), F.logsigmoid(-zs))
+        log_pmf = torch.full((n_bags, width + 1), _LOG_ZERO, dtype=z.dtype, device=z.device)
+        log_pmf[:, 0] = 0.0
+        floor = log_pmf[:, :1] * 0.0 + _LOG_ZERO
+        for i in range(width):  # log P(K = k) after cell i: K stays (cell negative) or moves up by one
+            log_pmf = torch.logaddexp(log_pmf + log_q[:, i: i + 1],
+                                      torch.cat([floor, log_pmf[:, :-1]], 1) + log_p[:, i: i + 1])
+        inside = self._count_in_interval(n, interval, width)
+        return -torch.logsumexp(torch.where(inside, log_pmf, 2 * _LOG_ZERO), dim=1)
+
+    def _normal_nll(self, z: torch.Tensor, bag: torch.Tensor, n: torch.Tensor, interval: torch.Tensor
+                    ) -> torch.Tensor:
+        p = torch.sigmoid(z)
+        mean = torch.zeros(len(n), dtype=z.dtype, device=z.device).index_add(0, bag, p)
+        var = torch.zeros(len(n), dtype=z.dtype, device=z.device).index_add(0, bag, p * (1 - p))
+        sd = var.clamp_min(1e-6).sqrt()
+        nf = n.to(z.dtype)
+        low_tps, high_tps = self.boundaries[interval], self.boundaries[interval + 1]
+        last = interval == len(self.boundaries) - 2
+        # counts k with low <= k / n < high (k <= n in the last interval): k_lo = ceil(low n), k_hi
+        k_lo = torch.ceil(low_tps * nf - 1e-9)
+        k_hi = torch.where(last, nf, torch.ceil(high_tps * nf - 1e-9) - 1)
+        a, b = (k_lo - 0.5 - mean) / sd, (k_hi + 0.5 - mean) / sd
+        return -_log_normal_mass(a, b)
+
+
+def _log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log(Phi(b) - Phi(a)) for a < b, stable in both tails (by symmetry on the upper one)."""
+    upper = a > 0
+    lo, hi = torch.where(upper, -b, a), torch.where(upper, -a, b)
+    log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
+    gap = (log_lo - log_hi).clamp_max(-1e-12)
+    return log_hi + torch.log1p(-torch.exp(gap))
+
+
+def count_interval_likelihood(scheme: IntervalScheme, cfg: LossConfig) -> CountIntervalLikelihood:
+    """The cell methods' likelihood of the interval label under the Poisson-binomial count."""
+    return CountIntervalLikelihood(scheme.boundaries.tolist())
+
+
 def class_loss(scheme: IntervalScheme, cfg: LossConfig) -> IntervalCrossEntropy:
     return IntervalCrossEntropy()
 

@@ -3,8 +3,9 @@ and the clicked cells of the point-annotated cores.
 
 Each training core is a bag: the features of its tumour cells (stain measurements, trunk features)
 and, where the core's points file clicked positive / negative tumour cells, those cells' labels.
-The loss of a batch is the method's proportion loss on the bags' mean p(positive) (the weighted
-focal proportion loss for ``ours-cells``) plus ``click_weight`` times the cross-entropy of the
+The loss of a batch is the method's bag loss (:class:`maskllp.proportion.losses.BagLoss`: a proportion
+loss on the bags' mean p(positive), or the likelihood of the labelled interval under the count of
+positive cells) plus ``click_weight`` times the cross-entropy of the
 clicked cells. Features are computed once per cohort (stage 1 with measurements, cached with the
 masks), so a fit takes seconds on a CPU. Training goes through the one Trainer builder
 (:func:`maskllp.training.trainer.build_trainer`): early stopping on the validation loss, the best
@@ -35,7 +36,8 @@ from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import read_annotations
 from maskllp.io.manifest import CohortEntry
 from maskllp.predictions import UNDEFINED
-from maskllp.proportion.cells import CellBag, CellNetSpec, CellPositivityNet, CellProportionModel, bag_means
+from maskllp.proportion.cells import CellBag, CellNetSpec, CellPositivityNet, CellProportionModel
+from maskllp.proportion.losses import BagLoss, BagMeanLoss, bag_means
 from maskllp.proportion.model import TrainingSummary
 from maskllp.proportion.uncertainty import fit_range_temperature
 from maskllp.training.proportion import validation_split
@@ -109,7 +111,9 @@ class CellBagModule(L.LightningModule):
     def __init__(self, net: CellPositivityNet, loss: nn.Module, scheme: IntervalScheme, click_weight: float,
                  lr: float, weight_decay: float, entropy_weight: float = 0.0) -> None:
         super().__init__()
-        self.net, self.loss, self.scheme = net, loss, scheme
+        self.net, self.scheme = net, scheme
+        self.loss = loss if isinstance(loss, BagLoss) else BagMeanLoss(loss)
+        """Over bags: a proportion loss of the cores' mean p(positive), or a likelihood of the counts."""
         self.click_weight, self.lr, self.weight_decay = click_weight, lr, weight_decay
         self.entropy_weight = entropy_weight
         self._val_true: list[torch.Tensor] = []
@@ -122,10 +126,7 @@ class CellBagModule(L.LightningModule):
 
     def _loss(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, r_hat: torch.Tensor,
               counts: torch.Tensor) -> torch.Tensor:
-        total = logits.sum() * 0.0
-        bags = (counts > 0) & (batch["interval"] >= 0)
-        if bool(bags.any()):
-            total = total + self.loss(r_hat[bags], batch["interval"][bags])
+        total = self.loss(logits, batch["bag"], batch["interval"])
         clicked = batch["labels"] >= 0
         if self.click_weight > 0 and bool(clicked.any()):
             total = total + self.click_weight * F.binary_cross_entropy_with_logits(
