@@ -3,8 +3,10 @@
 It holds the distribution of estimates over the interval scheme and the clinical cut-offs (1 %,
 50 %), the cores whose TPS is undefined (no tumour cells found) or close to a cut-off (worth a
 pathologist's look), agreement with the cores' labels when the input was a labelled manifest
-(confusion matrix, per-interval recall, mRecall, mPrecision, mF1), and a row per core linking its
-figure and JSON. The page loads no script and no remote resource.
+(confusion matrix, per-interval recall, mRecall, mPrecision, mF1, and an inline-SVG plot of each
+core's estimate against its labelled interval), and a row per core with its thumbnail, counts and
+links. The page loads no remote resource; its one script (inline) sorts the cores' table.
+``tests/report/test_cohort_report.py`` opens it in headless Chromium.
 """
 
 from __future__ import annotations
@@ -68,17 +70,22 @@ def _distribution(results: Sequence[PredictionRow], scheme: IntervalScheme) -> s
             + "<h2>Estimates by clinical tier</h2>" + _table(["TPS", "cores"], tier_rows))
 
 
-def _agreement(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
-    pairs = []
+def _labelled(results: Sequence[PredictionRow], scheme: IntervalScheme) -> list[tuple[PredictionRow, int]]:
+    """The cores whose label parses in ``scheme``, with their labelled interval's index."""
+    out = []
     for r in results:
         if r.label is None or r.label == "":
             continue
         try:
-            true = scheme.parse(r.label).interval
+            out.append((r, scheme.parse(r.label).interval))
         except ValueError:
             continue
-        pred = UNDEFINED if r.interval is None else scheme.names.index(r.interval)
-        pairs.append((true, pred))
+    return out
+
+
+def _agreement(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
+    pairs = [(true, UNDEFINED if r.interval is None else scheme.names.index(r.interval))
+             for r, true in _labelled(results, scheme)]
     if not pairs:
         return ""
     t, p = zip(*pairs, strict=True)
@@ -92,7 +99,63 @@ def _agreement(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
         f"mF1 {m.f1.mean():.3f}; undefined predictions ({m.n_undefined}) count as wrong.</p>"
         + _table(["label \\ predicted"] + names + ["undefined"], conf_rows)
         + _table(["interval", "recall"], recall)
+        + _scatter(results, scheme)
     )
+
+
+SCATTER_SIZE = (520, 320)
+"""Width and height (px) of the estimate-against-label plot."""
+
+
+def _scatter(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
+    """An inline SVG: one column per labelled interval, the estimated TPS of its cores as dots on a
+    square-root scale (so that '0-1 %' is visible), the labelled interval's range shaded: a dot in
+    the shaded band agrees with its label. Undefined estimates are counted under each column."""
+    pairs = _labelled(results, scheme)
+    if not pairs:
+        return ""
+    width, height = SCATTER_SIZE
+    left, right, top, bottom = 56, 10, 10, 44
+    k = len(scheme)
+    col = (width - left - right) / k
+    b = scheme.boundaries
+
+    def y(p: float) -> float:
+        return top + (height - top - bottom) * (1 - float(np.sqrt(min(max(p, 0.0), 1.0))))
+
+    parts = [f'<svg id="scatter" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'role="img" aria-label="estimated TPS against the labelled interval">']
+    for t in sorted({0.0, *b.tolist()}):
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 4}" y="{y(t) + 4:.1f}" font-size="11" text-anchor="end">'
+                     f'{100 * t:g} %</text>')
+    undefined = [0] * k
+    for i in range(k):
+        x0 = left + i * col
+        parts.append(f'<rect x="{x0 + 2:.1f}" y="{y(b[i + 1]):.1f}" width="{col - 4:.1f}" '
+                     f'height="{y(b[i]) - y(b[i + 1]):.1f}" fill="#cfe8cf"/>'
+                     f'<text x="{x0 + col / 2:.1f}" y="{height - bottom + 16}" font-size="11" '
+                     f'text-anchor="middle">{html.escape(scheme.names[i])}</text>')
+    for j, (r, true) in enumerate(pairs):
+        if r.proportion is None:
+            undefined[true] += 1
+            continue
+        jitter = ((j * 0.618034) % 1.0 - 0.5) * 0.6 * col  # deterministic spread within the column
+        inside = scheme.index_of(r.proportion) == true
+        cx = left + (true + 0.5) * col + jitter
+        parts.append(f'<circle cx="{cx:.1f}" cy="{y(r.proportion):.1f}" r="3" '
+                     f'fill="{"#2b6a2b" if inside else "#b5523b"}" fill-opacity="0.8">'
+                     f'<title>{html.escape(r.name)}: {_pct(r.proportion)}, label {html.escape(str(r.label))}'
+                     '</title></circle>')
+    for i, n in enumerate(undefined):
+        if n:
+            parts.append(f'<text x="{left + (i + 0.5) * col:.1f}" y="{height - 8}" font-size="10" '
+                         f'text-anchor="middle">{n} undefined</text>')
+    parts.append(f'<text x="12" y="{top + (height - top - bottom) / 2:.0f}" font-size="11" '
+                 f'transform="rotate(-90 12 {top + (height - top - bottom) / 2:.0f})" text-anchor="middle">'
+                 'estimated TPS (square-root scale)</text></svg>')
+    return ("<h3>Estimate against label</h3><p>One column per labelled interval, its range shaded; a green "
+            "dot agrees with its label, a red one does not (hover a dot for the core).</p>" + "".join(parts))
 
 
 THUMBNAIL_SIDE = 160

@@ -1,0 +1,96 @@
+"""The cohort report: its estimate-against-label plot by hand, and the page as a browser renders it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pytest
+
+from maskllp.intervals import PAPER_FIVE
+from maskllp.predictions import PredictionRow
+from maskllp.report.cohort_report import cohort_report_html
+
+
+def _row(name: str, proportion: float | None, label: str) -> PredictionRow:
+    interval = None if proportion is None else PAPER_FIVE.names[int(PAPER_FIVE.index_of(proportion))]
+    return PredictionRow(name, f"{name}.png", "ours", proportion, interval, "masked ratio", label=label)
+
+
+def test_the_scatter_shows_each_labelled_core_in_its_column_coloured_by_agreement() -> None:
+    rows = [_row("a", 0.004, "0-1%"), _row("b", 0.6, "1-25%"), _row("c", None, "50-75%"),
+            _row("d", 0.3, "")]  # d has no label: not in the plot
+    page = cohort_report_html(rows, PAPER_FIVE, "model")
+    svg = page[page.index('<svg id="scatter"'): page.index("</svg>")]
+    dots = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="3" fill="(#\w+)"', svg)
+    assert [d[2] for d in dots] == ["#2b6a2b", "#b5523b"]  # a agrees (green), b does not (red)
+    (xa, ya, _), (xb, yb, _) = [(float(x), float(y), c) for x, y, c in dots]
+    assert xa < xb  # '0-1 %' is the first column, '1-25 %' the second
+    # square-root scale: 0.4 % and 60 % lie at sqrt(0.004) and sqrt(0.6) of the height from the bottom
+    bottom, top = 320 - 44, 10
+    assert (bottom - ya) / (bottom - top) == pytest.approx(np.sqrt(0.004), abs=1e-3)
+    assert (bottom - yb) / (bottom - top) == pytest.approx(np.sqrt(0.6), abs=1e-3)
+    assert "1 undefined" in svg and "<title>a: 0.4 %, label 0-1%</title>" in svg
+
+
+def test_without_labels_there_is_no_scatter() -> None:
+    assert "<svg" not in cohort_report_html([_row("a", 0.2, "")], PAPER_FIVE, "model")
+
+
+def _chromium() -> str | None:
+    return os.environ.get("MASKLLP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_report_in_a_real_browser(tmp_path, cohort_csv, stage1_dir, random_model) -> None:
+    """Headless Chromium opens report.html of a labelled prediction run: every image loads, every
+    link points at a file that exists, nothing is requested outside the folder, and clicking the TPS
+    header sorts the cores (ascending, then descending, undefined last)."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
+                                     "(pip install -e '.[test]')")
+    browser_path = _chromium()
+    if browser_path is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium; or set MASKLLP_CHROMIUM)")
+    from maskllp.config import Config
+    from maskllp.inference.pipeline import PredictRun, predict_cores
+
+    config = Config()
+    config.trainer.progress_bar = False
+    out = tmp_path / "run"
+    predict_cores(PredictRun(random_model(tmp_path, stage1_dir), [cohort_csv], out), config)
+    report = out / "report.html"
+    requests: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        n_cores = page.eval_on_selector_all("#cores tbody tr", "rows => rows.length")
+
+        def tps_keys() -> list[str]:
+            return page.eval_on_selector_all("#cores tbody tr",
+                                             "rows => rows.map(r => r.children[2].dataset.key)")
+
+        header = page.locator("#cores th", has_text=re.compile(r"^TPS$"))
+        header.click()
+        ascending = tps_keys()
+        header.click()
+        descending = tps_keys()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert not errors
+    assert n_cores == 12 and len(images) == 12 and all(done and width > 0 for done, width in images)
+    assert links and all(Path(unquote(urlparse(u).path)).is_file() for u in links)
+    assert all(u.startswith(("file://", "data:")) for u in requests)  # works offline, asks no server
+    defined = [float(k) for k in ascending if k]
+    assert defined == sorted(defined) and len(defined) == 12
+    assert [float(k) for k in descending if k] == sorted(defined, reverse=True)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
