@@ -38,9 +38,10 @@ from maskllp.io.images import image_stems, open_image, write_image
 from maskllp.io.manifest import images_or_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
 from maskllp.predictions import PredictionRow, predictions_csv
+from maskllp.proportion.inputs import InputFit
 from maskllp.proportion.uncertainty import RANGE_LEVEL, straddled_cut_offs
 from maskllp.report.cohort_report import write_cohort_report
-from maskllp.report.overlay import proportion_figure, summary_figure
+from maskllp.report.overlay import CloseUp, densest_window, proportion_figure, summary_figure
 from maskllp.report.preview import draw_preview, preview_scale, read_preview
 
 
@@ -211,7 +212,9 @@ def predict_cores(run: PredictRun, config: Config,
                     _write_preview(predictor.stage1, cells, classes, core, stage / f"{core.name}.preview.png")
             write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
             if run.figures and estimate.image is not None:
-                _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png")
+                close_up = (None if cells is None or estimate.fit is None or predictor.stage1 is None
+                            else _close_up(core, cells, classes, estimate.fit))
+                _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png", close_up)
             if progress is not None:
                 progress(i + 1, len(cores), result)
         write_text_atomic(stage / "predictions.csv", predictions_csv(results))
@@ -270,10 +273,35 @@ def _write_preview(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarra
     write_image(path, draw_preview(small, scale, cells.yx, classes, mask))
 
 
-def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path) -> None:
+CLOSE_UP_UM = 120.0
+"""Width (microns) of the figure's full-resolution close-up (a few dozen cells)."""
+
+
+def _close_up(core: _Core, cells: DetectedCells, classes: np.ndarray, fit: InputFit) -> CloseUp:
+    """The window of :data:`CLOSE_UP_UM` at level 0 that holds the most tumour cells (the most cells
+    when there is none), read at full resolution, with its cells and where it lies on the network
+    image."""
+    with open_image(core.path, core.mpp) as reader:
+        shape, mpp = reader.shape, reader.mpp
+        side = max(64, round(CLOSE_UP_UM / mpp)) if mpp else 256
+        tumour = classes != CellClass.NON_TUMOUR
+        top, left = densest_window(cells.yx[tumour] if tumour.any() else cells.yx, shape, side)
+        height, width = min(side, shape[0]), min(side, shape[1])
+        rgb = reader.read_window(top, left, height, width)
+    yx = cells.yx - np.array([top, left], np.float64)
+    inside = (yx[:, 0] >= 0) & (yx[:, 0] < height) & (yx[:, 1] >= 0) & (yx[:, 1] < width)
+    sy, sx = fit.content_height / shape[0], fit.content_width / shape[1]
+    box = (fit.top + top * sy, fit.left + left * sx, fit.top + (top + height) * sy,
+           fit.left + (left + width) * sx)
+    return CloseUp(rgb, yx[inside], classes[inside], box, mpp)
+
+
+def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path,
+                  close_up: CloseUp | None = None) -> None:
     tps = "undefined" if result.proportion is None else f"{100 * result.proportion:.1f} %"
     title = f"{result.name}: {predictor.method.display_name} — TPS {tps} ({result.interval or 'no interval'})"
     if evidence.maps is None:
         summary_figure(evidence.image, evidence.mask, title, path)
     else:
-        proportion_figure(evidence.image, evidence.mask, evidence.maps[0], evidence.maps[1], title, path)
+        proportion_figure(evidence.image, evidence.mask, evidence.maps[0], evidence.maps[1], title, path,
+                          close_up)

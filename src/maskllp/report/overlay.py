@@ -1,17 +1,22 @@
 """The interpretability figure of the paper's Fig. 5: what the proportion was computed from.
 
-Panels, left to right: the core image; the tumour mask M over it; the positive / negative maps F_p
-(red) and F_n (blue) over the whole image; the masked maps F_p * M, F_n * M over the image (only
-these enter s_p and s_n). Red and blue share one intensity scale so their balance is the estimate.
+First row, the whole core as the network saw it: the tumour mask M outlined; the positive share
+F_p / (F_p + F_n) inside M with a colour bar; the masked densities F_p * M (red) and F_n * M (blue),
+whose sums are s_p and s_n. Maps are drawn at their own resolution and interpolated bilinearly over
+the image. Second row (``predict`` gives it): a full-resolution window of the core where cells are
+visible, each marked by its call, and the positive share over that window.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from maskllp.classes import QUPATH_NAMES
 from maskllp.io.atomic import atomic_file
+from maskllp.proportion.inputs import InputFit
 from maskllp.proportion.masked import mask_to_grid
 
 
@@ -72,11 +77,7 @@ def _mask_panel(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, path: str | Path) -> Path:
     """A row of image panels with a title, written as PNG atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels), 4))
     for ax, (name, img) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.imshow(img, interpolation="nearest")
@@ -84,11 +85,85 @@ def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, path: str | P
         ax.axis("off")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib's module
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path, dpi: int = 100) -> Path:  # noqa: ANN001 - a matplotlib Figure
     path = Path(path)
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+        fig.savefig(tmp, format="png", dpi=dpi)
+    _pyplot().close(fig)
     return path
+
+
+@dataclass(frozen=True)
+class CloseUp:
+    """A full-resolution window of the core for the figure's second row, with its cells.
+
+    rgb: (h, w, 3) uint8 level-0 pixels; yx: (n, 2) float cell positions in the window's pixels;
+    classes: (n,) CellClass of each (as ``predict`` calls them); box: (top, left, bottom, right) of
+    the window in the network image's pixels (where it is outlined on the whole core); mpp: level-0
+    pixel size in microns (for the scale bar), None when unknown.
+    """
+
+    rgb: np.ndarray
+    yx: np.ndarray
+    classes: np.ndarray
+    box: tuple[float, float, float, float]
+    mpp: float | None = None
+
+
+def densest_window(yx: np.ndarray, shape: tuple[int, int], side: int) -> tuple[int, int]:
+    """(top, left) of the ``side`` x ``side`` window inside an image of ``shape`` that holds the most
+    points of ``yx`` ((n, 2) float, level-0), searched on a grid of quarter-window steps; (0, 0) for
+    no points. The window is clipped to the image when the image is smaller."""
+    h, w = int(shape[0]), int(shape[1])
+    side_h, side_w = min(side, h), min(side, w)
+    if len(yx) == 0:
+        return 0, 0
+    step = max(1, side // 4)
+    best, best_count = (0, 0), -1
+    for top in range(0, max(1, h - side_h + 1), step):
+        for left in range(0, max(1, w - side_w + 1), step):
+            inside = ((yx[:, 0] >= top) & (yx[:, 0] < top + side_h)
+                      & (yx[:, 1] >= left) & (yx[:, 1] < left + side_w))
+            if int(inside.sum()) > best_count:
+                best, best_count = (top, left), int(inside.sum())
+    return best
+
+
+def level0_to_input(yx: np.ndarray, level0_shape: tuple[int, int], fit: InputFit) -> np.ndarray:
+    """(n, 2) level-0 pixel positions -> positions on the network's canvas (pixel centres map to
+    pixel centres; the core sits at ``fit.top``, ``fit.left`` resampled to ``fit.content_shape``)."""
+    sy, sx = fit.content_height / level0_shape[0], fit.content_width / level0_shape[1]
+    yx = np.asarray(yx, np.float64).reshape(-1, 2)
+    return np.stack([fit.top + (yx[:, 0] + 0.5) * sy - 0.5, fit.left + (yx[:, 1] + 0.5) * sx - 0.5], 1)
+
+
+def _mask_alpha(weight: np.ndarray, opacity: float) -> np.ndarray:
+    """(h, w) opacity of a map cell in the figure: full (``opacity``) from 30 % tumour area on, fading
+    to 0 outside M (the masks' disks cover only part of most map cells)."""
+    return opacity * np.clip(np.asarray(weight, np.float64) / 0.3, 0, 1)
+
+
+def positive_share(f_p: np.ndarray, f_n: np.ndarray) -> np.ndarray:
+    """(h, w) F_p / (F_p + F_n), the share of positive density per map cell (0.5 where both are 0)."""
+    f_p, f_n = np.asarray(f_p, np.float64), np.asarray(f_n, np.float64)
+    total = f_p + f_n
+    return np.divide(f_p, total, out=np.full(total.shape, 0.5), where=total > 0)
+
+
+CLASS_COLOURS = {c: tuple(v / 255 for v in rgb) for c, (_, rgb) in QUPATH_NAMES.items()}
+"""Marker colours of the called cells, QuPath's class colours."""
 
 
 def proportion_figure(
@@ -98,23 +173,114 @@ def proportion_figure(
     f_n: np.ndarray,
     title: str,
     path: str | Path,
+    close_up: CloseUp | None = None,
 ) -> Path:
-    """Write the four-panel figure (PNG) for one core; returns ``path``.
+    """Write the paper's Fig. 5 for one core (PNG); returns ``path``.
+
+    First row, the whole core as the network saw it: the image with the tumour mask M outlined;
+    the positive share F_p / (F_p + F_n) inside M (blue 0 ... red 1, with a colour bar); the masked
+    densities F_p * M (red) and F_n * M (blue) whose sums are s_p and s_n. Maps are drawn at their
+    own resolution, interpolated bilinearly over the image (a map cell is 8 input pixels). With
+    ``close_up``, a second row: a full-resolution window of the core (outlined in the first panel)
+    with each cell marked by its call, and the positive share over the same window.
 
     image: (H, W, 3) uint8 as the network saw it. mask: (H', W') bool, any resolution over the same
-    extent (shown resized to the image). f_p, f_n: (h, w) float >= 0 maps of the network.
+    extent. f_p, f_n: (h, w) float >= 0 maps of the network.
     """
-    shape = image.shape[:2]
+    from matplotlib.colors import LinearSegmentedColormap
+    from matplotlib.patches import Patch, Rectangle
+
+    plt = _pyplot()
+    h, w = image.shape[:2]
     weight = mask_on_grid(mask, f_p.shape)
-    full = positive_negative_rgb(f_p, f_n)
-    masked = positive_negative_rgb(f_p, f_n, weight=weight)
-    panels = [
-        ("core", image.astype(np.float64) / 255.0),
-        ("tumour mask M", _mask_panel(image, mask)),
-        ("F_p (red) / F_n (blue)", _blend(image, _resize_nearest(full, shape), 0.7)),
-        ("F_p*M / F_n*M", _blend(image, _resize_nearest(masked, shape), 0.7)),
-    ]
-    return _save_panels(panels, title, path)
+    share = positive_share(f_p, f_n)
+    density = positive_negative_rgb(f_p, f_n, weight=weight)
+    mask_img = _resize_nearest(np.asarray(mask, np.float64), (h, w))
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)
+    share_cmap = LinearSegmentedColormap.from_list("share", [(0.15, 0.3, 0.85), (0.93, 0.93, 0.93),
+                                                             (0.85, 0.15, 0.15)])
+    rows = 2 if close_up is not None else 1
+    fig, axes = plt.subplots(rows, 3, figsize=(13.5, 4.6 * rows), squeeze=False)
+    ax = axes[0]
+    ax[0].imshow(image, interpolation="antialiased")
+    if mask_img.any():
+        ax[0].contour(mask_img, levels=[0.5], colors=[(0.1, 0.75, 0.2)], linewidths=1.0)
+    ax[0].set_title("core, tumour mask M (green outline)", fontsize=10)
+    ax[1].imshow(image, interpolation="antialiased")
+    shown = ax[1].imshow(share, cmap=share_cmap, vmin=0, vmax=1, extent=extent, interpolation="bilinear",
+                         alpha=_mask_alpha(weight, 0.85))
+    bar = fig.colorbar(shown, ax=ax[1], fraction=0.046, pad=0.02)
+    bar.set_label("F_p / (F_p + F_n) inside M", fontsize=9)
+    ax[1].set_title("positive share of the maps, inside M", fontsize=10)
+    ax[2].imshow(_blend(image, np.zeros(image.shape), 0.55), interpolation="antialiased")
+    ax[2].imshow(np.concatenate([density, np.clip(density.max(2, keepdims=True) * 1.6, 0, 1)], 2),
+                 extent=extent, interpolation="bilinear")
+    ax[2].legend(handles=[Patch(color=(0.9, 0.1, 0.1), label="F_p * M (sum: s_p)"),
+                          Patch(color=(0.1, 0.1, 0.9), label="F_n * M (sum: s_n)")],
+                 loc="lower right", fontsize=8, framealpha=0.85)
+    ax[2].set_title("masked densities (brightness: density / its 99th percentile)", fontsize=10)
+    if close_up is not None:
+        top, left, bottom, right = close_up.box
+        ax[0].add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                                  edgecolor="black", linewidth=1.2, linestyle="--"))
+        _close_up_row(fig, axes[1], close_up, share, weight, (h, w), share_cmap)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)
+
+
+def _close_up_row(fig, ax, close_up: CloseUp, share: np.ndarray, weight: np.ndarray,  # noqa: ANN001
+                  image_shape: tuple[int, int], cmap) -> None:  # noqa: ANN001
+    """The second row: the full-resolution window with its cells by call, and the positive share
+    over the same window (the maps interpolated to the window's pixels)."""
+    from matplotlib.lines import Line2D
+
+    from maskllp.classes import CellClass
+
+    ch, cw = close_up.rgb.shape[:2]
+    ax[0].imshow(close_up.rgb, interpolation="antialiased")
+    handles = []
+    for cls, name in ((CellClass.POSITIVE_TUMOUR, "positive tumour"),
+                      (CellClass.NEGATIVE_TUMOUR, "negative tumour"),
+                      (CellClass.TUMOUR, "tumour"), (CellClass.NON_TUMOUR, "non-tumour")):
+        sel = close_up.classes == cls
+        if sel.any():
+            ax[0].scatter(close_up.yx[sel, 1], close_up.yx[sel, 0], s=60, facecolors="none",
+                          edgecolors=[CLASS_COLOURS[cls]], linewidths=1.4)
+            handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
+                                  markeredgecolor=CLASS_COLOURS[cls], label=f"{name} ({int(sel.sum())})"))
+    if handles:
+        ax[0].legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
+    scale = "" if close_up.mpp is None else f", {cw * close_up.mpp:.0f} um wide"
+    ax[0].set_title(f"close-up at full resolution{scale}: each cell's call", fontsize=10)
+    ax[1].imshow(close_up.rgb, interpolation="antialiased")
+    top, left, bottom, right = close_up.box
+    gh, gw = share.shape
+    # the map cells' extent in the window's pixels: map cell j covers input pixels [j, j + 1) * stride
+    sy, sx = image_shape[0] / gh, image_shape[1] / gw
+    ky, kx = ch / (bottom - top), cw / (right - left)
+    extent = ((-left) * kx - 0.5, (gw * sx - left) * kx - 0.5, (gh * sy - top) * ky - 0.5, (-top) * ky - 0.5)
+    ax[1].imshow(share, cmap=cmap, vmin=0, vmax=1, extent=extent, interpolation="bilinear",
+                 alpha=_mask_alpha(weight, 0.7))
+    ax[1].set_xlim(-0.5, cw - 0.5)
+    ax[1].set_ylim(ch - 0.5, -0.5)
+    ax[1].set_title("the same window: positive share of the maps inside M", fontsize=10)
+    ax[2].axis("off")
+    ax[2].text(0.02, 0.95, _reading_guide(), va="top", fontsize=9, wrap=True, transform=ax[2].transAxes)
+
+
+def _reading_guide() -> str:
+    return ("How to read this figure\n\n"
+            "s_p = sum of F_p * M and s_n = sum of F_n * M over the core;\n"
+            "the TPS is s_p / (s_p + s_n).\n\n"
+            "Red inside the mask: the network counts positive tumour\n"
+            "cells there; blue: negative ones. Outside M nothing counts.\n\n"
+            "The close-up marks each cell stage 1 found with its call\n"
+            "(for the map method: the map's share under the cell).\n"
+            "Red cells on blue map, or the reverse, are where to look.")
 
 
 def summary_figure(image: np.ndarray, mask: np.ndarray, title: str, path: str | Path) -> Path:
