@@ -412,6 +412,12 @@ _many("option", [
     ("plot-loss-txt", lambda w: (["plot-loss", "--out", w.out("fig.txt")], ["fig.txt"])),
     ("evaluate-detection-out-a-folder", lambda w: (["evaluate-detection", w.stage1, w.csv, "--out",
                                                     w.bad("report-folder")], ["report-folder"])),
+    ("train-device-bogus", lambda w: (["train", "detector", w.csv, "--out", w.out("o20"), "--device", "tpu"],
+                                      ["unknown device", "--device"])),
+    ("train-device-and-devices", lambda w: (["train", "detector", w.csv, "--out", w.out("o21"), "--device",
+                                             "cuda:0,1", "--devices", 2], ["--devices"])),
+    ("cv-device-and-accelerator", lambda w: (["cv", w.csv, "--out", w.out("o22"), "--device", "cpu",
+                                              "--accelerator", "cpu"], ["--accelerator"])),
     ("predict-mask-method-with-dead-stage1", lambda w: (["predict", w.model, w.image, "--out", w.out("o19"),
                                                          "--stage1", w.root / "bad" / "nostage1"], ["nostage1"])),
 ])

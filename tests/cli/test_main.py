@@ -56,3 +56,20 @@ def test_version_and_usage_errors(run_cli):
     assert code == 0 and out.strip() == maskllp.__version__
     code, out, err = run_cli("synth", "--n", "x", "--out", "o")
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: Invalid value for '--n'")
+
+
+@pytest.mark.parametrize("device, expected", [
+    ("cpu", ("cpu", None)), ("CUDA", ("gpu", None)), ("cuda:1", ("gpu", "1,")), ("cuda:0, 2", ("gpu", "0,2")),
+    ("auto", ("auto", None)),
+])
+def test_one_device_option_for_training_as_for_inference(device, expected) -> None:
+    from maskllp.cli.common import trainer_overrides, training_device
+    from maskllp.config.training import TrainerConfig
+
+    assert training_device(device) == expected
+    accelerator, devices = expected
+    overrides = trainer_overrides(device, strategy="ddp")
+    assert overrides == {"accelerator": accelerator, "devices": devices, "strategy": "ddp"}
+    TrainerConfig(accelerator=accelerator, devices=devices or "auto")  # the config accepts what it gives
+    old = trainer_overrides(None, "4", None, "gpu")  # --accelerator gpu --devices 4, the old spelling
+    assert old == {"accelerator": "gpu", "devices": "4", "strategy": None}

@@ -18,6 +18,7 @@ from maskllp.cli.common import (
     PRETRAINED_OPTION,
     RESUME_OPTION,
     STRATEGY_OPTION,
+    TRAIN_DEVICE_OPTION,
     trainer_overrides,
 )
 
@@ -35,12 +36,13 @@ def train_detector(
     out: Path = typer.Option(..., "--out", help="Model folder to write."),
     max_epochs: int | None = MAX_EPOCHS_OPTION,
     steps_per_epoch: int | None = STEPS_OPTION,
-    accelerator: str | None = ACCELERATOR_OPTION,
+    device: str | None = TRAIN_DEVICE_OPTION,
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     resume: bool = RESUME_OPTION,
     config: list[Path] | None = CONFIG_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
 ) -> None:
     """Train the cell detector h (heatmap U-Net) on point-annotated cores.
 
@@ -51,7 +53,7 @@ def train_detector(
     from maskllp.workflows.train import run_train_detector
 
     cfg = load_run_config(config, {"detector": {"max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
-                                   "trainer": trainer_overrides(accelerator, devices, strategy)})
+                                   "trainer": trainer_overrides(device, devices, strategy, accelerator)})
     path = run_train_detector(cohort, out, cfg, overwrite, resume)
     _echo_validation(path)
 
@@ -66,12 +68,13 @@ def train_tumour_classifier(
     pretrained_weights: Path | None = PRETRAINED_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
     steps_per_epoch: int | None = STEPS_OPTION,
-    accelerator: str | None = ACCELERATOR_OPTION,
+    device: str | None = TRAIN_DEVICE_OPTION,
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     resume: bool = RESUME_OPTION,
     config: list[Path] | None = CONFIG_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
 ) -> None:
     """Train the tumour classifier g on detected cells that annotations label; write a stage-1 folder."""
     from maskllp.cli.common import load_run_config
@@ -81,7 +84,7 @@ def train_tumour_classifier(
     cfg = load_run_config(config, {
         "classifier": {"classes": classes, "pretrained_weights": weights, "max_epochs": max_epochs,
                        "steps_per_epoch": steps_per_epoch},
-        "trainer": trainer_overrides(accelerator, devices, strategy)})
+        "trainer": trainer_overrides(device, devices, strategy, accelerator)})
     path = run_train_classifier(cohort, detector, out, cfg, overwrite, resume)
     _echo_validation(path)
 

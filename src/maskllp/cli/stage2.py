@@ -15,6 +15,7 @@ from maskllp.cli.common import (
     PRETRAINED_OPTION,
     RESUME_OPTION,
     STRATEGY_OPTION,
+    TRAIN_DEVICE_OPTION,
     trainer_overrides,
 )
 
@@ -51,12 +52,13 @@ def cross_validate(
     input_size: int | None = INPUT_SIZE_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
     pretrained_weights: Path | None = PRETRAINED_OPTION,
-    accelerator: str | None = ACCELERATOR_OPTION,
+    device: str | None = TRAIN_DEVICE_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run in --out (same cohort, "
                                 "settings and folds): the methods and folds it finished are kept, the "
                                 "rest run; the results equal an uninterrupted run's."),
     config: list[Path] | None = CONFIG_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
 ) -> None:
     """Cross-validate Table 1 methods (same folds for all); print and save the table. A killed run
     continues with --resume."""
@@ -67,7 +69,7 @@ def cross_validate(
     cfg = load_run_config(config, {"cv": {"folds": folds, "train_cores": train_cores},
                                    "proportion": {"input_size": input_size, "max_epochs": max_epochs,
                                                   "pretrained_weights": pretrained_weights},
-                                   "trainer": trainer_overrides(accelerator)})
+                                   "trainer": trainer_overrides(device, accelerator=accelerator)})
     request = CrossValidationRequest(cohort, parse_methods(methods), out, stage1, mask_source, truth,
                                      det_model, overwrite, folds_from, resume)
     run_cross_validation(request, cfg, echo=typer.echo)
@@ -85,12 +87,13 @@ def train_proportion(
     input_size: int | None = INPUT_SIZE_OPTION,
     max_epochs: int | None = MAX_EPOCHS_OPTION,
     pretrained_weights: Path | None = PRETRAINED_OPTION,
-    accelerator: str | None = ACCELERATOR_OPTION,
+    device: str | None = TRAIN_DEVICE_OPTION,
     devices: str | None = DEVICES_OPTION,
     strategy: str | None = STRATEGY_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     resume: bool = RESUME_OPTION,
     config: list[Path] | None = CONFIG_OPTION,
+    accelerator: str | None = ACCELERATOR_OPTION,
 ) -> None:
     """Train a stage-2 proportion model on a cohort and save it as a model folder (with the stage 1
     that made its masks, so that 'maskllp predict' needs nothing else)."""
@@ -100,7 +103,7 @@ def train_proportion(
     cfg = load_run_config(config, {"proportion": {"method": method, "input_size": input_size,
                                                   "max_epochs": max_epochs,
                                                   "pretrained_weights": pretrained_weights},
-                                   "trainer": trainer_overrides(accelerator, devices, strategy)})
+                                   "trainer": trainer_overrides(device, devices, strategy, accelerator)})
     fitted = train_on_cohort(cohort, cfg.proportion.method, cfg, out, stage1=stage1,
                              mask_source=mask_source, truth=truth, overwrite=overwrite, resume=resume)
     if fitted is None:  # an extra process of a multi-GPU (DDP) run: rank 0 reports
