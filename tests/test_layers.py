@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "maskllp"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 FLOORS: list[tuple[str, ...]] = [
-    ("maskllp", "errors", "intervals", "classes", "predictions", "stains"),
+    ("maskllp", "errors", "intervals", "classes", "predictions", "progress", "stains"),
     ("io",),
     ("config",),
     ("backbones", "synth"),

@@ -8,6 +8,7 @@ Per image: the cells as QuPath detections (``<stem>.cells.geojson``), the tumour
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ class DetectRun:
     overwrite: bool = False
 
 
-def detect_images(run: DetectRun, config: Config) -> list[dict]:
+def detect_images(run: DetectRun, config: Config,
+                  progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """``maskllp detect``: stage 1 on each image; per-image outputs, ``summary.json`` and
     ``config.yaml`` in ``run.out_dir`` (which appears only when every image succeeded).
 
@@ -120,6 +122,8 @@ def detect_images(run: DetectRun, config: Config) -> list[dict]:
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path))
                 summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)
             results.append({"image": str(path), "name": stem, **summary})
+            if progress is not None:
+                progress(len(results), len(images))
         text = json.dumps({"model": str(run.model_dir), "images": results}, indent=2) + "\n"
         write_text_atomic(stage / "summary.json", text)
         save_config(config, stage / "config.yaml")

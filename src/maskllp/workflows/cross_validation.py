@@ -53,6 +53,7 @@ from maskllp.io.images import image_stems, open_image
 from maskllp.io.manifest import Cohort, CohortEntry, read_cohort
 from maskllp.methods import FitSetup, Method
 from maskllp.predictions import UNDEFINED, PredictionRow, ProportionPrediction, predictions_csv
+from maskllp.progress import ProgressLines
 from maskllp.proportion.inputs import InputSpec, Stage2Item
 from maskllp.synth.truth import read_truth, read_truth_cells
 from maskllp.training.inputs import (
@@ -448,7 +449,7 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
     cache = ItemCache(root, InputSpec.from_config(config.proportion))
     echo(f"preparing {len(entries)} cores, inputs {cache.spec.key} (masks: {source.name}; "
          f"cache {cache.root})")
-    items = prepare_items(entries, scheme, source, cache, exact)
+    items = prepare_items(entries, scheme, source, cache, exact, ProgressLines("preparing cores", echo))
     identity = _run_identity(req, config, items, folds, source.name)
     if req.resume and (out_dir / "progress" / "run.json").is_file():
         FoldProgress(out_dir).check_same_run(identity, True, out_dir)
