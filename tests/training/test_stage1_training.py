@@ -130,3 +130,24 @@ def test_classifier_starts_from_a_local_weights_file(tmp_path):
     assert torch.equal(net.trunk[0].weight, reference.conv1.weight)
     assert torch.equal(net.trunk[5][0].conv1.weight, reference.layer2[0].conv1.weight)
     assert not torch.equal(build_classifier(cfg).trunk[0].weight, reference.conv1.weight)
+
+
+def test_stain_copies_add_the_training_cells_measured_on_jittered_stains(tmp_path, make_core):
+    """With ``stain_copies`` 2 the measurement classifier sees each training cell three times: as it
+    is and on two stain-jittered copies, whose hematoxylin / DAB measurements differ from the
+    original's while the cells' positions (the neighbourhood counts) stay."""
+    from maskllp.training.stage1 import measured_labelled_cells
+
+    cfg = _config("tumour", "measurements")
+    images = _images(make_core)
+    detector = train_detector(images, cfg, tmp_path / "det")
+    x0, y0, v0 = measured_labelled_cells(images, detector, cfg)
+    cfg.classifier.stain_copies = 2
+    x2, y2, v2 = measured_labelled_cells(images, detector, cfg)
+    n = len(y0)
+    assert n > 0 and len(y2) == 3 * n and not v2[n:].any()
+    np.testing.assert_array_equal(x2[:n], x0)
+    np.testing.assert_array_equal(np.concatenate([y0, y0, y0]), y2)
+    assert not np.allclose(x2[n: 2 * n], x0) and not np.allclose(x2[2 * n:], x2[n: 2 * n])
+    model = train_classifier(images, detector, cfg, tmp_path / "cls")
+    assert model.classifier_validation["labelled_train_cells"] == 3 * n

@@ -86,6 +86,11 @@ class ClassifierConfig:
     """Measurement classifier: also the nucleus traced in the hematoxylin OD around each cell (area,
     eccentricity, mean and spread of its OD, its contrast: :func:`maskllp.detection.measurements.
     nucleus_measurements`), next to the radial profile (docs/stage1.md, measured)."""
+    stain_copies: int = 0
+    """Measurement classifier: also measure each labelled cell on this many stain-jittered copies of
+    its image (``stain_jitter`` strength, a new draw per copy) and train on all, so the hematoxylin
+    and DAB measurements it learns from span a range of stains, not the few annotated cores' own
+    (0: the images as they are)."""
     hidden: int = 32
     """Hidden units of the measurement classifier."""
     dropout: float = 0.1
@@ -126,7 +131,8 @@ class ClassifierConfig:
         positive(s, lr=self.lr, measurement_lr=self.measurement_lr)
         at_least(s, 1, batch_size=self.batch_size, max_epochs=self.max_epochs, hidden=self.hidden,
                  steps_per_epoch=self.steps_per_epoch, measurement_epochs=self.measurement_epochs)
-        at_least(s, 0, patience=self.patience, weight_decay=self.weight_decay, stain_jitter=self.stain_jitter)
+        at_least(s, 0, patience=self.patience, weight_decay=self.weight_decay, stain_jitter=self.stain_jitter,
+                 stain_copies=self.stain_copies)
         at_least(s, 16, crop=self.crop)
         below_one(s, val_fraction=self.val_fraction, dropout=self.dropout)
 

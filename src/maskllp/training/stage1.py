@@ -43,6 +43,7 @@ from maskllp.detection.cell_classifier import (
 )
 from maskllp.detection.classifier import CellClassLoss, class_probabilities
 from maskllp.detection.heatmap import centre_heatmap
+from maskllp.detection.measurements import nucleus_measurements, stain_measurements
 from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet, image_mpp
 from maskllp.detection.tiling import round_up, tile_grid
 from maskllp.errors import InputError
@@ -59,6 +60,7 @@ from maskllp.io.grid import ImageSource, ModelGrid, read_model_window
 from maskllp.io.images import open_image
 from maskllp.io.limits import check_working_area
 from maskllp.io.manifest import Cohort
+from maskllp.stains import stain_densities
 from maskllp.training.trainer import RESUME_FOLDER, build_trainer, fit, is_global_zero
 
 log = logging.getLogger("maskllp")
@@ -621,10 +623,12 @@ def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features (M, F), labels (M,) int64 and validation flags (M,) bool of the detected cells that
     annotations label (the bottom band of each core, ``classifier.val_fraction`` of its rows, is
-    validation)."""
+    validation). With ``classifier.stain_copies``, the training cells of each image again, measured
+    on that many stain-jittered copies of it (validation cells only as they are)."""
     cfg = config.classifier
     finder = Stage1Model(detector, tiling=config.tiling)
     readers = _Readers()
+    rng = np.random.default_rng(config.trainer.seed)
     xs, ys, vals = [], [], []
     for im in images:
         reader = readers.get(im)
@@ -640,10 +644,35 @@ def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel
         split = BandSplit.of(grid, cfg.val_fraction)
         xs.append(features[keep])
         ys.append(labels[keep])
-        vals.append(~split.in_train(grid.from_level0(cells.yx[keep])))
+        in_val = ~split.in_train(grid.from_level0(cells.yx[keep]))
+        vals.append(in_val)
+        train_yx = cells.yx[keep][~in_val]
+        if cfg.stain_copies and len(train_yx):
+            copies = stain_jittered_measurements(reader, grid, train_yx, detector.mpp, cfg, rng)
+            for measured, nucleus in copies:
+                xs.append(classifier_features(measured, train_yx, im.mpp, cfg.classes, nucleus))
+                ys.append(labels[keep][~in_val])
+                vals.append(np.zeros(len(train_yx), bool))
     if not xs:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(vals)
+
+
+def stain_jittered_measurements(reader: ImageSource, grid: ModelGrid, yx: np.ndarray, model_mpp: float,
+                                cfg: ClassifierConfig, rng: np.random.Generator
+                                ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """``cfg.stain_copies`` (measurements (n, F), nucleus measurements (n, G) or None) of the cells at
+    level-0 ``yx``, each on a copy of the whole image on the model ``grid`` whose stains are jittered
+    (:func:`maskllp.detection.augment.stain_jitter`, strength ``cfg.stain_jitter``)."""
+    window = read_model_window(reader, grid, 0, 0, *grid.shape)
+    at = grid.from_level0(yx)
+    out = []
+    for _ in range(cfg.stain_copies):
+        stains = stain_densities(stain_jitter(window, rng, cfg.stain_jitter), np.float32)
+        nucleus = (nucleus_measurements(stains[..., 0], at, 1.0 / model_mpp) if cfg.nucleus_features
+                   else None)
+        out.append((stain_measurements(stains, at, 1.0 / model_mpp), nucleus))
+    return out
 
 
 def train_measurement_classifier(images: list[TrainingImage], detector: DetectorModel, config: Config,
