@@ -37,6 +37,16 @@ def test_the_scatter_shows_each_labelled_core_in_its_column_coloured_by_agreemen
     assert "1 undefined" in svg and "<title>a: 0.4 %, label 0-1%</title>" in svg
 
 
+def test_each_core_shows_its_clinical_tier() -> None:
+    from maskllp.report.cohort_report import clinical_tier
+
+    assert [clinical_tier(p) for p in (None, 0.0, 0.0099, 0.01, 0.499, 0.5, 1.0)] == [
+        "-", "< 1 %", "< 1 %", "1-49 %", "1-49 %", ">= 50 %", ">= 50 %"]
+    page = cohort_report_html([_row("a", 0.6, "")], PAPER_FIVE, "model")
+    assert "<th onclick=\"sortBy(this)\" title=\"sort\">clinical tier</th>" in page
+    assert '<td data-key="0.600000">&gt;= 50 %</td>' in page
+
+
 def test_without_labels_there_is_no_scatter() -> None:
     assert "<svg" not in cohort_report_html([_row("a", 0.2, "")], PAPER_FIVE, "model")
 

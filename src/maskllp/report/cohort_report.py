@@ -44,6 +44,15 @@ def _bar(n: int, total: int) -> str:
     return f'<span class="bar" style="width:{width}px"></span> {n}'
 
 
+TIERS = ("< 1 %", "1-49 %", ">= 50 %")
+"""The clinical tiers of a PD-L1 TPS, split by :data:`CUT_OFFS`."""
+
+
+def clinical_tier(p: float | None) -> str:
+    """The clinical tier of a TPS (``>=`` at each cut-off, as the interval convention), or ``-``."""
+    return "-" if p is None else TIERS[int(np.searchsorted(CUT_OFFS, p, side="right"))]
+
+
 def near_cut_off(p: float | None) -> bool:
     """Whether an estimate lies within ``NEAR_CUT_OFF`` (relative) of a clinical cut-off."""
     return p is not None and any(abs(p - c) <= NEAR_CUT_OFF * c for c in CUT_OFFS)
@@ -64,8 +73,7 @@ def _distribution(results: Sequence[PredictionRow], scheme: IntervalScheme) -> s
     for r in results:
         if r.proportion is not None:
             tiers[int(np.searchsorted(CUT_OFFS, r.proportion, side="right"))] += 1
-    tier_rows = [[t, _bar(n, len(results))] for t, n in zip(("< 1 %", "1-49 %", ">= 50 %"), tiers,
-                                                              strict=True)]
+    tier_rows = [[t, _bar(n, len(results))] for t, n in zip(TIERS, tiers, strict=True)]
     return ("<h2>Estimates by interval</h2>" + _table(["interval", "cores"], rows)
             + "<h2>Estimates by clinical tier</h2>" + _table(["TPS", "cores"], tier_rows))
 
@@ -233,6 +241,7 @@ def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
             _sortable("-" if r.proportion_low is None or r.proportion_high is None
                       else f"{_pct(r.proportion_low)} - {_pct(r.proportion_high)}", r.proportion_low),
             _sortable(html.escape(r.interval or "-"), r.interval),
+            _sortable(html.escape(clinical_tier(r.proportion)), r.proportion),
             *(_sortable("-" if v is None else str(v), None if v is None else float(v)) for v in cells),
             _sortable("-" if r.tumour_area_fraction is None else f"{100 * r.tumour_area_fraction:.1f} %",
                       r.tumour_area_fraction),
@@ -240,8 +249,9 @@ def _cores(results: Sequence[PredictionRow], folder: Path | None) -> str:
             _sortable(html.escape(review or "-"), f"0{review}" if review else "1"),
             f"<td>{files or '-'}</td>",
         ]) + "</tr>")
-    header = ["core", "picture", "TPS", "TPS 90 % range", "interval", "positive tumour cells",
-              "negative tumour cells", "non-tumour cells", "tumour area", "label", "review", "files"]
+    header = ["core", "picture", "TPS", "TPS 90 % range", "interval", "clinical tier",
+              "positive tumour cells", "negative tumour cells", "non-tumour cells", "tumour area", "label",
+              "review", "files"]
     head = "".join(f"<th>{h}</th>" if h in ("picture", "files")
                    else f'<th onclick="sortBy(this)" title="sort">{html.escape(h)}</th>' for h in header)
     return ("<h2>Cores</h2><p>Click a column's header to sort by it (again: reverse); flagged cores sort "
