@@ -48,6 +48,33 @@ def test_interval_labels_alone_teach_which_cells_are_positive(tmp_path) -> None:
     assert (tmp_path / "logs" / "metrics.csv").is_file()
 
 
+def test_the_refit_trains_on_every_core_for_the_chosen_epochs(tmp_path) -> None:
+    """With ``refit`` the returned network is trained again on all 60 cores (validation ones too)
+    for best_epoch + 1 epochs; without, it is the early-stopped one. Both learn the toy cells."""
+    import csv
+
+    cfg = Config()
+    cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.progress_bar = "cpu", "1", False
+    cfg.proportion.cells.max_epochs, cfg.proportion.cells.click_weight = 80, 0.0
+    bags, _ = _toy_bags(60, 0)
+    loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
+    cfg.proportion.cells.refit = False
+    plain = train_cell_model(bags, "ours-cells", loss, 0, cfg, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "refit").exists()
+    cfg.proportion.cells.refit = True
+    again = train_cell_model(bags, "ours-cells", loss, 0, cfg, tmp_path / "refit")
+    with open(tmp_path / "refit" / "refit" / "logs" / "metrics.csv") as f:
+        epochs = {int(r["epoch"]) for r in csv.DictReader(f)}
+    assert again.summary is not None and max(epochs) + 1 == again.summary.best_epoch + 1
+    test, truth = _toy_bags(20, 1)
+    for model in (plain, again):
+        hits = [np.mean((model.cell_probabilities(b.features) > 0.5) == t)
+                for b, t in zip(test, truth, strict=True)]
+        assert np.mean(hits) > 0.9
+    assert again.range_temperature == plain.range_temperature  # chosen by the first network, on unseen cores
+    assert not np.allclose(plain.cell_logits(test[0].features), again.cell_logits(test[0].features))
+
+
 def test_collate_flattens_bags_with_their_index() -> None:
     bags = [CellBag("a", 1, np.ones((2, 3), np.float32), np.array([1, -1], np.int8)),
             CellBag("b", None, np.zeros((1, 3), np.float32), np.array([-1], np.int8))]

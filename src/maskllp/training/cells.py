@@ -41,7 +41,7 @@ from maskllp.proportion.losses import BagLoss, BagMeanLoss, bag_means
 from maskllp.proportion.model import TrainingSummary
 from maskllp.proportion.uncertainty import fit_range_temperature
 from maskllp.training.proportion import validation_split
-from maskllp.training.trainer import build_trainer, fit
+from maskllp.training.trainer import BestWeights, build_trainer, fit
 
 log = logging.getLogger("maskllp")
 
@@ -164,10 +164,33 @@ class CellBagModule(L.LightningModule):
         return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
+def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpec, loss: nn.Module,
+              scheme: IntervalScheme, config: Config, work_dir: Path, max_epochs: int
+              ) -> tuple[CellPositivityNet, BestWeights]:
+    """A cell network trained on ``train`` from the run's seed (early stopping on ``val`` when given,
+    else ``max_epochs`` epochs); returns it (on the CPU) with the best-epoch callback."""
+    cc = config.proportion.cells
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    net = CellPositivityNet(spec)
+    net.standardise_on(torch.from_numpy(np.concatenate([b.features for b in train]).astype(np.float32)))
+    module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay, cc.entropy_weight)
+    train_loader = DataLoader(_Bags(train), batch_size=cc.batch_size, shuffle=True, collate_fn=collate_bags)
+    val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags) if val else None
+    trainer, best = build_trainer(config.trainer, work_dir, max_epochs=max_epochs,
+                                  patience=cc.patience if val else None, has_validation=bool(val),
+                                  progress_bar=False)
+    fit(trainer, module, work_dir, train_loader, val_loader)
+    return module.net.cpu(), best
+
+
 def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module, n_trunk: int, config: Config,
                      out_dir: str | Path) -> CellProportionModel:
     """Train the cell network on ``bags`` (labelled cores, and cores with clicked cells); logs go to
-    ``out_dir/logs``. Returns the model of the best validation epoch, its ``summary`` filled in."""
+    ``out_dir/logs``. The number of epochs is chosen by early stopping on a validation split; with
+    ``cells.refit`` (default) the network is then trained again, from the same seed, on every
+    training core for that many epochs (``out_dir/refit/logs``). Returns the model, its ``summary``
+    filled in; its range temperature is chosen on the validation split by the first network, which
+    never saw it."""
     cc, scheme = config.proportion.cells, config.intervals.build()
     usable = [b for b in bags if len(b.features) and (b.interval is not None or (b.labels >= 0).any())]
     skipped = sum(1 for b in bags if b.interval is not None and not len(b.features))
@@ -182,23 +205,22 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     val_set = {labelled[i] for i in val_l}
     train = [b for i, b in enumerate(usable) if i not in val_set]
     val = [usable[i] for i in sorted(val_set)]
-    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     spec = CellNetSpec(len(MEASUREMENT_NAMES), n_trunk, cc.hidden, cc.dropout)
-    net = CellPositivityNet(spec)
-    net.standardise_on(torch.from_numpy(np.concatenate([b.features for b in train]).astype(np.float32)))
-    module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay, cc.entropy_weight)
-    train_loader = DataLoader(_Bags(train), batch_size=cc.batch_size, shuffle=True, collate_fn=collate_bags)
-    val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags)
-    trainer, best = build_trainer(config.trainer, Path(out_dir), max_epochs=cc.max_epochs,
-                                  patience=cc.patience, has_validation=len(val) > 0, progress_bar=False)
-    fit(trainer, module, Path(out_dir), train_loader, val_loader if val else None)
+    net, best = _fit_bags(train, val, spec, loss, scheme, config, Path(out_dir), cc.max_epochs)
     summary = TrainingSummary(len(train), len(val), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
-    model = CellProportionModel(module.net.cpu(), method_name, scheme, feature_names(n_trunk), cc.estimate,
-                                summary)
+    first = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     scored = [b for b in val if b.interval is not None]
-    model.range_temperature = fit_range_temperature([model.cell_logits(b.features) for b in scored],
-                                                    [int(b.interval) for b in scored], scheme)
+    temperature = fit_range_temperature([first.cell_logits(b.features) for b in scored],
+                                        [int(b.interval) for b in scored], scheme)
+    model = first
+    if cc.refit and val and best.best_epoch is not None:
+        epochs = best.best_epoch + 1
+        log.info("%s: trained again on all %d training cores for %d epochs (the number chosen on %d "
+                 "validation cores)", method_name, len(usable), epochs, len(val))
+        net, _ = _fit_bags(usable, [], spec, loss, scheme, config, Path(out_dir) / "refit", epochs)
+        model = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
+    model.range_temperature = temperature
     log.info("%s: TPS range temperature %.3g (chosen on %d validation cores)", method_name,
              model.range_temperature, len(scored))
     return model
