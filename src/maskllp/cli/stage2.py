@@ -109,10 +109,7 @@ def train_proportion(
     if fitted is None:  # an extra process of a multi-GPU (DDP) run: rank 0 reports
         return
     s = fitted.summary
-    trained = "" if s is None else (
-        f" {s.n_train} training and {s.n_val} validation cores"
-        f"{f', {s.n_skipped} left out (empty tumour mask)' if s.n_skipped else ''}; "
-        f"best epoch {s.best_epoch};")
+    trained = "" if s is None else f" {s.describe()};"
     typer.echo(f"{fitted.method.display_name}:{trained} model written to {out}")
 
 

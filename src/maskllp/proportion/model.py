@@ -59,6 +59,19 @@ class TrainingSummary:
     best_epoch: int | None
     best_score: float | None
     """Best value of the monitored validation metric (None without validation)."""
+    refit_cores: int | None = None
+    """When the network was trained again on every training core (validation ones included) for
+    ``best_epoch + 1`` epochs (the cell method's ``refit``): how many; None otherwise."""
+
+    def describe(self) -> str:
+        """``"120 training and 30 validation cores, best epoch 57"`` (+ the refit, the left-out cores)."""
+        text = f"{self.n_train} training and {self.n_val} validation cores"
+        if self.n_skipped:
+            text += f", {self.n_skipped} left out (empty tumour mask)"
+        text += f", best epoch {self.best_epoch}"
+        if self.refit_cores is not None and self.best_epoch is not None:
+            text += f", then trained on all {self.refit_cores} for {self.best_epoch + 1} epochs"
+        return text
 
 
 def predicted_intervals(out: HeadOutput, scheme: IntervalScheme) -> torch.Tensor:

@@ -15,7 +15,9 @@ epoch's weights kept.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -179,7 +181,9 @@ def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpe
     trainer, best = build_trainer(config.trainer, work_dir, max_epochs=max_epochs,
                                   patience=cc.patience if val else None, has_validation=bool(val),
                                   progress_bar=False)
-    fit(trainer, module, work_dir, train_loader, val_loader)
+    with warnings.catch_warnings():  # the final fit on every core has no validation, on purpose
+        warnings.filterwarnings("ignore", message=".*validation_step.*no `val_dataloader`")
+        fit(trainer, module, work_dir, train_loader, val_loader)
     return module.net.cpu(), best
 
 
@@ -219,6 +223,7 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
         log.info("%s: trained again on all %d training cores for %d epochs (the number chosen on %d "
                  "validation cores)", method_name, len(usable), epochs, len(val))
         net, _ = _fit_bags(usable, [], spec, loss, scheme, config, Path(out_dir) / "refit", epochs)
+        summary = replace(summary, refit_cores=len(usable))
         model = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     model.range_temperature = temperature
     log.info("%s: TPS range temperature %.3g (chosen on %d validation cores)", method_name,
