@@ -290,9 +290,7 @@ def map_ratio_at(maps: np.ndarray, yx: np.ndarray, image_shape: tuple[int, int],
     ``image_shape`` (height, width)."""
     if not len(yx):
         return np.zeros(0, np.float32)
-    h0, w0 = image_shape
-    scale = np.array([fit.content_height / h0, fit.content_width / w0])
-    canvas = (np.asarray(yx, np.float64) + 0.5) * scale - 0.5 + np.array([fit.top, fit.left])
+    canvas = fit.from_level0(yx, image_shape)
     stride = np.array([fit.height / maps.shape[1], fit.width / maps.shape[2]])
     last = [maps.shape[1] - 1, maps.shape[2] - 1]
     idx = np.clip(np.floor((canvas + 0.5) / stride).astype(np.int64), 0, last)

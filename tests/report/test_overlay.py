@@ -7,7 +7,7 @@ from PIL import Image
 
 from maskllp.classes import CellClass
 from maskllp.proportion.inputs import InputFit
-from maskllp.report.overlay import CloseUp, densest_window, level0_to_input, positive_share, proportion_figure
+from maskllp.report.overlay import CloseUp, densest_window, positive_share, proportion_figure
 
 
 def test_the_densest_window_holds_the_most_points() -> None:
@@ -21,7 +21,7 @@ def test_level0_positions_land_on_the_network_canvas() -> None:
     """A 100 x 200 px core resampled to 50 x 100 at (3, 0) on its canvas: pixel centres map to
     pixel centres (level-0 pixel 1 covers [1, 2) -> [0.5, 1), centre 0.75 -> canvas 0.25)."""
     fit = InputFit(64, 128, 3, 0, 50, 100)
-    got = level0_to_input(np.array([[0.0, 0.0], [1.0, 1.0], [99.0, 199.0]]), (100, 200), fit)
+    got = fit.from_level0(np.array([[0.0, 0.0], [1.0, 1.0], [99.0, 199.0]]), (100, 200))
     np.testing.assert_allclose(got, [[2.75, -0.25], [3.25, 0.25], [52.25, 99.25]])
 
 

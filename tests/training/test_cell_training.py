@@ -121,6 +121,6 @@ def test_binary_entropy_by_hand_and_the_entropy_term_of_the_loss() -> None:
     batch = collate_bags(_toy_bags(3, 0)[0])
     loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
     plain, regularised = (CellBagModule(net, loss, PAPER_FIVE, 0.0, 1e-3, 0.0, w) for w in (0.0, 0.5))
-    logits, r_hat, counts = plain._forward(batch)
-    extra = regularised._loss(batch, logits, r_hat, counts) - plain._loss(batch, logits, r_hat, counts)
+    logits = plain.net(batch["features"])
+    extra = regularised._loss(batch, logits) - plain._loss(batch, logits)
     assert torch.allclose(extra, 0.5 * binary_entropy(logits).mean())

@@ -213,6 +213,7 @@ def predict_cores(run: PredictRun, config: Config,
             write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
             if run.figures and estimate.image is not None:
                 close_up = (None if cells is None or estimate.fit is None or predictor.stage1 is None
+                            or estimate.maps is None  # only the maps figure shows a close-up
                             else _close_up(core, cells, classes, estimate.fit))
                 _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png", close_up)
             if progress is not None:
@@ -290,7 +291,7 @@ def _close_up(core: _Core, cells: DetectedCells, classes: np.ndarray, fit: Input
         rgb = reader.read_window(top, left, height, width)
     yx = cells.yx - np.array([top, left], np.float64)
     inside = (yx[:, 0] >= 0) & (yx[:, 0] < height) & (yx[:, 1] >= 0) & (yx[:, 1] < width)
-    sy, sx = fit.content_height / shape[0], fit.content_width / shape[1]
+    sy, sx = fit.level0_scale(shape)
     box = (fit.top + top * sy, fit.left + left * sx, fit.top + (top + height) * sy,
            fit.left + (left + width) * sx)
     return CloseUp(rgb, yx[inside], classes[inside], box, mpp)

@@ -70,6 +70,17 @@ class InputFit:
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
 
+    def level0_scale(self, level0_shape: tuple[int, int]) -> np.ndarray:
+        """(2,) canvas pixels per level-0 pixel (rows, columns) of a core whose level 0 is
+        ``level0_shape``."""
+        return np.array([self.content_height / level0_shape[0], self.content_width / level0_shape[1]])
+
+    def from_level0(self, yx: np.ndarray, level0_shape: tuple[int, int]) -> np.ndarray:
+        """(N, 2) level-0 pixel positions -> positions on the canvas (pixel centres map to pixel
+        centres; the core sits at ``top``, ``left`` resampled to ``content_shape``)."""
+        yx = np.asarray(yx, np.float64).reshape(-1, 2)
+        return (yx + 0.5) * self.level0_scale(level0_shape) - 0.5 + np.array([self.top, self.left])
+
     def extent(self) -> np.ndarray:
         """(height, width) bool: the core's own pixels on the canvas."""
         out = np.zeros(self.shape, bool)

@@ -247,7 +247,12 @@ class BagLoss(nn.Module):
         keep = keep & self.possible(counts, interval.clamp_min(0))
         if not bool(keep.any()):
             return logits.sum() * 0.0
-        return self.per_bag(logits, bag, interval.clamp_min(0))[keep].mean()
+        return self.loss_of(logits, bag, interval.clamp_min(0), keep)
+
+    def loss_of(self, logits: torch.Tensor, bag: torch.Tensor, interval: torch.Tensor, keep: torch.Tensor
+                ) -> torch.Tensor:
+        """The loss over the bags ``keep`` (B,) bool selects (at least one): the mean of :meth:`per_bag`."""
+        return self.per_bag(logits, bag, interval)[keep].mean()
 
 
 def bag_means(p: torch.Tensor, bag: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,11 +271,9 @@ class BagMeanLoss(BagLoss):
         super().__init__()
         self.proportion_loss = proportion_loss
 
-    def forward(self, logits: torch.Tensor, bag: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
-        r_hat, counts = bag_means(torch.sigmoid(logits), bag, len(interval))
-        keep = (counts > 0) & (interval >= 0)
-        if not bool(keep.any()):
-            return logits.sum() * 0.0
+    def loss_of(self, logits: torch.Tensor, bag: torch.Tensor, interval: torch.Tensor, keep: torch.Tensor
+                ) -> torch.Tensor:
+        r_hat, _ = bag_means(torch.sigmoid(logits), bag, len(interval))
         return self.proportion_loss(r_hat[keep], interval[keep])
 
 

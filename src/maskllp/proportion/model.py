@@ -68,10 +68,13 @@ class TrainingSummary:
         text = f"{self.n_train} training and {self.n_val} validation cores"
         if self.n_skipped:
             text += f", {self.n_skipped} left out (empty tumour mask)"
-        text += f", best epoch {self.best_epoch}"
-        if self.refit_cores is not None and self.best_epoch is not None:
-            text += f", then trained on all {self.refit_cores} for {self.best_epoch + 1} epochs"
-        return text
+        return text + f", best epoch {self.best_epoch}" + self.refit_note()
+
+    def refit_note(self) -> str:
+        """``", then trained on all 150 for 58 epochs"`` when there was a refit, else ``""``."""
+        if self.refit_cores is None or self.best_epoch is None:
+            return ""
+        return f", then trained on all {self.refit_cores} for {self.best_epoch + 1} epochs"
 
 
 def predicted_intervals(out: HeadOutput, scheme: IntervalScheme) -> torch.Tensor:

@@ -22,9 +22,8 @@ from maskllp.evaluation.metrics import UNDEFINED, interval_metrics
 from maskllp.intervals import IntervalScheme
 from maskllp.io.atomic import write_text_atomic
 from maskllp.predictions import PredictionRow
+from maskllp.proportion.uncertainty import CLINICAL_CUT_OFFS as CUT_OFFS
 
-CUT_OFFS = (0.01, 0.5)
-"""Clinical PD-L1 TPS cut-offs (>= 1 %, >= 50 %)."""
 NEAR_CUT_OFF = 0.2
 """A defined estimate within this relative distance of a cut-off is flagged for review."""
 
@@ -69,11 +68,8 @@ def _distribution(results: Sequence[PredictionRow], scheme: IntervalScheme) -> s
             counts[r.interval] += 1
     rows = [[html.escape(n), _bar(counts[n], len(results))] for n in names]
     rows.append(["undefined (no tumour cells)", _bar(undefined, len(results))])
-    tiers = [0, 0, 0]
-    for r in results:
-        if r.proportion is not None:
-            tiers[int(np.searchsorted(CUT_OFFS, r.proportion, side="right"))] += 1
-    tier_rows = [[t, _bar(n, len(results))] for t, n in zip(TIERS, tiers, strict=True)]
+    tiers = [clinical_tier(r.proportion) for r in results if r.proportion is not None]
+    tier_rows = [[html.escape(t), _bar(tiers.count(t), len(results))] for t in TIERS]
     return ("<h2>Estimates by interval</h2>" + _table(["interval", "cores"], rows)
             + "<h2>Estimates by clinical tier</h2>" + _table(["TPS", "cores"], tier_rows))
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from maskllp.classes import QUPATH_NAMES
 from maskllp.io.atomic import atomic_file
-from maskllp.proportion.inputs import InputFit
 from maskllp.proportion.masked import mask_to_grid
 
 
@@ -139,14 +138,6 @@ def densest_window(yx: np.ndarray, shape: tuple[int, int], side: int) -> tuple[i
             if int(inside.sum()) > best_count:
                 best, best_count = (top, left), int(inside.sum())
     return best
-
-
-def level0_to_input(yx: np.ndarray, level0_shape: tuple[int, int], fit: InputFit) -> np.ndarray:
-    """(n, 2) level-0 pixel positions -> positions on the network's canvas (pixel centres map to
-    pixel centres; the core sits at ``fit.top``, ``fit.left`` resampled to ``fit.content_shape``)."""
-    sy, sx = fit.content_height / level0_shape[0], fit.content_width / level0_shape[1]
-    yx = np.asarray(yx, np.float64).reshape(-1, 2)
-    return np.stack([fit.top + (yx[:, 0] + 0.5) * sy - 0.5, fit.left + (yx[:, 1] + 0.5) * sx - 0.5], 1)
 
 
 def _mask_alpha(weight: np.ndarray, opacity: float) -> np.ndarray:

@@ -121,13 +121,7 @@ class CellBagModule(L.LightningModule):
         self._val_true: list[torch.Tensor] = []
         self._val_pred: list[torch.Tensor] = []
 
-    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.net(batch["features"])
-        r_hat, counts = bag_means(torch.sigmoid(logits), batch["bag"], len(batch["interval"]))
-        return logits, r_hat, counts
-
-    def _loss(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, r_hat: torch.Tensor,
-              counts: torch.Tensor) -> torch.Tensor:
+    def _loss(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
         total = self.loss(logits, batch["bag"], batch["interval"])
         clicked = batch["labels"] >= 0
         if self.click_weight > 0 and bool(clicked.any()):
@@ -138,14 +132,15 @@ class CellBagModule(L.LightningModule):
         return total
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch, *self._forward(batch))
+        loss = self._loss(batch, self.net(batch["features"]))
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["interval"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits, r_hat, counts = self._forward(batch)
-        self.log("val_loss", self._loss(batch, logits, r_hat, counts), on_epoch=True, sync_dist=True,
+        logits = self.net(batch["features"])
+        self.log("val_loss", self._loss(batch, logits), on_epoch=True, sync_dist=True,
                  batch_size=len(batch["interval"]))
+        r_hat, counts = bag_means(torch.sigmoid(logits), batch["bag"], len(batch["interval"]))
         inner = torch.as_tensor(self.scheme.boundaries[1:-1], dtype=r_hat.dtype, device=r_hat.device)
         pred = torch.where(counts > 0, torch.bucketize(r_hat.detach(), inner, right=True),
                            torch.full_like(batch["interval"], UNDEFINED))

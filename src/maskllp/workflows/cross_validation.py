@@ -296,8 +296,7 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
             f"; trained on {s.n_train} (+{s.n_val} validation) cores"
             + (f" of {len(available)}" if len(subset) < len(available) else "")
             + f", best epoch {s.best_epoch}"
-            + (f", then on all {s.refit_cores} for {s.best_epoch + 1} epochs"
-               if s.refit_cores is not None and s.best_epoch is not None else "")
+            + s.refit_note()
             + (f", {s.n_skipped} left out (empty mask)" if s.n_skipped else ""))
         preds += [FoldPrediction(method, k, items[i], names[i], p) for i, p in zip(test, out, strict=True)]
         fold_cells: PositivityScores | None = None
