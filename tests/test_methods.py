@@ -10,9 +10,9 @@ from maskllp.methods import METHODS, get_method, parse_methods
 
 TABLE_1 = ["det", "class", "o-reg", "prop-nomask", "ours-nomask", "lpi", "prop", "wprop", "wprop-listnet",
            "focalprop", "ours"]
-REGISTRY = [*TABLE_1, "ours-cells", "ours-cells-focal", "ours-cells-count"]
+REGISTRY = [*TABLE_1, "ours-cells", "ours-cells-focal", "ours-cells-count", "ours-cells-cnn"]
 MASKED = {"lpi", "prop", "wprop", "wprop-listnet", "focalprop", "ours", "ours-cells", "ours-cells-focal",
-          "ours-cells-count"}
+          "ours-cells-count", "ours-cells-cnn"}
 
 
 def test_registry_holds_table_1_in_order() -> None:

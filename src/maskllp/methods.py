@@ -23,12 +23,15 @@ name                      Table 1                         head      mask  loss
 ``ours-cells``            Ours (cells)                    cells     yes   KL proportion loss + clicks
 ``ours-cells-focal``      Ours (cells, w. focal)          cells     yes   weighted focal + clicks
 ``ours-cells-count``      Ours (cells, count lik.)        cells     yes   count likelihood + clicks
+``ours-cells-cnn``        Ours (cells, CNN)               cells     yes   KL proportion loss + clicks
 ========================  ==============================  ========  ====  ===========================
 
 After the eleven rows of Table 1 come maskllp's cell-level methods: ``ours-cells`` (p(positive) per
 tumour cell from its stain measurements, trained on the cores' interval labels with the KL
 proportion loss and on the clicked cells; the core's TPS the share of positive cells) and
-``ours-cells-focal`` (the same with the paper's weighted focal proportion loss). On the 200-core
+``ours-cells-focal`` (the same with the paper's weighted focal proportion loss), ``ours-cells-cnn``
+(``ours-cells`` whose network also reads each cell's hematoxylin / DAB patch through a small CNN,
+so it learns features the fixed measurements miss). On the 200-core
 dev cohort of docs/benchmark-table1.md the KL loss gave the cell method mF1 0.48 and MAE 6.9 pp,
 the weighted focal loss 0.31 and 7.9 pp: the focal factor |r - r_hat|^2 all but silences the rare
 high-TPS cores, whose midpoints the cells' mean approaches from below.
@@ -63,6 +66,7 @@ from maskllp.config.proportion import LossConfig
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.counting import CountingModel
 from maskllp.detection.model import STAGE1_KIND, DetectorModel, Stage1Model
+from maskllp.detection.patches import patch_side_px
 from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme, get_scheme
 from maskllp.io.grid import ImageSource
@@ -466,7 +470,12 @@ class CellFitted:
         return self.stage1.mask.tumour_threshold
 
     def detect_cells(self, reader: ImageSource) -> DetectedCells:
-        return self.stage1.detect(reader, measure=True)
+        return self.stage1.detect(reader, measure=True, patches=self.model.reads_patches)
+
+    def _tumour_inputs(self, cells: DetectedCells) -> tuple[np.ndarray, np.ndarray | None]:
+        """The tumour cells' features and, for a network that reads them, their patches."""
+        patches = cells.tumour_patches(self.threshold) if self.model.reads_patches else None
+        return cells.tumour_features(self.threshold, self.n_trunk), patches
 
     def _cells(self, item: Stage2Item) -> DetectedCells:
         if self.cells_of is not None:
@@ -477,25 +486,24 @@ class CellFitted:
             return self.detect_cells(reader)
 
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
-        return [self.model.predict_features(self._cells(it).tumour_features(self.threshold, self.n_trunk))
-                for it in items]
+        return [self.model.predict_features(*self._tumour_inputs(self._cells(it))) for it in items]
 
     def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
         out: list[CellCalls | None] = []
         for it in items:
             cells = self._cells(it)
-            features = cells.tumour_features(self.threshold, self.n_trunk)
+            features, patches = self._tumour_inputs(cells)
             out.append(CellCalls(cells.yx[cells.is_tumour(self.threshold)],
-                                 self.model.cell_probabilities(features)))
+                                 self.model.cell_probabilities(features, patches=patches)))
         return out
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
                  want_maps: bool = True) -> CoreEstimate:
         if cells is None:
             raise ValueError("the cell method needs stage 1's measured cells: pass detect_cells(reader)")
-        features = cells.tumour_features(self.threshold, self.n_trunk)
+        features, patches = self._tumour_inputs(cells)
         tumour = cells.is_tumour(self.threshold)
-        logits = self.model.cell_logits(features)  # one pass: the calls, the count, the range
+        logits = self.model.cell_logits(features, patches)  # one pass: the calls, the count, the range
         p = self.model.probabilities_of(logits)
         positive = np.full(len(cells), np.nan, np.float32)
         positive[tumour] = p
@@ -515,9 +523,14 @@ class CellFitted:
 
 class CellFitting:
     """Fitting of ``ours-cells``: the cell network trained on bags of tumour cells (the cores'
-    interval labels) and on the clicked cells of the point-annotated cores."""
+    interval labels) and on the clicked cells of the point-annotated cores. With ``patches`` the
+    network also reads each cell's hematoxylin / DAB patch through its own small CNN
+    (``ours-cells-cnn``)."""
 
     folder_kind = CELL_MODEL_KIND
+
+    def __init__(self, patches: bool = False) -> None:
+        self.patches = patches
 
     def check(self, method: Method, setup: FitSetup) -> None:
         if setup.stage1 is None or not (setup.mask_source is None or isinstance(setup.mask_source,
@@ -537,15 +550,17 @@ class CellFitting:
         width = stage1.trunk_width
         n_trunk = width if config.proportion.cells.trunk_features else 0
         threshold = stage1.mask.tumour_threshold
-        bags = [make_bag(it.name, it.interval, source.cells(it.entry), it.entry, config, threshold, n_trunk)
+        bags = [make_bag(it.name, it.interval, source.cells(it.entry, self.patches), it.entry, config,
+                         threshold, n_trunk, self.patches)
                 for it in items if it.entry is not None]
         loss = method.build_loss(config.intervals.build(), config.proportion.loss)
-        model = train_cell_model(bags, method.name, loss, n_trunk, config, work_dir)
+        side = patch_side_px(1.0 / stage1.detector.mpp) if self.patches else 0
+        model = train_cell_model(bags, method.name, loss, n_trunk, config, work_dir, side)
 
         def cells_of(item: Stage2Item) -> DetectedCells:
             if item.entry is None:
                 raise ValueError(f"item {item.name} has no manifest entry")
-            return source.cells(item.entry)
+            return source.cells(item.entry, self.patches)
 
         return CellFitted(method, model, stage1, cells_of)
 
@@ -624,6 +639,7 @@ class Method:
 STAGE2 = Stage2Fitting()
 COUNTING = CountingFitting()
 CELLS = CellFitting()
+CELL_PATCHES = CellFitting(patches=True)
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -646,6 +662,7 @@ METHODS: dict[str, Method] = {
                True, CELLS),
         Method("ours-cells-count", "Ours (cells, count lik.)", "cells", losses.count_interval_likelihood,
                True, CELLS),
+        Method("ours-cells-cnn", "Ours (cells, CNN)", "cells", losses.proportion_loss, True, CELL_PATCHES),
     )
 }
 """Every Table 1 method, in the order of the table, then maskllp's cell-level method."""

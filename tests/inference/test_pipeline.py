@@ -125,8 +125,9 @@ def test_maps_and_mask_in_the_evidence_match_the_input(tmp_path, cohort_csv, sta
     assert np.all(evidence.image[:8] == 255) and not evidence.mask[:8].any()
 
 
+@pytest.mark.parametrize("name", ["ours-cells", "ours-cells-cnn"])
 def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_detect(
-        tmp_path, annotated_cohort_csv, stage1_dir, cv_config):
+        tmp_path, annotated_cohort_csv, stage1_dir, cv_config, name):
     from maskllp.inference.detect import DetectRun, detect_images
     from maskllp.intervals import PAPER_FIVE
     from maskllp.io.annotations import read_annotations
@@ -135,13 +136,14 @@ def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_dete
     from maskllp.proportion.inputs import InputSpec
     from maskllp.training.inputs import ItemCache, Stage1MaskSource, prepare_items
 
-    cv_config.proportion.cells.max_epochs = 3
+    cv_config.proportion.cells.max_epochs = cv_config.proportion.cells.patch_max_epochs = 3
     entries = read_cohort(annotated_cohort_csv, PAPER_FIVE).entries
     source = Stage1MaskSource(stage1_dir, cells_root=tmp_path / "cache")
     items = prepare_items(entries, PAPER_FIVE, source, ItemCache(tmp_path / "cache", InputSpec("square", 64)))
-    method = get_method("ours-cells")
+    method = get_method(name)
     setup = FitSetup(source, stage1_dir, None, annotated_cohort_csv)
     fitted = method.fit(items, setup, cv_config, tmp_path / "w")
+    assert fitted.model.reads_patches == (name == "ours-cells-cnn")
     model = fitted.save(tmp_path / "cells-model")
     image = entries[0].image
     result = predict_cores(PredictRun(model, [image], tmp_path / "p", mpp=0.5), _config())[0]

@@ -137,3 +137,30 @@ def test_the_model_folder_round_trips(tmp_path) -> None:
     loaded = load_cell_model(model.save(tmp_path / "m"))
     assert loaded.feature_names == model.feature_names and loaded.scheme == PAPER_FIVE
     assert np.array_equal(loaded.cell_probabilities(features), model.cell_probabilities(features))
+
+
+def _patch_model() -> CellProportionModel:
+    torch.manual_seed(0)
+    net = CellPositivityNet(CellNetSpec(3, 0, hidden=8, patch_side=16, patch_width=4))
+    return CellProportionModel(net, "ours-cells-cnn", PAPER_FIVE, ["a", "b", "c"])
+
+
+def test_a_patch_network_reads_the_patches_and_round_trips(tmp_path) -> None:
+    model = _patch_model()
+    assert model.reads_patches and not _model().reads_patches
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(6, 3)).astype(np.float32)
+    patches = rng.integers(0, 80, (6, 2, 16, 16)).astype(np.uint8)
+    model.net.standardise_on(torch.from_numpy(features))
+    assert torch.equal(model.net.mean[3:], torch.zeros(16))  # the encoder's output is not standardised
+    p = model.cell_probabilities(features, patches=patches)
+    other = patches.copy()
+    other[0, 1] = 200  # a brown first cell: its probability changes, the others' do not
+    q = model.cell_probabilities(features, patches=other)
+    assert q[0] != p[0] and np.array_equal(q[1:], p[1:])
+    loaded = load_cell_model(model.save(tmp_path / "m"))
+    assert loaded.reads_patches and np.array_equal(loaded.cell_probabilities(features, patches=patches), p)
+    with pytest.raises(ValueError, match="patch"):
+        model.cell_logits(features)
+    with pytest.raises(ValueError, match="16 px"):
+        model.cell_logits(features, rng.integers(0, 9, (6, 2, 24, 24)).astype(np.uint8))

@@ -3,6 +3,8 @@ separable toy cell population which cells are positive."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,59 @@ def test_binary_entropy_by_hand_and_the_entropy_term_of_the_loss() -> None:
     logits = plain.net(batch["features"])
     extra = regularised._loss(batch, logits) - plain._loss(batch, logits)
     assert torch.allclose(extra, 0.5 * binary_entropy(logits).mean())
+
+
+def _ring_bags(n_bags: int, seed: int, side: int = 16) -> tuple[list[CellBag], list[np.ndarray]]:
+    """Bags of 40 cells whose features are noise; a positive cell's patch has a DAB ring (a
+    membrane), a negative one's DAB is as bright on average but spread evenly (a cytoplasmic tint)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:side, :side] - side / 2 + 0.5
+    ring = (np.abs(np.hypot(yy, xx) - 5) < 1).astype(np.float32)
+    bags, truth = [], []
+    for b in range(n_bags):
+        tps = rng.choice([0.0, rng.uniform(0.01, 0.25), rng.uniform(0.25, 1.0)])
+        positive = rng.random(40) < tps
+        patches = rng.normal(20, 4, (40, 2, side, side))
+        dab = np.where(positive[:, None, None], 80 * ring, 80 * ring.mean())
+        patches[:, 1] += dab
+        x = rng.normal(0, 1, (40, F)).astype(np.float32)
+        bags.append(CellBag(f"b{b}", int(PAPER_FIVE.index_of(positive.mean())), x, np.full(40, -1, np.int8),
+                            np.clip(patches, 0, 255).astype(np.uint8)))
+        truth.append(positive)
+    return bags, truth
+
+
+def test_a_patch_network_learns_from_interval_labels_what_only_the_patches_show(tmp_path) -> None:
+    cfg = Config()
+    cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.progress_bar = "cpu", "1", False
+    cfg.trainer.precision = "32-true"
+    cfg.proportion.cells.patch_max_epochs, cfg.proportion.cells.click_weight = 40, 0.0
+    cfg.proportion.cells.patch_width = 4
+    bags, _ = _ring_bags(60, 0)
+    loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
+    model = train_cell_model(bags, "ours-cells-cnn", loss, 0, cfg, tmp_path, patch_side=16)
+    test, truth = _ring_bags(20, 1)
+
+    def accuracy(m) -> float:
+        return float(np.mean([np.mean((m.cell_probabilities(b.features, patches=b.patches) > 0.5) == t)
+                              for b, t in zip(test, truth, strict=True)]))
+
+    assert model.reads_patches and accuracy(model) > 0.9
+    plain = train_cell_model([replace(b, patches=None) for b in bags], "ours-cells", loss, 0, cfg,
+                             tmp_path / "plain")
+    assert np.mean([np.mean((plain.cell_probabilities(b.features) > 0.5) == t)
+                    for b, t in zip(test, truth, strict=True)]) < 0.85  # the features alone cannot tell
+
+
+def test_turned_patches_are_the_eight_symmetries_of_each_patch() -> None:
+    import torch
+
+    from maskllp.training.cells import turned_patches
+
+    x = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).reshape(2, 1, 3, 3).repeat(50, 1, 1, 1)
+    out = turned_patches(x, torch.Generator().manual_seed(0))
+    symmetries = [torch.rot90(x[0], k, (1, 2)) for k in range(4)]
+    symmetries += [s.flip(2) for s in symmetries]
+    seen = {next(k for k, s in enumerate(symmetries) if torch.equal(o, s)) for o in out[::2]}
+    assert seen == set(range(8))  # every one drawn, and each output is one of them
+    assert torch.equal(out.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))

@@ -75,13 +75,21 @@ class CellMethodConfig:
     network again on every training core (validation ones included) for that many epochs: the usual
     final fit. Measured (docs/benchmark-table1.md): MAE 8.4 -> 7.8 pp (dev cohort) and 6.6 -> 6.3 pp
     (Table 1 cohort), per-cell macro F1 0.859 -> 0.872 and 0.799 -> 0.810."""
+    patch_width: int = 16
+    """``ours-cells-cnn``: channels of the patch encoder's first layer (:mod:`maskllp.detection.patches`)."""
+    patch_max_epochs: int = 60
+    """``ours-cells-cnn``: at most this many epochs (an epoch over patches costs ~100x one over
+    measurements)."""
+    patch_patience: int = 12
     estimate: Literal["mean", "count"] = "count"
     """A core's TPS: the share of its tumour cells with p(positive) > 0.5 (``count``: what a
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.batch_size < 1 or self.max_epochs < 1 or self.lr <= 0:
-            raise ValueError("cells: hidden, batch_size, max_epochs must be >= 1 and lr > 0")
+        if min(self.hidden, self.batch_size, self.max_epochs, self.patch_width, self.patch_max_epochs) < 1 \
+                or self.lr <= 0:
+            raise ValueError("cells: hidden, batch_size, max_epochs, patch_width, patch_max_epochs must be "
+                             ">= 1 and lr > 0")
         if not 0 <= self.dropout < 1 or min(self.weight_decay, self.click_weight, self.entropy_weight) < 0:
             raise ValueError("cells: dropout in [0, 1), weight_decay, click_weight and entropy_weight >= 0")
 

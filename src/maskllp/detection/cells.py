@@ -39,6 +39,9 @@ class DetectedCells:
     trunk_features: np.ndarray | None = None
     nucleus: np.ndarray | None = None
     """(N, len(NUCLEUS_NAMES)) float32 nucleus measurements, when asked for, else None."""
+    patches: np.ndarray | None = None
+    """(N, 2, S, S) uint8 hematoxylin / DAB patch of each cell (:mod:`maskllp.detection.patches`),
+    when asked for, else None."""
 
     def __len__(self) -> int:
         return len(self.yx)
@@ -71,7 +74,7 @@ class DetectedCells:
 
         return DetectedCells(self.yx[keep], self.peak_score[keep], self.tumour_score[keep],
                              pick(self.class_probs), self.shape, self.mpp, pick(self.measurements),
-                             pick(self.trunk_features), pick(self.nucleus))
+                             pick(self.trunk_features), pick(self.nucleus), pick(self.patches))
 
     def tumour_features(self, threshold: float, n_trunk: int = 0) -> np.ndarray:
         """(n, F) float32 features of the tumour cells (tumour score > ``threshold``): the stain
@@ -86,6 +89,13 @@ class DetectedCells:
                 raise ValueError(f"cell features need {n_trunk} trunk features per cell")
             parts.append(self.trunk_features[keep, :n_trunk].astype(np.float32))
         return np.concatenate(parts, axis=1)
+
+    def tumour_patches(self, threshold: float) -> np.ndarray:
+        """(n, 2, S, S) uint8 patches of the tumour cells (tumour score > ``threshold``); ValueError when
+        the cells carry none (detect with ``patches=True``)."""
+        if self.patches is None:
+            raise ValueError("the cell network on patches needs each cell's patch: detect with patches=True")
+        return self.patches[self.is_tumour(threshold)]
 
     def geojson_measurements(self) -> dict[str, np.ndarray]:
         """Per-cell scores for GeoJSON measurements (names as QuPath shows them): the detector's and
@@ -107,7 +117,7 @@ class DetectedCells:
         return out
 
 
-_ARRAYS = ("yx", "peak_score", "tumour_score", "class_probs", "measurements", "trunk_features")
+_ARRAYS = ("yx", "peak_score", "tumour_score", "class_probs", "measurements", "trunk_features", "patches")
 
 
 def save_cells(path: Path, cells: DetectedCells) -> None:
@@ -129,7 +139,8 @@ def load_cells(path: Path) -> DetectedCells:
         except (KeyError, OSError, ValueError) as e:
             raise ValueError(f"damaged cells file {path} ({e})") from None
     return DetectedCells(values["yx"], values["peak_score"], values["tumour_score"], values["class_probs"],
-                         (shape[0], shape[1]), mpp, values["measurements"], values["trunk_features"])
+                         (shape[0], shape[1]), mpp, values["measurements"], values["trunk_features"],
+                         patches=values["patches"])
 
 
 def empty_cells(shape: tuple[int, int], mpp: float, three_classes: bool = False) -> DetectedCells:

@@ -43,6 +43,7 @@ from maskllp.detection.measurements import (
     nucleus_measurements,
     stain_measurements,
 )
+from maskllp.detection.patches import PATCH_CHANNELS, cell_patches, patch_reach_px, patch_side_px
 from maskllp.detection.peaks import peak_pixels, subpixel_offset
 from maskllp.detection.tiling import Tile, iter_windows, round_up, tile_grid
 from maskllp.detection.unet import UNet, receptive_radius
@@ -236,6 +237,7 @@ class Stage1Model:
             needed = max(needed, math.ceil(reach_um / self.detector.mpp) + 2)
         else:
             needed = max(needed, CNN_CONTEXT_PX)
+        needed = max(needed, patch_reach_px(1.0 / self.detector.mpp) + 1)  # a cell's patch, when asked for
         margin = needed if self.tiling.overlap is None else max(self.tiling.overlap, needed)
         return round_up(margin, self.stride)
 
@@ -259,14 +261,15 @@ class Stage1Model:
     @torch.no_grad()
     def detect(self, image: ImageSource, mpp: float | None = None,
                region: tuple[int, int, int, int] | None = None, tile: int | None = None,
-               measure: bool = False, nucleus: bool = False) -> DetectedCells:
+               measure: bool = False, nucleus: bool = False, patches: bool = False) -> DetectedCells:
         """All cells of ``image`` (tiled; bounded memory), with tumour scores when a classifier is loaded.
 
         ``region`` limits detection to part of the model grid; ``tile`` overrides the tile side.
         ``measure``: also each cell's stain measurements (:mod:`maskllp.detection.measurements`, on
         the model grid) and the CNN classifier trunk's feature vector at it (the measurement
         classifier always measures). ``nucleus``: also their nucleus measurements (always with a
-        classifier that uses them).
+        classifier that uses them). ``patches``: also each cell's hematoxylin / DAB patch
+        (:mod:`maskllp.detection.patches`, on the model grid).
         """
         size = self.pixel_size(image, mpp)
         grid = self.grid_for(image, size)
@@ -279,6 +282,7 @@ class Stage1Model:
         measured: list[np.ndarray] = []
         nuclei: list[np.ndarray] = []
         trunk: list[np.ndarray] = []
+        cut: list[np.ndarray] = []
         for tile_, window in iter_windows(image, grid, self.tiles(grid, region, tile)):
             x = rgb_to_tensor(window, self.device)
             heat = det.heatmap(x)
@@ -292,11 +296,14 @@ class Stage1Model:
                 prob_parts.append(probs)
                 if features is not None:
                     trunk.append(features)
-            if measure or nucleus:
+            if measure or nucleus or patches:
                 stains = stain_densities(window, np.float32)
-                measured.append(stain_measurements(stains, yx, 1.0 / self.detector.mpp))
+                if measure:
+                    measured.append(stain_measurements(stains, yx, 1.0 / self.detector.mpp))
                 if nucleus:
                     nuclei.append(nucleus_measurements(stains[..., 0], yx, 1.0 / self.detector.mpp))
+                if patches:
+                    cut.append(cell_patches(stains, yx, 1.0 / self.detector.mpp))
         measurements = (np.concatenate(measured) if measured
                         else np.zeros((0, len(MEASUREMENT_NAMES)), np.float32)) if measure else None
         nucleus_values = (np.concatenate(nuclei) if nuclei
@@ -309,6 +316,10 @@ class Stage1Model:
         cells = self._cells(grid, size, yx_parts, peak_parts, prob_parts)
         cells.measurements = measurements
         cells.nucleus = nucleus_values
+        if patches:
+            side = patch_side_px(1.0 / self.detector.mpp)
+            cells.patches = (np.concatenate(cut) if cut
+                             else np.zeros((0, len(PATCH_CHANNELS), side, side), np.uint8))
         if measure and cnn is not None:
             cells.trunk_features = (np.concatenate(trunk) if trunk
                                     else np.zeros((0, self.trunk_width), np.float16))

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from maskllp.backbones import FeatureMLP
 from maskllp.errors import InputError, NonFiniteOutputError
@@ -49,21 +50,64 @@ class CellNetSpec:
     """Width of the trunk feature vector used (0: stain measurements only)."""
     hidden: int = 64
     dropout: float = 0.2
+    patch_side: int = 0
+    """Side in pixels of the cells' hematoxylin / DAB patches the network also reads through its own
+    small convolutional encoder (0: no patches; :mod:`maskllp.detection.patches`)."""
+    patch_width: int = 16
+    """Channels of the patch encoder's first layer (it doubles twice; its output has 4x as many)."""
+    patch_channels: int = 2
+    """Stains in a patch (hematoxylin, DAB)."""
+    patch_steps_per_od: float = 64.0
+    """uint8 steps per unit of optical density in the patches (how they were quantised)."""
 
     @property
     def n_inputs(self) -> int:
         return self.n_measurements + self.n_trunk
 
+    @property
+    def n_encoded(self) -> int:
+        """Width of the patch encoder's output (0 without patches)."""
+        return 4 * self.patch_width if self.patch_side else 0
+
+
+def patch_encoder(channels: int, width: int) -> nn.Sequential:
+    """(M, channels, S, S) float optical densities -> (M, 4 * width): three 3x3 convolution blocks with
+    batch norm, ReLU and 2x2 max pooling (width, 2 width, 4 width channels), a fourth without
+    pooling, then the mean over the remaining positions."""
+    layers: list[nn.Module] = []
+    for k, out in enumerate((width, 2 * width, 4 * width, 4 * width)):
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+        if k < 3:
+            layers.append(nn.MaxPool2d(2))
+        channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
 
 class CellPositivityNet(FeatureMLP):
-    """(M, F) float32 cell features -> (M,) logits of p(positive) (standardised inside, two hidden
-    layers)."""
+    """(M, F) float32 cell features [and (M, 2, S, S) uint8 patches] -> (M,) logits of p(positive).
+
+    The features are standardised inside; with patches, the patch encoder's output is appended to
+    them before the two hidden layers."""
 
     def __init__(self, spec: CellNetSpec) -> None:
-        super().__init__(spec.n_inputs, 1, spec.hidden, 2, spec.dropout)
+        super().__init__(spec.n_inputs + spec.n_encoded, 1, spec.hidden, 2, spec.dropout)
         self.spec = spec
+        self.encoder = patch_encoder(spec.patch_channels, spec.patch_width) if spec.patch_side else None
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def standardise_on(self, features: torch.Tensor) -> None:
+        """Set the standardisation of the (M, F) features from training cells (the encoder's output
+        is not standardised)."""
+        n = self.spec.n_inputs
+        self.mean[:n] = features.mean(dim=0)
+        if len(features) > 1:
+            self.scale[:n] = features.std(dim=0).clamp_min(1e-3)
+
+    def forward(self, features: torch.Tensor, patches: torch.Tensor | None = None) -> torch.Tensor:
+        if self.encoder is not None:
+            if patches is None:
+                raise ValueError("this cell network reads each cell's patch: pass patches")
+            od = patches.to(features.dtype) / self.spec.patch_steps_per_od
+            features = torch.cat([features, self.encoder(od).to(features.dtype)], dim=1)
         return super().forward(features)[:, 0]
 
 
@@ -73,13 +117,14 @@ class CellBag:
 
     ``features`` (n, F) float32; ``labels`` (n,) int8: 1 / 0 for cells matched to a clicked
     positive / negative tumour cell, -1 otherwise; ``interval`` the core's labelled interval (None:
-    unlabelled).
+    unlabelled); ``patches`` (n, 2, S, S) uint8 for a network that reads them, else None.
     """
 
     name: str
     interval: int | None
     features: np.ndarray
     labels: np.ndarray
+    patches: np.ndarray | None = None
 
 
 class CellProportionModel:
@@ -100,16 +145,36 @@ class CellProportionModel:
         """T of the probabilities behind the TPS range, chosen on validation cores
         (:func:`maskllp.proportion.uncertainty.fit_range_temperature`)."""
 
+    @property
+    def reads_patches(self) -> bool:
+        """Whether the network also reads each cell's patch (detect with ``patches=True``)."""
+        return bool(self.net.spec.patch_side)
+
     @torch.no_grad()
-    def cell_logits(self, features: np.ndarray) -> np.ndarray:
-        """(n, F) float32 -> (n,) float32 logit of p(positive) of each cell."""
+    def cell_logits(self, features: np.ndarray, patches: np.ndarray | None = None) -> np.ndarray:
+        """(n, F) float32 [and (n, 2, S, S) uint8 patches] -> (n,) float32 logit of p(positive) of
+        each cell (in chunks of 4096 cells, so memory stays bounded on a large core)."""
         if len(features) == 0:
             return np.zeros(0, np.float32)
-        return self.net(torch.as_tensor(np.asarray(features, np.float32))).float().numpy()
+        if self.reads_patches:
+            if patches is None or len(patches) != len(features):
+                raise ValueError("this cell model reads each cell's patch: detect with patches=True")
+            if patches.shape[-1] != self.net.spec.patch_side:
+                raise ValueError(f"patches of {patches.shape[-1]} px for a network trained on "
+                                 f"{self.net.spec.patch_side} px (stage 1 at another pixel size?)")
+        out = []
+        for start in range(0, len(features), 4096):
+            f = torch.as_tensor(np.asarray(features[start: start + 4096], np.float32))
+            p = None if not self.reads_patches else torch.from_numpy(
+                np.ascontiguousarray(patches[start: start + 4096]))  # type: ignore[index]
+            out.append(self.net(f, p).float().numpy())
+        return np.concatenate(out)
 
-    def cell_probabilities(self, features: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-        """(n, F) float32 -> (n,) float32 p(positive) of each cell, sigmoid(logit / ``temperature``)."""
-        return self.probabilities_of(self.cell_logits(features), temperature)
+    def cell_probabilities(self, features: np.ndarray, temperature: float = 1.0,
+                           patches: np.ndarray | None = None) -> np.ndarray:
+        """(n, F) float32 [and patches] -> (n,) float32 p(positive) of each cell,
+        sigmoid(logit / ``temperature``)."""
+        return self.probabilities_of(self.cell_logits(features, patches), temperature)
 
     @staticmethod
     def probabilities_of(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -120,9 +185,10 @@ class CellProportionModel:
                                        "diverged, or NaN cell measurements)")
         return p
 
-    def predict_features(self, features: np.ndarray) -> ProportionPrediction:
-        """The prediction for one core from its tumour cells' (n, F) features."""
-        return self.predict_probabilities(self.cell_probabilities(features))
+    def predict_features(self, features: np.ndarray, patches: np.ndarray | None = None
+                         ) -> ProportionPrediction:
+        """The prediction for one core from its tumour cells' (n, F) features [and patches]."""
+        return self.predict_probabilities(self.cell_probabilities(features, patches=patches))
 
     def predict_probabilities(self, p: np.ndarray) -> ProportionPrediction:
         """The prediction for one core from its tumour cells' (n,) p(positive)."""
@@ -131,8 +197,6 @@ class CellProportionModel:
         r = float(p.mean()) if self.estimate == "mean" else float(np.mean(p > 0.5))
         return ProportionPrediction(r, int(self.scheme.index_of(r)), float(p.sum()), float((1 - p).sum()))
 
-    def predict_bags(self, bags: Sequence[np.ndarray]) -> list[ProportionPrediction]:
-        return [self.predict_features(f) for f in bags]
 
     def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
         config = {"method": self.method_name, "network": asdict(self.net.spec), "estimate": self.estimate,

@@ -31,6 +31,7 @@ from maskllp.classes import CellClass, ClassMapping
 from maskllp.config import Config
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.measurements import MEASUREMENT_NAMES
+from maskllp.detection.patches import OD_STEPS_PER_UNIT, PATCH_CHANNELS
 from maskllp.errors import InputError
 from maskllp.evaluation.detection_metrics import match_points
 from maskllp.evaluation.metrics import interval_metrics
@@ -71,13 +72,14 @@ def click_labels(tumour_yx: np.ndarray, entry: CohortEntry, mapping: ClassMappin
 
 
 def make_bag(name: str, interval: int | None, cells: DetectedCells, entry: CohortEntry | None,
-             config: Config, threshold: float, n_trunk: int) -> CellBag:
-    """The bag of one core: its tumour cells' features and, from ``entry``'s clicks, their labels."""
+             config: Config, threshold: float, n_trunk: int, patches: bool = False) -> CellBag:
+    """The bag of one core: its tumour cells' features (and with ``patches`` their patches) and,
+    from ``entry``'s clicks, their labels."""
     features = cells.tumour_features(threshold, n_trunk)
     tumour_yx = cells.yx[cells.is_tumour(threshold)]
     labels = (click_labels(tumour_yx, entry, config.classes, config.detector.match_radius_um / cells.mpp)
               if entry is not None else np.full(len(features), -1, np.int8))
-    return CellBag(name, interval, features, labels)
+    return CellBag(name, interval, features, labels, cells.tumour_patches(threshold) if patches else None)
 
 
 class _Bags(Dataset):
@@ -93,12 +95,29 @@ class _Bags(Dataset):
 
 def collate_bags(batch: list[CellBag]) -> dict[str, torch.Tensor]:
     """Bags -> ``features`` (M, F), ``bag`` (M,) int64 index of each cell's bag, ``labels`` (M,)
-    int64 (-1 unknown), ``interval`` (B,) int64 (-1 unlabelled)."""
+    int64 (-1 unknown), ``interval`` (B,) int64 (-1 unlabelled), and when the bags carry patches
+    ``patches`` (M, 2, S, S) uint8."""
     features = torch.from_numpy(np.concatenate([b.features for b in batch]).astype(np.float32))
     bag = torch.cat([torch.full((len(b.features),), i, dtype=torch.int64) for i, b in enumerate(batch)])
     labels = torch.from_numpy(np.concatenate([b.labels for b in batch]).astype(np.int64))
     interval = torch.tensor([-1 if b.interval is None else b.interval for b in batch], dtype=torch.int64)
-    return {"features": features, "bag": bag, "labels": labels, "interval": interval}
+    out = {"features": features, "bag": bag, "labels": labels, "interval": interval}
+    if batch and batch[0].patches is not None:
+        out["patches"] = torch.from_numpy(np.concatenate([b.patches for b in batch]))  # type: ignore[misc]
+    return out
+
+
+def turned_patches(patches: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(M, C, S, S) patches, each turned by a random one of the 8 rotations / reflections of the
+    square (a cell has no up or down), drawn independently per cell."""
+    code = torch.randint(0, 8, (len(patches),), generator=generator)
+    out = patches.clone()
+    for k in range(8):
+        pick = code == k
+        if bool(pick.any()):
+            turned = torch.rot90(patches[pick], k % 4, dims=(2, 3))
+            out[pick] = turned.flip(3) if k >= 4 else turned
+    return out
 
 
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -131,13 +150,19 @@ class CellBagModule(L.LightningModule):
             total = total + self.entropy_weight * binary_entropy(logits).mean()
         return total
 
+    def _logits(self, batch: dict[str, torch.Tensor], train: bool = False) -> torch.Tensor:
+        patches = batch.get("patches")
+        if patches is not None and train:
+            patches = turned_patches(patches)
+        return self.net(batch["features"], patches)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch, self.net(batch["features"]))
+        loss = self._loss(batch, self._logits(batch, train=True))
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["interval"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self.net(batch["features"])
+        logits = self._logits(batch)
         self.log("val_loss", self._loss(batch, logits), on_epoch=True, sync_dist=True,
                  batch_size=len(batch["interval"]))
         r_hat, counts = bag_means(torch.sigmoid(logits), batch["bag"], len(batch["interval"]))
@@ -162,7 +187,7 @@ class CellBagModule(L.LightningModule):
 
 
 def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpec, loss: nn.Module,
-              scheme: IntervalScheme, config: Config, work_dir: Path, max_epochs: int
+              scheme: IntervalScheme, config: Config, work_dir: Path, max_epochs: int, patience: int
               ) -> tuple[CellPositivityNet, BestWeights]:
     """A cell network trained on ``train`` from the run's seed (early stopping on ``val`` when given,
     else ``max_epochs`` epochs); returns it (on the CPU) with the best-epoch callback."""
@@ -174,7 +199,7 @@ def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpe
     train_loader = DataLoader(_Bags(train), batch_size=cc.batch_size, shuffle=True, collate_fn=collate_bags)
     val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags) if val else None
     trainer, best = build_trainer(config.trainer, work_dir, max_epochs=max_epochs,
-                                  patience=cc.patience if val else None, has_validation=bool(val),
+                                  patience=patience if val else None, has_validation=bool(val),
                                   progress_bar=False)
     with warnings.catch_warnings():  # the final fit on every core has no validation, on purpose
         warnings.filterwarnings("ignore", message=".*validation_step.*no `val_dataloader`")
@@ -183,13 +208,14 @@ def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpe
 
 
 def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module, n_trunk: int, config: Config,
-                     out_dir: str | Path) -> CellProportionModel:
+                     out_dir: str | Path, patch_side: int = 0) -> CellProportionModel:
     """Train the cell network on ``bags`` (labelled cores, and cores with clicked cells); logs go to
-    ``out_dir/logs``. The number of epochs is chosen by early stopping on a validation split; with
-    ``cells.refit`` (default) the network is then trained again, from the same seed, on every
-    training core for that many epochs (``out_dir/refit/logs``). Returns the model, its ``summary``
-    filled in; its range temperature is chosen on the validation split by the first network, which
-    never saw it."""
+    ``out_dir/logs``; ``patch_side`` > 0: the network also reads the bags' patches of that side
+    (``cells.patch_max_epochs`` / ``patch_patience`` then bound the training). The number of epochs
+    is chosen by early stopping on a validation split; with ``cells.refit`` (default) the network is
+    then trained again, from the same seed, on every training core for that many epochs
+    (``out_dir/refit/logs``). Returns the model, its ``summary`` filled in; its range temperature is
+    chosen on the validation split by the first network, which never saw it."""
     cc, scheme = config.proportion.cells, config.intervals.build()
     usable = [b for b in bags if len(b.features) and (b.interval is not None or (b.labels >= 0).any())]
     skipped = sum(1 for b in bags if b.interval is not None and not len(b.features))
@@ -204,20 +230,23 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     val_set = {labelled[i] for i in val_l}
     train = [b for i, b in enumerate(usable) if i not in val_set]
     val = [usable[i] for i in sorted(val_set)]
-    spec = CellNetSpec(len(MEASUREMENT_NAMES), n_trunk, cc.hidden, cc.dropout)
-    net, best = _fit_bags(train, val, spec, loss, scheme, config, Path(out_dir), cc.max_epochs)
+    spec = CellNetSpec(len(MEASUREMENT_NAMES), n_trunk, cc.hidden, cc.dropout, patch_side, cc.patch_width,
+                       len(PATCH_CHANNELS), OD_STEPS_PER_UNIT)
+    max_epochs, patience = ((cc.patch_max_epochs, cc.patch_patience) if patch_side
+                            else (cc.max_epochs, cc.patience))
+    net, best = _fit_bags(train, val, spec, loss, scheme, config, Path(out_dir), max_epochs, patience)
     summary = TrainingSummary(len(train), len(val), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
     first = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     scored = [b for b in val if b.interval is not None]
-    temperature = fit_range_temperature([first.cell_logits(b.features) for b in scored],
+    temperature = fit_range_temperature([first.cell_logits(b.features, b.patches) for b in scored],
                                         [int(b.interval) for b in scored], scheme)
     model = first
     if cc.refit and val and best.best_epoch is not None:
         epochs = best.best_epoch + 1
         log.info("%s: trained again on all %d training cores for %d epochs (the number chosen on %d "
                  "validation cores)", method_name, len(usable), epochs, len(val))
-        net, _ = _fit_bags(usable, [], spec, loss, scheme, config, Path(out_dir) / "refit", epochs)
+        net, _ = _fit_bags(usable, [], spec, loss, scheme, config, Path(out_dir) / "refit", epochs, patience)
         summary = replace(summary, refit_cores=len(usable))
         model = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     model.range_temperature = temperature

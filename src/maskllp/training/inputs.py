@@ -50,6 +50,7 @@ from maskllp.detection.cells import DetectedCells, load_cells, save_cells
 from maskllp.detection.mask import tumour_mask
 from maskllp.detection.measurements import MEASUREMENT_NAMES
 from maskllp.detection.model import Stage1Model
+from maskllp.detection.patches import OD_STEPS_PER_UNIT, PATCH_SIDE_UM
 from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme
 from maskllp.io.atomic import atomic_file
@@ -70,6 +71,8 @@ from maskllp.synth.truth import read_truth, read_truth_cells
 CACHE_DIRNAME = ".maskllp-cache"
 MEASUREMENTS_KEY = hashlib.sha256("|".join(MEASUREMENT_NAMES).encode()).hexdigest()[:8]
 """Changes when the cell measurements change, so cached cells of another definition are not reused."""
+PATCHES_KEY = f"-patches{PATCH_SIDE_UM:g}um{OD_STEPS_PER_UNIT:g}"
+"""Marks the cache of cells that carry their patches (:mod:`maskllp.detection.patches`)."""
 log = logging.getLogger("maskllp")
 
 
@@ -140,19 +143,25 @@ class Stage1MaskSource:
     def cache_key(self) -> str:
         return self._key
 
-    def cells(self, entry: CohortEntry) -> DetectedCells:
-        """The core's cells with their measurements (from the cache when it holds them)."""
-        path = None
-        if self.cells_root is not None:
-            folder = self.cells_root / f"cells-{self._key}-{MEASUREMENTS_KEY}"
-            path = folder / f"{_fingerprint(entry.image)}.npz"
-            if path.is_file():
+    def _cache_path(self, entry: CohortEntry, patches: bool) -> Path | None:
+        if self.cells_root is None:
+            return None
+        folder = self.cells_root / f"cells-{self._key}-{MEASUREMENTS_KEY}{PATCHES_KEY if patches else ''}"
+        return folder / f"{_fingerprint(entry.image)}.npz"
+
+    def cells(self, entry: CohortEntry, patches: bool = False) -> DetectedCells:
+        """The core's cells with their measurements, and with ``patches`` each cell's patch (from
+        the cache when it holds them; cells cached with patches serve both)."""
+        candidates = [self._cache_path(entry, True)] + ([] if patches else [self._cache_path(entry, False)])
+        for candidate in candidates[::-1]:
+            if candidate is not None and candidate.is_file():
                 try:
-                    return load_cells(path)
+                    return load_cells(candidate)
                 except (OSError, ValueError):
-                    log.warning("damaged cache file %s: recomputing it", path)
+                    log.warning("damaged cache file %s: recomputing it", candidate)
+        path = self._cache_path(entry, patches)
         with open_image(entry.image, entry.mpp) as reader:
-            cells = self.model.detect(reader, measure=True)
+            cells = self.model.detect(reader, measure=True, patches=patches)
         if path is not None:
             try:
                 save_cells(path, cells)

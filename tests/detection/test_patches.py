@@ -1,0 +1,40 @@
+"""A cell's patch: the hematoxylin / DAB square around it, by hand on tiny arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskllp.detection.patches import (
+    OD_STEPS_PER_UNIT,
+    PATCH_SIDE_UM,
+    cell_patches,
+    patch_reach_px,
+    patch_side_px,
+    patches_to_od,
+)
+
+
+def test_the_side_is_the_physical_size_in_pixels_and_even() -> None:
+    assert patch_side_px(2.0) == round(2 * PATCH_SIDE_UM) == 48  # 0.5 um/px
+    assert patch_side_px(1.0) == 24 and patch_side_px(0.01) == 8  # never under 8 px
+    assert patch_side_px(1.0 / 0.3) % 2 == 0
+    assert patch_reach_px(2.0) == 24
+
+
+def test_a_patch_holds_the_hematoxylin_and_dab_around_the_cell_quantised() -> None:
+    stains = np.zeros((60, 60, 3), np.float32)
+    stains[30, 31] = (0.5, 9.0, 1.0)  # H 0.5, eosin (left out), DAB 1.0, one pixel right of the cell
+    stains[0, 0, 2] = 10.0  # beyond what uint8 holds: clipped
+    patch = cell_patches(stains, np.array([[30.2, 29.8], [3.0, 3.0]]), 1.0)  # 24 px, centred on (30, 30)
+    assert patch.shape == (2, 2, 24, 24) and patch.dtype == np.uint8
+    first = patch[0]
+    assert first[0, 12, 13] == 32 and first[1, 12, 13] == 64  # row 30 - 30 + 12, column 31 - 30 + 12
+    assert first.sum() == 32 + 64  # nothing else, and no eosin
+    # a cell 3 px from the corner: rows and columns past the edge repeat row / column 0
+    corner = patch[1, 1]
+    assert np.all(corner[:10, :10] == 255) and corner[10:, :].sum() == 0 and corner[:, 10:].sum() == 0
+    assert np.allclose(patches_to_od(first)[1, 12, 13], 64 / OD_STEPS_PER_UNIT)
+
+
+def test_no_cells_give_no_patches() -> None:
+    assert cell_patches(np.zeros((8, 8, 3)), np.zeros((0, 2)), 2.0).shape == (0, 2, 48, 48)
