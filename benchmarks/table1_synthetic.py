@@ -1,6 +1,6 @@
 """The paper's Table 1 on a synthetic cohort: every method, 4-fold cross-validation, one command.
 
-    python benchmarks/table1_synthetic.py --out runs/table1            # ~3.5 h on 2 CPU cores (all steps)
+    python benchmarks/table1_synthetic.py --out runs/table1            # ~4 h on 2 CPU cores (all steps)
     python benchmarks/table1_synthetic.py --out runs/t --cores 60 --skip ablations,oracle   # smaller
 
 Steps (each one maskllp library call; the equivalent command is printed):
@@ -14,7 +14,7 @@ Steps (each one maskllp library call; the equivalent command is printed):
    ``ours-cells``), and the three-class classifier on its points (the Det baseline), each trained
    once and used for all folds, as in the paper; stage 1 is then scored against every true cell,
    per cell subtype (``maskllp evaluate-detection``);
-3. ``maskllp cv --methods all``: the eleven Table 1 methods and ``ours-cells`` on the same folds
+3. ``maskllp cv --methods all``: the eleven Table 1 methods and the cell methods on the same folds
    (stratified by interval, grouped by patient), exact TPS from the truth for MAE and cut-off
    agreement, per-cell scores of the cell-level methods;
 4. ablations of Ours (the pixel method), one setting back at a time: the paper's square input
