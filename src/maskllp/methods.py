@@ -66,7 +66,6 @@ from maskllp.config.proportion import LossConfig
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.counting import CountingModel
 from maskllp.detection.model import STAGE1_KIND, DetectorModel, Stage1Model
-from maskllp.detection.patches import patch_side_px
 from maskllp.errors import InputError
 from maskllp.intervals import IntervalScheme, get_scheme
 from maskllp.io.grid import ImageSource
@@ -554,8 +553,7 @@ class CellFitting:
                          threshold, n_trunk, self.patches)
                 for it in items if it.entry is not None]
         loss = method.build_loss(config.intervals.build(), config.proportion.loss)
-        side = patch_side_px(1.0 / stage1.detector.mpp) if self.patches else 0
-        model = train_cell_model(bags, method.name, loss, n_trunk, config, work_dir, side)
+        model = train_cell_model(bags, method.name, loss, n_trunk, config, work_dir)
 
         def cells_of(item: Stage2Item) -> DetectedCells:
             if item.entry is None:

@@ -156,7 +156,7 @@ def test_a_patch_network_learns_from_interval_labels_what_only_the_patches_show(
     cfg.proportion.cells.patch_width = 4
     bags, _ = _ring_bags(60, 0)
     loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
-    model = train_cell_model(bags, "ours-cells-cnn", loss, 0, cfg, tmp_path, patch_side=16)
+    model = train_cell_model(bags, "ours-cells-cnn", loss, 0, cfg, tmp_path)
     test, truth = _ring_bags(20, 1)
 
     def accuracy(m) -> float:

@@ -208,9 +208,9 @@ def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpe
 
 
 def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module, n_trunk: int, config: Config,
-                     out_dir: str | Path, patch_side: int = 0) -> CellProportionModel:
+                     out_dir: str | Path) -> CellProportionModel:
     """Train the cell network on ``bags`` (labelled cores, and cores with clicked cells); logs go to
-    ``out_dir/logs``; ``patch_side`` > 0: the network also reads the bags' patches of that side
+    ``out_dir/logs``. When the bags carry patches the network also reads them
     (``cells.patch_max_epochs`` / ``patch_patience`` then bound the training). The number of epochs
     is chosen by early stopping on a validation split; with ``cells.refit`` (default) the network is
     then trained again, from the same seed, on every training core for that many epochs
@@ -230,6 +230,7 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     val_set = {labelled[i] for i in val_l}
     train = [b for i, b in enumerate(usable) if i not in val_set]
     val = [usable[i] for i in sorted(val_set)]
+    patch_side = 0 if usable[0].patches is None else int(usable[0].patches.shape[-1])
     spec = CellNetSpec(len(MEASUREMENT_NAMES), n_trunk, cc.hidden, cc.dropout, patch_side, cc.patch_width,
                        len(PATCH_CHANNELS), OD_STEPS_PER_UNIT)
     max_epochs, patience = ((cc.patch_max_epochs, cc.patch_patience) if patch_side

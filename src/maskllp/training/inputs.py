@@ -152,8 +152,8 @@ class Stage1MaskSource:
     def cells(self, entry: CohortEntry, patches: bool = False) -> DetectedCells:
         """The core's cells with their measurements, and with ``patches`` each cell's patch (from
         the cache when it holds them; cells cached with patches serve both)."""
-        candidates = [self._cache_path(entry, True)] + ([] if patches else [self._cache_path(entry, False)])
-        for candidate in candidates[::-1]:
+        for with_patches in ((True,) if patches else (False, True)):
+            candidate = self._cache_path(entry, with_patches)
             if candidate is not None and candidate.is_file():
                 try:
                     return load_cells(candidate)
