@@ -88,6 +88,34 @@ def inference_device(name: str | torch.device) -> torch.device:
     return device
 
 
+def inference_devices(name: str, count: int | None = None) -> list[str]:
+    """The devices of one inference run, one process each: ``cpu`` -> [cpu]; ``cpu`` with ``count``
+    2 -> [cpu, cpu]; ``cuda`` with ``count`` 2 -> [cuda:0, cuda:1]; ``cuda:0,1`` -> [cuda:0,
+    cuda:1]. Each is checked as :func:`inference_device` checks it; InputError in one line for a
+    count below 1 or a count next to listed GPUs."""
+    text = str(name).strip().lower()
+    if count is not None and count < 1:
+        raise InputError("--devices", f"{count}: give a number of devices of 1 or more")
+    if "," in text:
+        kind, _, indices = text.partition(":")
+        if count is not None:
+            raise InputError("--devices", f"--device {name} names the devices already; drop --devices")
+        names = [f"{kind}:{i.strip()}" for i in indices.split(",")]
+    elif count is None or count == 1:
+        names = [text]
+    elif text == "cpu":
+        names = ["cpu"] * count
+    elif text in ("cuda", "gpu"):
+        names = [f"cuda:{i}" for i in range(count)]
+    else:
+        raise InputError("--devices", f"--device {name} names one device; give --device cuda with "
+                                      f"--devices {count}, or list them: cuda:0,1")
+    devices = [inference_device(n.replace("gpu", "cuda")) for n in names]
+    if len(set(map(str, devices))) < len(devices) and devices[0].type != "cpu":
+        raise InputError("--device", f"{name}: a device is listed twice")
+    return [str(d) for d in devices]
+
+
 def bf16_native(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 natively (a CUDA GPU with bf16; a CPU with AVX-512 BF16 or
     AMX). Elsewhere bf16 is emulated and slower than fp32 (``benchmarks/bf16_cpu.py``)."""

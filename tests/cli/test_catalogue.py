@@ -418,6 +418,10 @@ _many("option", [
                                              "cuda:0,1", "--devices", 2], ["--devices"])),
     ("cv-device-and-accelerator", lambda w: (["cv", w.csv, "--out", w.out("o22"), "--device", "cpu",
                                               "--accelerator", "cpu"], ["--accelerator"])),
+    ("predict-devices-zero", lambda w: (["predict", w.model, w.image, "--out", w.out("o23"), "--devices", 0],
+                                        ["--devices", "1 or more"])),
+    ("predict-gpus-listed-and-counted", lambda w: (["predict", w.model, w.image, "--out", w.out("o24"),
+                                                    "--device", "cuda:0,1", "--devices", 2], ["drop --devices"])),
     ("predict-mask-method-with-dead-stage1", lambda w: (["predict", w.model, w.image, "--out", w.out("o19"),
                                                          "--stage1", w.root / "bad" / "nostage1"], ["nostage1"])),
 ])

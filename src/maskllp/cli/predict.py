@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from maskllp.cli import app
-from maskllp.cli.common import CONFIG_OPTION, DEVICE_OPTION, MPP_OPTION, OVERWRITE_OPTION
+from maskllp.cli.common import CONFIG_OPTION, MPP_OPTION, OVERWRITE_OPTION
 
 
 @app.command("predict")
@@ -21,22 +21,19 @@ def predict(
     stage1: Path | None = typer.Option(None, "--stage1", help="Stage-1 folder replacing the one the model "
                                        "carries (needed for models trained on oracle masks)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the per-core figure."),
-    device: str = DEVICE_OPTION,
+    device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, or several GPUs "
+                               "cuda:0,1 (one process each, through Lightning's predict loop)."),
+    devices: int | None = typer.Option(None, "--devices", help="How many devices of --device's kind, one "
+                                       "process each: --device cuda --devices 4."),
     overwrite: bool = OVERWRITE_OPTION,
     config: list[Path] | None = CONFIG_OPTION,
 ) -> None:
     """Estimate the TPS of each core: per core a JSON (estimate, interval, s_p, s_n, tumour cells), the
     cells as QuPath GeoJSON and the figure of the paper's Fig. 5; predictions.csv and report.html."""
     from maskllp.cli.common import load_run_config
-    from maskllp.inference.pipeline import PredictRun, predict_cores
+    from maskllp.inference.pipeline import PredictRun, predict_cores, progress_line
 
     cfg = load_run_config(config)
-
-    def show(i: int, n: int, r) -> None:
-        tps = "undefined" if r.proportion is None else f"{100 * r.proportion:.1f} %"
-        typer.echo(f"[{i}/{n}] {r.name}: TPS {tps} ({r.interval or 'no interval'})"
-                   + (f"; {r.note}" if r.note else ""))
-
-    run = PredictRun(model, list(inputs), out, mpp, stage1, device, overwrite, figures)
-    results = predict_cores(run, cfg, progress=show)
+    run = PredictRun(model, list(inputs), out, mpp, stage1, device, overwrite, figures, devices)
+    results = predict_cores(run, cfg, progress=lambda i, n, r: typer.echo(progress_line(i, n, r)))
     typer.echo(f"Wrote {len(results)} prediction(s) to {out} (predictions.csv, report.html)")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskllp.backbones import inference_autocast, inference_device
+from maskllp.backbones import inference_autocast, inference_device, inference_devices
 from maskllp.classes import CellClass
 from maskllp.config import Config, save_config
 from maskllp.config.review import ReviewConfig
@@ -150,12 +150,17 @@ class PredictRun:
     mpp: float | None = None
     stage1_dir: Path | None = None
     device: str = "cpu"
+    """``cpu``, ``cuda``, ``cuda:1``, or several GPUs ``cuda:0,1`` (one process each)."""
     overwrite: bool = False
     figures: bool = True
+    devices: int | None = None
+    """How many devices of ``device``'s kind, one process each (None: the one ``device`` names)."""
 
 
 @dataclass
-class _Core:
+class CoreToPredict:
+    """One core of a ``predict`` run: its image, unique name, pixel size and what the manifest says."""
+
     path: Path
     name: str
     mpp: float | None
@@ -164,12 +169,12 @@ class _Core:
     truth: float | None = None
 
 
-def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
+def _cores_of(run: PredictRun, config: Config) -> list[CoreToPredict]:
     """The cores to predict, every input checked before any work (all problems at once)."""
     given = images_or_cohort(run.inputs, config.intervals.build(), config.classes)
     paths = [p for p, _ in given]
-    cores = [_Core(p, "", run.mpp) if e is None else
-             _Core(p, "", run.mpp if run.mpp is not None else e.mpp, e.label_text, e.patient,
+    cores = [CoreToPredict(p, "", run.mpp) if e is None else
+             CoreToPredict(p, "", run.mpp if run.mpp is not None else e.mpp, e.label_text, e.patient,
                    None if e.label is None else e.label.proportion) for p, e in given]
     if not cores:
         raise InputError(None, "no image to predict", "IMAGE")
@@ -190,38 +195,62 @@ def _cores_of(run: PredictRun, config: Config) -> list[_Core]:
 def predict_cores(run: PredictRun, config: Config,
                   progress: Callable[[int, int, PredictionRow], None] | None = None) -> list[PredictionRow]:
     """``maskllp predict``: every core's JSON, figure and cells, ``predictions.csv``, ``report.html``
-    and ``config.yaml`` in ``run.out_dir``, which appears only when every core succeeded."""
+    and ``config.yaml`` in ``run.out_dir``, which appears only when every core succeeded.
+
+    ``run.device`` naming several devices (``cuda:0,1``; ``cpu`` with ``run.devices`` 2) predicts
+    through Lightning's predict loop, one process per device, each core once
+    (:mod:`maskllp.inference.distributed`); the outputs are the same as one process writes, in
+    manifest order."""
+    devices = inference_devices(run.device, run.devices)
     cores = _cores_of(run, config)
-    predictor = Predictor.load(run.model_dir, run.device, run.stage1_dir, config.intervals.build(),
-                               config.inference.precision)
-    results: list[PredictionRow] = []
+    predictor = Predictor.load(run.model_dir, devices[0] if len(devices) == 1 else "cpu", run.stage1_dir,
+                               config.intervals.build(), config.inference.precision)
     inputs = [run.model_dir, run.stage1_dir, *run.inputs, *(c.path for c in cores)]
     with staged_directory(run.out_dir, run.overwrite, inputs) as stage:
-        for i, core in enumerate(cores):
-            result, estimate, cells = predictor.predict(core.path, core.mpp, core.name, run.figures,
-                                                        config.review)
-            result.label, result.patient, result.truth = core.label, core.patient, core.truth
-            results.append(result)
-            if cells is not None and predictor.stage1 is not None:
-                classes = called_classes(predictor.stage1, cells, estimate)
-                if estimate.positivity in ("cell method", "counted"):  # the TPS is their count
-                    result.positive_cells = int((classes == CellClass.POSITIVE_TUMOUR).sum())
-                    result.negative_cells = int((classes == CellClass.NEGATIVE_TUMOUR).sum())
-                _write_cells(predictor.stage1, cells, classes, estimate, core, stage)
-                if run.figures:
-                    _write_preview(predictor.stage1, cells, classes, core, stage / f"{core.name}.preview.png")
-            write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
-            if run.figures and estimate.image is not None:
-                close_up = (None if cells is None or estimate.fit is None or predictor.stage1 is None
-                            or estimate.maps is None  # only the maps figure shows a close-up
-                            else _close_up(core, cells, classes, estimate.fit))
-                _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png", close_up)
-            if progress is not None:
-                progress(i + 1, len(cores), result)
+        if len(devices) > 1:
+            from maskllp.inference.distributed import predict_on_devices
+
+            results = predict_on_devices(run, config, cores, devices, stage)
+        else:
+            results = []
+            for i, core in enumerate(cores):
+                results.append(predict_core(predictor, core, run.figures, config, stage))
+                if progress is not None:
+                    progress(i + 1, len(cores), results[-1])
         write_text_atomic(stage / "predictions.csv", predictions_csv(results))
         write_cohort_report(stage / "report.html", results, predictor.scheme, str(run.model_dir))
         save_config(config, stage / "config.yaml")
     return results
+
+
+def progress_line(i: int, n: int, row: PredictionRow) -> str:
+    """The line ``predict`` prints when core ``i`` of ``n`` is done."""
+    tps = "undefined" if row.proportion is None else f"{100 * row.proportion:.1f} %"
+    return (f"[{i}/{n}] {row.name}: TPS {tps} ({row.interval or 'no interval'})"
+            + (f"; {row.note}" if row.note else ""))
+
+
+def predict_core(predictor: Predictor, core: CoreToPredict, figures: bool, config: Config,
+                 stage: Path) -> PredictionRow:
+    """Predict one core and write its files into ``stage`` (its JSON, cells and mask GeoJSON, and with
+    ``figures`` its preview and figure); return its row."""
+    result, estimate, cells = predictor.predict(core.path, core.mpp, core.name, figures, config.review)
+    result.label, result.patient, result.truth = core.label, core.patient, core.truth
+    if cells is not None and predictor.stage1 is not None:
+        classes = called_classes(predictor.stage1, cells, estimate)
+        if estimate.positivity in ("cell method", "counted"):  # the TPS is their count
+            result.positive_cells = int((classes == CellClass.POSITIVE_TUMOUR).sum())
+            result.negative_cells = int((classes == CellClass.NEGATIVE_TUMOUR).sum())
+        _write_cells(predictor.stage1, cells, classes, estimate, core, stage)
+        if figures:
+            _write_preview(predictor.stage1, cells, classes, core, stage / f"{core.name}.preview.png")
+    write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
+    if figures and estimate.image is not None:
+        close_up = (None if cells is None or estimate.fit is None or predictor.stage1 is None
+                    or estimate.maps is None  # only the maps figure shows a close-up
+                    else _close_up(core, cells, classes, estimate.fit))
+        _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png", close_up)
+    return result
 
 
 POSITIVITY_NOTES = {
@@ -233,7 +262,7 @@ POSITIVITY_NOTES = {
 
 
 def _write_cells(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarray, estimate: CoreEstimate,
-                 core: _Core, stage: Path) -> None:
+                 core: CoreToPredict, stage: Path) -> None:
     """Stage-1 cells as QuPath detections: ``Tumor: Positive`` / ``Tumor: Negative`` by the method's
     call on each tumour cell where it makes one (else ``Tumor``), ``Stroma`` for the others; scores
     and optical densities as measurements; where the calls come from in each cell's metadata.
@@ -263,7 +292,7 @@ PREVIEW_SIDE = 512
 """Longer side of the per-core preview ``predict`` writes (and the report's thumbnails)."""
 
 
-def _write_preview(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarray, core: _Core,
+def _write_preview(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarray, core: CoreToPredict,
                    path: Path) -> None:
     """The core reduced to at most :data:`PREVIEW_SIDE` px, the tumour mask tinted, each cell a dot in
     the colour of its call (QuPath's: positive red, negative blue, stroma green)."""
@@ -278,7 +307,7 @@ CLOSE_UP_UM = 120.0
 """Width (microns) of the figure's full-resolution close-up (a few dozen cells)."""
 
 
-def _close_up(core: _Core, cells: DetectedCells, classes: np.ndarray, fit: InputFit) -> CloseUp:
+def _close_up(core: CoreToPredict, cells: DetectedCells, classes: np.ndarray, fit: InputFit) -> CloseUp:
     """The window of :data:`CLOSE_UP_UM` at level 0 that holds the most tumour cells (the most cells
     when there is none), read at full resolution, with its cells and where it lies on the network
     image."""
