@@ -60,11 +60,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def matmul_rate(threads: int, device: str, seconds: float = 2.0, n: int = 2048) -> float:
-    """Measured FLOP/s of an (n x n) @ (n x n) float32 product, repeated for about ``seconds``."""
+def matmul_rate(threads: int, device: str, seconds: float = 2.0, n: int = 2048,
+                dtype: torch.dtype = torch.float32) -> float:
+    """Measured FLOP/s of an (n x n) @ (n x n) product of ``dtype``, repeated for about ``seconds``."""
     torch.set_num_threads(threads)
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     a @ b  # warm-up
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -99,6 +100,10 @@ def main() -> None:
     ap.add_argument("--cell-um", type=float, default=12.0, help="one detection per this many microns squared")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="32", choices=["32", "bf16"],
+                    help="networks under bf16 autocast (as predict's 'auto' where bf16 is native) or fp32")
+    ap.add_argument("--read-ahead", type=int, default=TilingConfig.read_ahead,
+                    help="windows read ahead by a background thread (0: in line)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -108,7 +113,7 @@ def main() -> None:
     cls_cfg = ClassifierConfig(backbone=args.backbone, feature_layer=args.feature_layer)
     detector = DetectorModel(build_unet(det_cfg), det_cfg, image.mpp, 0.0, 3.0)
     model = Stage1Model(detector, build_classifier(cls_cfg), cls_cfg, MaskConfig(),
-                        TilingConfig(args.tile, args.overlap), torch.device(args.device))
+                        TilingConfig(args.tile, args.overlap, args.read_ahead), torch.device(args.device))
     model.detector.net.to(model.device)
     model.classifier.to(model.device)
 
@@ -121,9 +126,12 @@ def main() -> None:
     per_px = (image.mpp / args.cell_um) ** 2
     detector.peak_threshold = float(np.quantile(heat, 1.0 - 4.0 * per_px))
 
+    from maskllp.backbones import inference_autocast
+
     base = peak_rss_mib()
     t0 = time.perf_counter()
-    cells = model.detect(image)
+    with inference_autocast(model.device, args.precision):
+        cells = model.detect(image)
     t1 = time.perf_counter()
     detect_rss = peak_rss_mib()
     masks = []
@@ -136,16 +144,18 @@ def main() -> None:
     n_tiles = len(model.tiles(grid))
     print(f"core {args.size} x {args.size} px at {image.mpp} um/px; tile {args.tile} + overlap "
           f"{model.margin} (window {first.window} px); {n_tiles} tiles; {args.threads} CPU threads; "
-          f"device {args.device}; classifier "
+          f"device {args.device}; precision {args.precision}; read-ahead {args.read_ahead}; classifier "
           f"{'measurements' if cls_cfg.kind == 'measurements' else f'{args.backbone}/{args.feature_layer}'}")
     print(f"detect + classify: {t1 - t0:.1f} s ({(t1 - t0) / n_tiles:.2f} s per tile), {len(cells)} cells")
     for d, shape, seconds in masks:
         print(f"tumour mask of all {len(cells)} cells at downsample {d:g}: {shape[0]} x {shape[1]}, "
               f"{seconds:.2f} s")
     flops = window_flops(model, first.window) * n_tiles
-    rate = matmul_rate(args.threads, args.device)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    rate = matmul_rate(args.threads, args.device, dtype=dtype)
     floor = flops / rate
-    print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP over {n_tiles} windows; a bare fp32 matmul runs at "
+    print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP over {n_tiles} windows; a bare "
+          f"{'bf16' if args.precision == 'bf16' else 'fp32'} matmul runs at "
           f"{rate / 1e9:.0f} GFLOP/s here, so {floor:.1f} s; the pipeline took {t1 - t0:.1f} s = "
           f"{(t1 - t0) / floor:.2f}x the floor")
     print(f"peak RSS: {base:.0f} MiB after loading, {detect_rss:.0f} MiB after detection, "

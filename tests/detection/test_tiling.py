@@ -105,3 +105,52 @@ def test_the_default_context_is_what_the_networks_need():
     assert measured.margin == up(max(unet_rule, int(np.ceil(CONTEXT_UM / det.mpp)) + 2))
     assert _model(overlap=None, kind="cnn").margin == up(max(unet_rule, CNN_CONTEXT_PX))
     assert _model(overlap=200, kind="measurements").margin == up(200)  # a setting is at least honoured
+
+
+class _CountingImage(ArrayImage):
+    """An ArrayImage that records which thread read each window and fails on the ``fail_at``-th."""
+
+    def __init__(self, rgb: np.ndarray, mpp: float, fail_at: int | None = None) -> None:
+        super().__init__(rgb, mpp)
+        self.threads: list[str] = []
+        self.fail_at = fail_at
+
+    def read_window(self, top, left, height, width, level=0):
+        import threading
+
+        from maskllp.errors import InputError
+
+        self.threads.append(threading.current_thread().name)
+        if self.fail_at is not None and len(self.threads) == self.fail_at:
+            raise InputError("core.tif", "tile 3 is damaged")
+        return super().read_window(top, left, height, width, level)
+
+
+@pytest.mark.parametrize("read_ahead", [1, 3])
+def test_reading_ahead_gives_the_same_cells_and_reads_in_the_background(read_ahead):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    model = _model(overlap=None, kind="measurements")
+    model.tiling = TilingConfig(tile=32, read_ahead=0)
+    inline = _CountingImage(img, 0.5)
+    expected = model.detect(inline)
+    model.tiling = TilingConfig(tile=32, read_ahead=read_ahead)
+    ahead = _CountingImage(img, 0.5)
+    cells = model.detect(ahead)
+    np.testing.assert_array_equal(cells.yx, expected.yx)  # same order too
+    np.testing.assert_array_equal(cells.tumour_score, expected.tumour_score)
+    np.testing.assert_array_equal(cells.measurements, expected.measurements)
+    assert len(ahead.threads) == len(inline.threads) >= 9  # every window read once
+    assert all(t.startswith("maskllp-read") for t in ahead.threads)
+    assert not any(t.startswith("maskllp-read") for t in inline.threads)
+
+
+def test_a_failed_read_ahead_is_raised_as_the_same_error():
+    from maskllp.errors import InputError
+
+    model = _model(overlap=None, kind="measurements")
+    model.tiling = TilingConfig(tile=32, read_ahead=2)
+    image = _CountingImage(np.full((100, 90, 3), 200, np.uint8), 0.5, fail_at=3)
+    with pytest.raises(InputError, match="core.tif: tile 3 is damaged"):
+        model.detect(image)
+    assert len(image.threads) <= 3 + 2  # nothing read past the failure but what was already asked for

@@ -170,8 +170,12 @@ class TilingConfig:
     measurements if larger (the measurement classifier; 68 px at the default depth and 0.5 um/px),
     and 128 px for the paper's CNN classifier (whose ResNet sees farther than any practical tile
     margin). A number: at least that much."""
+    read_ahead: int = 1
+    """Windows read (decoded, resampled) ahead by a background thread while the networks compute on
+    the current one; 0 reads each window when it is needed. Each costs one window of memory."""
 
     def __post_init__(self) -> None:
         within("tiling", 16, 8192, tile=self.tile)
+        within("tiling", 0, 8, read_ahead=self.read_ahead)
         if self.overlap is not None:
             within("tiling", 0, 2048, overlap=self.overlap)

@@ -9,8 +9,11 @@ one tile whose interior holds it, so tiles never produce duplicates.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -68,8 +71,36 @@ def single_pass_tile(region: tuple[int, int, int, int], stride: int) -> int:
     return round_up(max(region[2], region[3]), stride)
 
 
-def iter_windows(image: ImageSource, grid: ModelGrid, tiles: list[Tile]) -> Iterator[tuple[Tile, np.ndarray]]:
-    """Each tile with its (window, window, 3) uint8 model-grid window."""
-    for t in tiles:
+def iter_windows(image: ImageSource, grid: ModelGrid, tiles: list[Tile], read_ahead: int = 0
+                 ) -> Iterator[tuple[Tile, np.ndarray]]:
+    """Each tile with its (window, window, 3) uint8 model-grid window, in ``tiles``' order.
+
+    ``read_ahead`` > 0: the next ``read_ahead`` windows are read and resampled by one background
+    thread while the caller computes on the current one (decoding and resampling release the GIL),
+    so reading overlaps compute; the windows and their order are the same, a read's error is raised
+    where that window is asked for, and at most ``read_ahead`` + 1 windows are held at once.
+    """
+    def read(t: Tile) -> np.ndarray:
         top, left = t.window_origin
-        yield t, read_model_window(image, grid, top, left, t.window, t.window)
+        return read_model_window(image, grid, top, left, t.window, t.window)
+
+    if read_ahead <= 0 or len(tiles) < 2:
+        for t in tiles:
+            yield t, read(t)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskllp-read") as pool:
+        pending: deque[tuple[Tile, Future[np.ndarray]]] = deque()
+        queue = iter(tiles)
+        try:
+            for t in islice(queue, read_ahead):
+                pending.append((t, pool.submit(read, t)))
+            while pending:
+                t, future = pending.popleft()
+                window = future.result()
+                following = next(queue, None)
+                if following is not None:
+                    pending.append((following, pool.submit(read, following)))
+                yield t, window
+        finally:  # the caller stopped early or a read failed: drop what was not started
+            for _, future in pending:
+                future.cancel()
