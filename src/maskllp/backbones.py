@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -169,32 +170,70 @@ def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.
     return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
+def patch_encoder(channels: int, width: int) -> nn.Sequential:
+    """(M, channels, S, S) float optical densities -> (M, 4 * width): three 3x3 convolution blocks with
+    batch norm, ReLU and 2x2 max pooling (width, 2 width, 4 width channels), a fourth without
+    pooling, then the mean over the remaining positions (so any patch side of 8 px or more works)."""
+    layers: list[nn.Module] = []
+    for k, out in enumerate((width, 2 * width, 4 * width, 4 * width)):
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+        if k < 3:
+            layers.append(nn.MaxPool2d(2))
+        channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+@dataclass(frozen=True)
+class PatchInput:
+    """The per-cell image patches a :class:`FeatureMLP` also reads, through its own small CNN."""
+
+    channels: int
+    """Stains of the patch the network reads (the first ``channels`` of the patches it is given)."""
+    width: int = 16
+    """Channels of the encoder's first layer (:func:`patch_encoder`; its output has 4x as many)."""
+    steps_per_od: float = 64.0
+    """uint8 steps per unit of optical density in the patches (how they were quantised)."""
+
+
 class FeatureMLP(nn.Module):
-    """(M, F) float32 per-cell features -> (M, n_outputs) logits: the features are standardised inside
-    with the training cells' mean and SD (buffers, saved with the weights), then ``layers`` hidden
-    layers of ``hidden`` units with ReLU and dropout."""
+    """(M, F) float32 per-cell features [and (M, C, S, S) uint8 patches] -> (M, n_outputs) logits: the
+    features are standardised inside with the training cells' mean and SD (buffers, saved with the
+    weights); with ``patches``, the output of a patch encoder (:func:`patch_encoder`, on the patches'
+    optical densities) is appended to them; then ``layers`` hidden layers of ``hidden`` units with
+    ReLU and dropout."""
 
     mean: torch.Tensor
     scale: torch.Tensor
 
     def __init__(self, n_inputs: int, n_outputs: int = 1, hidden: int = 64, layers: int = 2,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, patches: PatchInput | None = None) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(n_inputs))
-        self.register_buffer("scale", torch.ones(n_inputs))
+        n_encoded = 4 * patches.width if patches is not None else 0
+        self.register_buffer("mean", torch.zeros(n_inputs + n_encoded))  # the encoded part stays 0 / 1
+        self.register_buffer("scale", torch.ones(n_inputs + n_encoded))
         blocks: list[nn.Module] = []
-        width = n_inputs
+        width = n_inputs + n_encoded
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
             width = hidden
         self.mlp = nn.Sequential(*blocks, nn.Linear(width, n_outputs))
         self.n_outputs = n_outputs
+        self.patch_input = patches
+        self.encoder = patch_encoder(patches.channels, patches.width) if patches is not None else None
 
     def standardise_on(self, features: torch.Tensor) -> None:
-        """Set the standardisation from (M, F) training cells (SD floored so constant columns stay 0)."""
-        self.mean.copy_(features.mean(dim=0))
+        """Set the standardisation from (M, F) training cells (SD floored so constant columns stay 0;
+        the patch encoder's output is not standardised)."""
+        n = features.shape[1]
+        self.mean[:n] = features.mean(dim=0)
         if len(features) > 1:
-            self.scale.copy_(features.std(dim=0).clamp_min(1e-3))
+            self.scale[:n] = features.std(dim=0).clamp_min(1e-3)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, patches: torch.Tensor | None = None) -> torch.Tensor:
+        if self.encoder is not None:
+            assert self.patch_input is not None
+            if patches is None:
+                raise ValueError("this network reads each cell's patch: pass patches")
+            od = patches[:, : self.patch_input.channels].to(features.dtype) / self.patch_input.steps_per_od
+            features = torch.cat([features, self.encoder(od).to(features.dtype)], dim=1)
         return self.mlp((features - self.mean) / self.scale)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from maskllp.detection.cell_classifier import (
@@ -39,3 +40,24 @@ def test_the_tumour_decision_sees_no_dab_and_three_classes_see_it() -> None:
     net = MeasurementClassifier(MeasurementClassifierSpec("three"))
     assert net.logits(m, yx, 0.5).shape == (5, 3)
     assert torch.isfinite(net.logits(m, yx, 0.5)).all()
+
+
+def test_a_patch_classifier_reads_the_hematoxylin_of_each_patch_and_never_its_dab() -> None:
+    rng = np.random.default_rng(1)
+    n = 6
+    m = rng.random((n, len(MEASUREMENT_NAMES))).astype(np.float32)
+    yx = rng.random((n, 2)) * 100
+    patches = rng.integers(0, 80, (n, 2, 48, 48), dtype=np.uint8)
+    torch.manual_seed(0)
+    net = MeasurementClassifier(MeasurementClassifierSpec("tumour", patches=True))
+    base = net.logits(m, yx, 0.5, patches=patches)
+    assert base.shape == (n, 1) and torch.isfinite(base).all()
+    browner = patches.copy()
+    browner[:, 1] = 255
+    assert torch.equal(net.logits(m, yx, 0.5, patches=browner), base)  # DAB changes nothing
+    darker = patches.copy()
+    darker[:, 0] //= 2
+    assert not torch.allclose(net.logits(m, yx, 0.5, patches=darker), base)  # hematoxylin does
+    assert net.logits(m[:0], yx[:0], 0.5, patches=patches[:0]).shape == (0, 1)
+    with pytest.raises(ValueError, match="patches"):
+        net.logits(m, yx, 0.5)

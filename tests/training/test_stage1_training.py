@@ -37,10 +37,11 @@ def _images(make_core) -> list[TrainingImage]:
     return [TrainingImage(ArrayImage(img, 0.5), 0.5, yx, classes, name="core")]
 
 
-@pytest.mark.parametrize("kind", ["cnn", "measurements"])
+@pytest.mark.parametrize("kind", ["cnn", "measurements", "measurements+patches"])
 @pytest.mark.parametrize("classes", ["tumour", "three"])
 def test_two_steps_finite_loss_and_reload(tmp_path, classes, kind, make_core):
-    cfg = _config(classes, kind)
+    cfg = _config(classes, kind.split("+")[0])
+    cfg.classifier.patch_features = kind.endswith("+patches")
     images = _images(make_core)
     detector = train_detector(images, cfg, tmp_path / "det")
     losses = _losses(tmp_path / "det")
@@ -65,6 +66,9 @@ def test_two_steps_finite_loss_and_reload(tmp_path, classes, kind, make_core):
     np.testing.assert_array_equal(a.tumour_score, b.tumour_score)
     assert (a.class_probs is None) == (classes == "tumour")
     np.testing.assert_array_equal(model.tumour_mask(a), again.tumour_mask(b))
+    if kind.endswith("+patches"):  # the patches are cut for the classifier, kept only when asked for
+        assert again.classifier.encoder is not None and a.patches is None
+        assert again.detect(image, patches=True).patches.shape[:2] == (len(a), 2)
 
 
 def test_cell_labels_from_points_and_regions():
@@ -141,9 +145,11 @@ def test_stain_copies_add_the_training_cells_measured_on_jittered_stains(tmp_pat
     cfg = _config("tumour", "measurements")
     images = _images(make_core)
     detector = train_detector(images, cfg, tmp_path / "det")
-    x0, y0, v0 = measured_labelled_cells(images, detector, cfg)
+    first = measured_labelled_cells(images, detector, cfg)
+    x0, y0 = first.features, first.labels
     cfg.classifier.stain_copies = 2
-    x2, y2, v2 = measured_labelled_cells(images, detector, cfg)
+    copies = measured_labelled_cells(images, detector, cfg)
+    x2, y2, v2 = copies.features, copies.labels, copies.validation
     n = len(y0)
     assert n > 0 and len(y2) == 3 * n and not v2[n:].any()
     np.testing.assert_array_equal(x2[:n], x0)

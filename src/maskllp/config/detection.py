@@ -86,6 +86,10 @@ class ClassifierConfig:
     """Measurement classifier: also the nucleus traced in the hematoxylin OD around each cell (area,
     eccentricity, mean and spread of its OD, its contrast: :func:`maskllp.detection.measurements.
     nucleus_measurements`), next to the radial profile (docs/stage1.md, measured)."""
+    patch_features: bool = False
+    """Measurement classifier: also read each cell's 24 um hematoxylin patch (never the DAB) through a
+    small CNN whose output joins the measurements (docs/stage1.md, measured); training takes minutes
+    instead of seconds."""
     stain_copies: int = 0
     """Measurement classifier: also measure each labelled cell on this many stain-jittered copies of
     its image (``stain_jitter`` strength, a new draw per copy) and train on all, so the hematoxylin

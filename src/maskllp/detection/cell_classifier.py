@@ -14,6 +14,11 @@ Trained on the detected cells that annotations label (clicked points, cells in r
 balanced; measured on the 200-core dev cohort of docs/stage1.md (synthetic), trained on the
 annotations of 24 cores, on the other cores' matched cells: tumour F1 0.92 against 0.83 for the
 paper's ResNet-50 classifier trained on the same annotations.
+
+With ``patches`` (``classifier.patch_features``) the network also reads each cell's 24 um
+hematoxylin patch (:mod:`maskllp.detection.patches`; the DAB channel is never read, for the same
+reason) through a small CNN whose output joins the measurements: the pixels show chromatin, the
+nucleus's outline and the cytoplasm around it, which fixed rings only summarise (docs/stage1.md).
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from maskllp.backbones import FeatureMLP
+from maskllp.backbones import FeatureMLP, PatchInput
 from maskllp.detection.measurements import MEASUREMENT_NAMES, NUCLEUS_NAMES
+from maskllp.detection.patches import OD_STEPS_PER_UNIT
 
 CONTEXT_RADII_UM: tuple[float, ...] = (10.0, 20.0, 40.0)
 CONTEXT_NAMES = tuple(f"cells within {r:g} um" for r in CONTEXT_RADII_UM)
 Classes = Literal["tumour", "three"]
+PATCH_CHUNK = 4096
+"""Cells whose patches go through the encoder at once (bounds the memory of a large core)."""
 
 
 def context_features(yx: np.ndarray, mpp: float) -> np.ndarray:
@@ -74,6 +82,10 @@ class MeasurementClassifierSpec:
     dropout: float = 0.1
     nucleus: bool = False
     """Whether the inputs include the nucleus measurements."""
+    patches: bool = False
+    """Whether the network also reads each cell's hematoxylin patch (channel 0 of the patches)."""
+    patch_width: int = 16
+    """Channels of the patch encoder's first layer."""
 
     @property
     def n_outputs(self) -> int:
@@ -85,8 +97,9 @@ class MeasurementClassifier(FeatureMLP):
     negative tumour, non-tumour), one hidden layer."""
 
     def __init__(self, spec: MeasurementClassifierSpec) -> None:
+        patches = PatchInput(1, spec.patch_width, OD_STEPS_PER_UNIT) if spec.patches else None
         super().__init__(len(feature_names(spec.classes, spec.nucleus)), spec.n_outputs, spec.hidden, 1,
-                         spec.dropout)
+                         spec.dropout, patches)
         self.spec = spec
 
     @property
@@ -95,12 +108,22 @@ class MeasurementClassifier(FeatureMLP):
 
     @torch.no_grad()
     def logits(self, measurements: np.ndarray, yx: np.ndarray, mpp: float,
-               nucleus: np.ndarray | None = None) -> torch.Tensor:
+               nucleus: np.ndarray | None = None, patches: np.ndarray | None = None) -> torch.Tensor:
         """(N, n_outputs) logits of cells (all of one image: the context counts need them all);
-        ``nucleus``: their nucleus measurements, needed when the spec uses them."""
+        ``nucleus``: their nucleus measurements, needed when the spec uses them; ``patches``: their
+        (N, 2, S, S) uint8 hematoxylin / DAB patches, needed when the spec reads them."""
         self.eval()
         if self.spec.nucleus and nucleus is None:
             raise ValueError("this classifier needs the cells' nucleus measurements")
+        if self.spec.patches and patches is None:
+            raise ValueError("this classifier needs the cells' patches")
+        device = self.mean.device
         x = torch.from_numpy(classifier_features(measurements, yx, mpp, self.spec.classes,
-                                                 nucleus if self.spec.nucleus else None))
-        return self(x.to(self.mean.device))
+                                                 nucleus if self.spec.nucleus else None)).to(device)
+        if not self.spec.patches:
+            return self(x)
+        assert patches is not None
+        hematoxylin = torch.from_numpy(np.ascontiguousarray(patches[:, :1]))
+        chunks = [self(x[k:k + PATCH_CHUNK], hematoxylin[k:k + PATCH_CHUNK].to(device))
+                  for k in range(0, len(x), PATCH_CHUNK)]
+        return torch.cat(chunks) if chunks else torch.zeros((0, self.n_outputs), device=device)

@@ -90,7 +90,7 @@ def build_classifier(cfg: ClassifierConfig, weights_path: str | Path | None = No
     """The classifier ``cfg`` asks for (``weights_path``: ImageNet weights of the CNN's trunk)."""
     if cfg.kind == "measurements":
         return MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout,
-                                                               cfg.nucleus_features))
+                                                               cfg.nucleus_features, cfg.patch_features))
     n_outputs = 1 if cfg.classes == "tumour" else len(THREE_CLASSES)
     return CellClassifier(cfg.backbone, cfg.feature_layer, n_outputs, weights_path)
 
@@ -269,7 +269,8 @@ class Stage1Model:
         the model grid) and the CNN classifier trunk's feature vector at it (the measurement
         classifier always measures). ``nucleus``: also their nucleus measurements (always with a
         classifier that uses them). ``patches``: also each cell's hematoxylin / DAB patch
-        (:mod:`maskllp.detection.patches`, on the model grid).
+        (:mod:`maskllp.detection.patches`, on the model grid; a classifier that reads them cuts them
+        anyway, and keeps them only when asked).
         """
         size = self.pixel_size(image, mpp)
         grid = self.grid_for(image, size)
@@ -278,6 +279,8 @@ class Stage1Model:
         measure = measure or isinstance(self.classifier, MeasurementClassifier)
         nucleus = nucleus or (isinstance(self.classifier, MeasurementClassifier)
                               and self.classifier.spec.nucleus)
+        cut_patches = patches or (isinstance(self.classifier, MeasurementClassifier)
+                                  and self.classifier.spec.patches)
         self._channels_last()
         yx_parts, peak_parts, prob_parts = [], [], []
         measured: list[np.ndarray] = []
@@ -298,30 +301,31 @@ class Stage1Model:
                 prob_parts.append(probs)
                 if features is not None:
                     trunk.append(features)
-            if measure or nucleus or patches:
+            if measure or nucleus or cut_patches:
                 stains = stain_densities(window, np.float32)
                 if measure:
                     measured.append(stain_measurements(stains, yx, 1.0 / self.detector.mpp))
                 if nucleus:
                     nuclei.append(nucleus_measurements(stains[..., 0], yx, 1.0 / self.detector.mpp))
-                if patches:
+                if cut_patches:
                     cut.append(cell_patches(stains, yx, 1.0 / self.detector.mpp))
         measurements = (np.concatenate(measured) if measured
                         else np.zeros((0, len(MEASUREMENT_NAMES)), np.float32)) if measure else None
         nucleus_values = (np.concatenate(nuclei) if nuclei
                           else np.zeros((0, len(NUCLEUS_NAMES)), np.float32)) if nucleus else None
+        side = patch_side_px(1.0 / self.detector.mpp)
+        cut_all = (np.concatenate(cut) if cut else np.zeros((0, len(PATCH_CHANNELS), side, side), np.uint8)
+                   ) if cut_patches else None
         if isinstance(self.classifier, MeasurementClassifier):
             assert measurements is not None
             yx0 = grid.to_level0(np.concatenate(yx_parts)) if yx_parts else np.zeros((0, 2))
-            logits = self.classifier.logits(measurements, yx0, size, nucleus_values)
+            logits = self.classifier.logits(measurements, yx0, size, nucleus_values, cut_all)
             prob_parts = [class_probabilities(logits).float().cpu().numpy()]
         cells = self._cells(grid, size, yx_parts, peak_parts, prob_parts)
         cells.measurements = measurements
         cells.nucleus = nucleus_values
         if patches:
-            side = patch_side_px(1.0 / self.detector.mpp)
-            cells.patches = (np.concatenate(cut) if cut
-                             else np.zeros((0, len(PATCH_CHANNELS), side, side), np.uint8))
+            cells.patches = cut_all
         if measure and cnn is not None:
             cells.trunk_features = (np.concatenate(trunk) if trunk
                                     else np.zeros((0, self.trunk_width), np.float16))

@@ -28,9 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
-from maskllp.backbones import FeatureMLP
+from maskllp.backbones import FeatureMLP, PatchInput
 from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.intervals import IntervalScheme
 from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
@@ -70,19 +69,6 @@ class CellNetSpec:
         return 4 * self.patch_width if self.patch_side else 0
 
 
-def patch_encoder(channels: int, width: int) -> nn.Sequential:
-    """(M, channels, S, S) float optical densities -> (M, 4 * width): three 3x3 convolution blocks with
-    batch norm, ReLU and 2x2 max pooling (width, 2 width, 4 width channels), a fourth without
-    pooling, then the mean over the remaining positions."""
-    layers: list[nn.Module] = []
-    for k, out in enumerate((width, 2 * width, 4 * width, 4 * width)):
-        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
-        if k < 3:
-            layers.append(nn.MaxPool2d(2))
-        channels = out
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
 class CellPositivityNet(FeatureMLP):
     """(M, F) float32 cell features [and (M, 2, S, S) uint8 patches] -> (M,) logits of p(positive).
 
@@ -90,25 +76,13 @@ class CellPositivityNet(FeatureMLP):
     them before the two hidden layers."""
 
     def __init__(self, spec: CellNetSpec) -> None:
-        super().__init__(spec.n_inputs + spec.n_encoded, 1, spec.hidden, 2, spec.dropout)
+        patches = (PatchInput(spec.patch_channels, spec.patch_width, spec.patch_steps_per_od)
+                   if spec.patch_side else None)
+        super().__init__(spec.n_inputs, 1, spec.hidden, 2, spec.dropout, patches)
         self.spec = spec
-        self.encoder = patch_encoder(spec.patch_channels, spec.patch_width) if spec.patch_side else None
-
-    def standardise_on(self, features: torch.Tensor) -> None:
-        """Set the standardisation of the (M, F) features from training cells (the encoder's output
-        is not standardised)."""
-        n = self.spec.n_inputs
-        self.mean[:n] = features.mean(dim=0)
-        if len(features) > 1:
-            self.scale[:n] = features.std(dim=0).clamp_min(1e-3)
 
     def forward(self, features: torch.Tensor, patches: torch.Tensor | None = None) -> torch.Tensor:
-        if self.encoder is not None:
-            if patches is None:
-                raise ValueError("this cell network reads each cell's patch: pass patches")
-            od = patches.to(features.dtype) / self.spec.patch_steps_per_od
-            features = torch.cat([features, self.encoder(od).to(features.dtype)], dim=1)
-        return super().forward(features)[:, 0]
+        return super().forward(features, patches)[:, 0]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from maskllp.detection.classifier import CellClassLoss, class_probabilities
 from maskllp.detection.heatmap import centre_heatmap
 from maskllp.detection.measurements import nucleus_measurements, stain_measurements
 from maskllp.detection.model import DetectorModel, Stage1Model, build_classifier, build_unet, image_mpp
+from maskllp.detection.patches import cell_patches
 from maskllp.detection.tiling import round_up, tile_grid
 from maskllp.errors import InputError
 from maskllp.evaluation.detection_metrics import (
@@ -61,6 +62,7 @@ from maskllp.io.images import open_image
 from maskllp.io.limits import check_working_area
 from maskllp.io.manifest import Cohort
 from maskllp.stains import stain_densities
+from maskllp.training.cells import turned_patches
 from maskllp.training.trainer import RESUME_FOLDER, build_trainer, fit, is_global_zero
 
 log = logging.getLogger("maskllp")
@@ -590,7 +592,10 @@ def train_classifier(images: list[TrainingImage], detector: DetectorModel, confi
 
 # =============================================================================== measurement classifier
 class MeasuredCellsModule(L.LightningModule):
-    """The measurement classifier on labelled cells: class-weighted BCE (or cross-entropy), AdamW."""
+    """The measurement classifier on labelled cells: class-weighted BCE (or cross-entropy), AdamW.
+
+    Batches are (features, labels), or (features, patches, labels) for a classifier that reads
+    patches; training patches are turned by a random symmetry of the square each step."""
 
     def __init__(self, net: MeasurementClassifier, class_weights: torch.Tensor, lr: float,
                  weight_decay: float) -> None:
@@ -598,8 +603,12 @@ class MeasuredCellsModule(L.LightningModule):
         self.net, self.lr, self.weight_decay = net, lr, weight_decay
         self.register_buffer("class_weights", class_weights)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = self.net(x)
+    def _loss(self, batch: Sequence[torch.Tensor], train: bool) -> torch.Tensor:
+        x, y = batch[0], batch[-1]
+        patches = batch[1] if len(batch) == 3 else None
+        if patches is not None and train:
+            patches = turned_patches(patches)
+        logits = self.net(x, patches)
         w = self.class_weights[y]
         if logits.shape[1] == 1:
             per_cell = F.binary_cross_entropy_with_logits(logits[:, 0], y.to(logits.dtype), reduction="none")
@@ -607,32 +616,54 @@ class MeasuredCellsModule(L.LightningModule):
             per_cell = F.cross_entropy(logits, y, reduction="none")
         return (w * per_cell).sum() / w.sum()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(*batch)
-        self.log("train_loss", loss, batch_size=len(batch[1]))
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch, train=True)
+        self.log("train_loss", loss, batch_size=len(batch[-1]))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self.log("val_loss", self._loss(*batch), batch_size=len(batch[1]), sync_dist=True)
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        self.log("val_loss", self._loss(batch, train=False), batch_size=len(batch[-1]), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
+@dataclass
+class LabelledCells:
+    """The detected cells that annotations label, as the measurement classifier learns from them."""
+
+    features: np.ndarray
+    """(M, F) float32 classifier inputs (:func:`classifier_features`)."""
+    labels: np.ndarray
+    """(M,) int64 classes (:func:`cell_labels`)."""
+    validation: np.ndarray
+    """(M,) bool: the cell lies in a validation band."""
+    patches: np.ndarray | None = None
+    """(M, 2, S, S) uint8 hematoxylin / DAB patches, when the classifier reads them."""
+
+    def tensors(self, rows: np.ndarray) -> torch.utils.data.TensorDataset:
+        parts = [torch.from_numpy(self.features[rows])]
+        if self.patches is not None:
+            parts.append(torch.from_numpy(self.patches[rows]))
+        return torch.utils.data.TensorDataset(*parts, torch.from_numpy(self.labels[rows]))
+
+
 def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel, config: Config
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features (M, F), labels (M,) int64 and validation flags (M,) bool of the detected cells that
-    annotations label (the bottom band of each core, ``classifier.val_fraction`` of its rows, is
-    validation). With ``classifier.stain_copies``, the training cells of each image again, measured
-    on that many stain-jittered copies of it (validation cells only as they are)."""
+                            ) -> LabelledCells:
+    """The detected cells of ``images`` that annotations label (the bottom band of each core,
+    ``classifier.val_fraction`` of its rows, is validation), with their patches when
+    ``classifier.patch_features``. With ``classifier.stain_copies``, the training cells of each
+    image again, measured (and cut) on that many stain-jittered copies of it (validation cells only
+    as they are)."""
     cfg = config.classifier
     finder = Stage1Model(detector, tiling=config.tiling)
     readers = _Readers()
     rng = np.random.default_rng(config.trainer.seed)
-    xs, ys, vals = [], [], []
+    xs, ys, vals, cuts = [], [], [], []
     for im in images:
         reader = readers.get(im)
-        cells = finder.detect(reader, mpp=im.mpp, measure=True, nucleus=cfg.nucleus_features)
+        cells = finder.detect(reader, mpp=im.mpp, measure=True, nucleus=cfg.nucleus_features,
+                              patches=cfg.patch_features)
         labels = cell_labels(cells.yx, im, cfg.classes, config.detector.match_radius_um / im.mpp)
         keep = labels >= 0
         log.info("%s: %d cells detected, %d labelled", im.name, len(cells), int(keep.sum()))
@@ -644,26 +675,32 @@ def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel
         split = BandSplit.of(grid, cfg.val_fraction)
         xs.append(features[keep])
         ys.append(labels[keep])
+        if cells.patches is not None:
+            cuts.append(cells.patches[keep])
         in_val = ~split.in_train(grid.from_level0(cells.yx[keep]))
         vals.append(in_val)
         train_yx = cells.yx[keep][~in_val]
         if cfg.stain_copies and len(train_yx):
             copies = stain_jittered_measurements(reader, grid, train_yx, detector.mpp, cfg, rng)
-            for measured, nucleus in copies:
+            for measured, nucleus, cut in copies:
                 xs.append(classifier_features(measured, train_yx, im.mpp, cfg.classes, nucleus))
                 ys.append(labels[keep][~in_val])
                 vals.append(np.zeros(len(train_yx), bool))
+                if cut is not None:
+                    cuts.append(cut)
     if not xs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(vals)
+        return LabelledCells(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
+    return LabelledCells(np.concatenate(xs), np.concatenate(ys), np.concatenate(vals),
+                         np.concatenate(cuts) if cfg.patch_features else None)
 
 
 def stain_jittered_measurements(reader: ImageSource, grid: ModelGrid, yx: np.ndarray, model_mpp: float,
                                 cfg: ClassifierConfig, rng: np.random.Generator
-                                ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """``cfg.stain_copies`` (measurements (n, F), nucleus measurements (n, G) or None) of the cells at
-    level-0 ``yx``, each on a copy of the whole image on the model ``grid`` whose stains are jittered
-    (:func:`maskllp.detection.augment.stain_jitter`, strength ``cfg.stain_jitter``)."""
+                                ) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """``cfg.stain_copies`` (measurements (n, F), nucleus measurements (n, G) or None, patches (n, 2,
+    S, S) or None) of the cells at level-0 ``yx``, each on a copy of the whole image on the model
+    ``grid`` whose stains are jittered (:func:`maskllp.detection.augment.stain_jitter`, strength
+    ``cfg.stain_jitter``)."""
     window = read_model_window(reader, grid, 0, 0, *grid.shape)
     at = grid.from_level0(yx)
     out = []
@@ -671,8 +708,14 @@ def stain_jittered_measurements(reader: ImageSource, grid: ModelGrid, yx: np.nda
         stains = stain_densities(stain_jitter(window, rng, cfg.stain_jitter), np.float32)
         nucleus = (nucleus_measurements(stains[..., 0], at, 1.0 / model_mpp) if cfg.nucleus_features
                    else None)
-        out.append((stain_measurements(stains, at, 1.0 / model_mpp), nucleus))
+        cut = cell_patches(stains, at, 1.0 / model_mpp) if cfg.patch_features else None
+        out.append((stain_measurements(stains, at, 1.0 / model_mpp), nucleus, cut))
     return out
+
+
+PATCH_BATCH = 64
+"""Cells per step of a measurement classifier that reads patches (a CNN needs more steps than the
+plain network's 256-cell batches give it on a few hundred labelled cells)."""
 
 
 def train_measurement_classifier(images: list[TrainingImage], detector: DetectorModel, config: Config,
@@ -681,30 +724,30 @@ def train_measurement_classifier(images: list[TrainingImage], detector: Detector
     cells of ``images`` that annotations label; classes weigh equally when ``classifier.balance``."""
     cfg = config.classifier
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    x, y, val = measured_labelled_cells(images, detector, config)
+    cells = measured_labelled_cells(images, detector, config)
+    x, y, val = cells.features, cells.labels, cells.validation
     if not (~val).any():
         raise InputError(None, "no detected cell of the training area matches an annotated point or lies "
                                "in an annotated region: nothing to train the classifier on")
     net = MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout,
-                                                          cfg.nucleus_features))
+                                                          cfg.nucleus_features, cfg.patch_features))
     net.standardise_on(torch.from_numpy(x[~val]))
     counts = np.bincount(y[~val], minlength=net.spec.n_outputs if net.spec.n_outputs > 1 else 2)
     weights = (counts.sum() / np.maximum(counts, 1) / len(counts)) if cfg.balance else np.ones(len(counts))
     module = MeasuredCellsModule(net, torch.as_tensor(weights, dtype=torch.float32), cfg.measurement_lr,
                                  cfg.weight_decay)
-    train = torch.utils.data.TensorDataset(torch.from_numpy(x[~val]), torch.from_numpy(y[~val]))
-    valid = torch.utils.data.TensorDataset(torch.from_numpy(x[val]), torch.from_numpy(y[val]))
     has_val = bool(val.any())
     trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=cfg.measurement_epochs,
                                patience=cfg.patience, has_validation=has_val, progress_bar=False)
-    fit(trainer, module, work_dir, DataLoader(train, batch_size=256, shuffle=True),
-                DataLoader(valid, batch_size=4096) if has_val else None)
+    batch = PATCH_BATCH if cfg.patch_features else 256
+    fit(trainer, module, work_dir, DataLoader(cells.tensors(~val), batch_size=batch, shuffle=True),
+        DataLoader(cells.tensors(val), batch_size=1024) if has_val else None)
     net = module.net.cpu().eval()
     model = Stage1Model(detector, net, cfg, config.mask, config.tiling)
     scores = None
     if has_val and is_global_zero():
         with torch.no_grad():
-            probs = class_probabilities(net(torch.from_numpy(x[val])))
+            probs = class_probabilities(net(*cells.tensors(val).tensors[:-1]))
         pred = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
         scores = classification_scores(pred.numpy(), y[val], 1 if probs.shape[1] == 1 else None)
     model.classifier_validation = {"labelled_train_cells": int((~val).sum()),
