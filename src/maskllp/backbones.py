@@ -229,11 +229,21 @@ class FeatureMLP(nn.Module):
         if len(features) > 1:
             self.scale[:n] = features.std(dim=0).clamp_min(1e-3)
 
-    def forward(self, features: torch.Tensor, patches: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, patches: torch.Tensor) -> torch.Tensor:
+        """(M, C, S, S) uint8 patches -> (M, n_encoded) float32: what the patch encoder gives the
+        hidden layers (so a large image can be encoded tile by tile and the patches dropped)."""
+        if self.encoder is None or self.patch_input is None:
+            raise ValueError("this network reads no patches")
+        od = patches[:, : self.patch_input.channels].float() / self.patch_input.steps_per_od
+        return self.encoder(od).float()
+
+    def forward(self, features: torch.Tensor, patches: torch.Tensor | None = None,
+                encoded: torch.Tensor | None = None) -> torch.Tensor:
+        """``patches`` (or their ``encoded`` form, :meth:`encode`) are needed when the network reads them."""
         if self.encoder is not None:
-            assert self.patch_input is not None
-            if patches is None:
-                raise ValueError("this network reads each cell's patch: pass patches")
-            od = patches[:, : self.patch_input.channels].to(features.dtype) / self.patch_input.steps_per_od
-            features = torch.cat([features, self.encoder(od).to(features.dtype)], dim=1)
+            if encoded is None:
+                if patches is None:
+                    raise ValueError("this network reads each cell's patch: pass patches")
+                encoded = self.encode(patches)
+            features = torch.cat([features, encoded.to(features.dtype)], dim=1)
         return self.mlp((features - self.mean) / self.scale)

@@ -19,7 +19,8 @@ def _model(overlap: int | None, classifier: bool = True, kind: str = "cnn") -> S
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     det = DetectorModel(net, cfg, mpp=0.5, peak_threshold=-1e9, min_distance_um=1.0)
-    cls_cfg = ClassifierConfig(kind=kind, backbone="resnet18", feature_layer="layer2")
+    cls_cfg = ClassifierConfig(kind=kind.split("+")[0], backbone="resnet18", feature_layer="layer2",
+                               patch_features=kind.endswith("+patches"))
     cls = build_classifier(cls_cfg) if classifier else None
     return Stage1Model(det, cls, cls_cfg, tiling=TilingConfig(tile=32, overlap=overlap))
 
@@ -30,7 +31,7 @@ def _sorted(cells):
 
 
 @pytest.mark.parametrize("overlap", [64, None])  # None: the context the networks need, no more
-@pytest.mark.parametrize("kind", ["cnn", "measurements"])
+@pytest.mark.parametrize("kind", ["cnn", "measurements", "measurements+patches"])
 @pytest.mark.parametrize("image_mpp", [0.5, 0.3])
 def test_tiled_equals_one_pass(image_mpp, kind, overlap):
     rng = np.random.default_rng(0)

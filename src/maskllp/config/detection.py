@@ -90,6 +90,11 @@ class ClassifierConfig:
     """Measurement classifier: also read each cell's 24 um hematoxylin patch (never the DAB) through a
     small CNN whose output joins the measurements (docs/stage1.md, measured); training takes minutes
     instead of seconds."""
+    patch_lr: float = 1e-3
+    patch_patience: int = 20
+    """Learning rate and early-stopping patience (epochs) of a classifier that reads patches: its
+    CNN's batch norm makes the validation loss noisy for the first epochs at ``measurement_lr``,
+    so it learns slower and waits longer before stopping."""
     stain_copies: int = 0
     """Measurement classifier: also measure each labelled cell on this many stain-jittered copies of
     its image (``stain_jitter`` strength, a new draw per copy) and train on all, so the hematoxylin
@@ -132,10 +137,11 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         s = "classifier"
-        positive(s, lr=self.lr, measurement_lr=self.measurement_lr)
+        positive(s, lr=self.lr, measurement_lr=self.measurement_lr, patch_lr=self.patch_lr)
         at_least(s, 1, batch_size=self.batch_size, max_epochs=self.max_epochs, hidden=self.hidden,
                  steps_per_epoch=self.steps_per_epoch, measurement_epochs=self.measurement_epochs)
-        at_least(s, 0, patience=self.patience, weight_decay=self.weight_decay, stain_jitter=self.stain_jitter,
+        at_least(s, 0, patience=self.patience, patch_patience=self.patch_patience,
+                 weight_decay=self.weight_decay, stain_jitter=self.stain_jitter,
                  stain_copies=self.stain_copies)
         at_least(s, 16, crop=self.crop)
         below_one(s, val_fraction=self.val_fraction, dropout=self.dropout)

@@ -107,23 +107,36 @@ class MeasurementClassifier(FeatureMLP):
         return feature_names(self.spec.classes, self.spec.nucleus)
 
     @torch.no_grad()
+    def encode_patches(self, patches: np.ndarray) -> np.ndarray:
+        """(N, 2, S, S) uint8 hematoxylin / DAB patches -> (N, n_encoded) float32 codes of their
+        hematoxylin channel (:meth:`FeatureMLP.encode`), in chunks of :data:`PATCH_CHUNK` cells."""
+        self.eval()
+        device = self.mean.device
+        hematoxylin = torch.from_numpy(np.ascontiguousarray(patches[:, :1]))
+        chunks = [self.encode(hematoxylin[k:k + PATCH_CHUNK].to(device)).cpu().numpy()
+                  for k in range(0, len(patches), PATCH_CHUNK)]
+        n_encoded = self.mean.shape[0] - len(self.feature_names)
+        return np.concatenate(chunks) if chunks else np.zeros((0, n_encoded), np.float32)
+
+    @torch.no_grad()
     def logits(self, measurements: np.ndarray, yx: np.ndarray, mpp: float,
-               nucleus: np.ndarray | None = None, patches: np.ndarray | None = None) -> torch.Tensor:
+               nucleus: np.ndarray | None = None, patches: np.ndarray | None = None,
+               encoded: np.ndarray | None = None) -> torch.Tensor:
         """(N, n_outputs) logits of cells (all of one image: the context counts need them all);
         ``nucleus``: their nucleus measurements, needed when the spec uses them; ``patches``: their
-        (N, 2, S, S) uint8 hematoxylin / DAB patches, needed when the spec reads them."""
+        (N, 2, S, S) uint8 hematoxylin / DAB patches, or ``encoded`` (:meth:`encode_patches`),
+        needed when the spec reads them."""
         self.eval()
         if self.spec.nucleus and nucleus is None:
             raise ValueError("this classifier needs the cells' nucleus measurements")
-        if self.spec.patches and patches is None:
+        if self.spec.patches and patches is None and encoded is None:
             raise ValueError("this classifier needs the cells' patches")
         device = self.mean.device
         x = torch.from_numpy(classifier_features(measurements, yx, mpp, self.spec.classes,
                                                  nucleus if self.spec.nucleus else None)).to(device)
         if not self.spec.patches:
             return self(x)
-        assert patches is not None
-        hematoxylin = torch.from_numpy(np.ascontiguousarray(patches[:, :1]))
-        chunks = [self(x[k:k + PATCH_CHUNK], hematoxylin[k:k + PATCH_CHUNK].to(device))
-                  for k in range(0, len(x), PATCH_CHUNK)]
-        return torch.cat(chunks) if chunks else torch.zeros((0, self.n_outputs), device=device)
+        if encoded is None:
+            assert patches is not None
+            encoded = self.encode_patches(patches)
+        return self(x, encoded=torch.from_numpy(encoded).to(device))

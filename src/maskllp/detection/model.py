@@ -279,14 +279,15 @@ class Stage1Model:
         measure = measure or isinstance(self.classifier, MeasurementClassifier)
         nucleus = nucleus or (isinstance(self.classifier, MeasurementClassifier)
                               and self.classifier.spec.nucleus)
-        cut_patches = patches or (isinstance(self.classifier, MeasurementClassifier)
-                                  and self.classifier.spec.patches)
+        reads_patches = isinstance(self.classifier, MeasurementClassifier) and self.classifier.spec.patches
+        cut_patches = patches or reads_patches
         self._channels_last()
         yx_parts, peak_parts, prob_parts = [], [], []
         measured: list[np.ndarray] = []
         nuclei: list[np.ndarray] = []
         trunk: list[np.ndarray] = []
         cut: list[np.ndarray] = []
+        encoded: list[np.ndarray] = []  # the classifier's codes of the patches, tile by tile
         tiles = self.tiles(grid, region, tile)
         for tile_, window in iter_windows(image, grid, tiles, self.tiling.read_ahead):
             x = rgb_to_tensor(window, self.device).contiguous(memory_format=torch.channels_last)
@@ -308,24 +309,30 @@ class Stage1Model:
                 if nucleus:
                     nuclei.append(nucleus_measurements(stains[..., 0], yx, 1.0 / self.detector.mpp))
                 if cut_patches:
-                    cut.append(cell_patches(stains, yx, 1.0 / self.detector.mpp))
+                    tile_patches = cell_patches(stains, yx, 1.0 / self.detector.mpp)
+                    if reads_patches:
+                        assert isinstance(self.classifier, MeasurementClassifier)
+                        encoded.append(self.classifier.encode_patches(tile_patches))
+                    if patches:
+                        cut.append(tile_patches)
         measurements = (np.concatenate(measured) if measured
                         else np.zeros((0, len(MEASUREMENT_NAMES)), np.float32)) if measure else None
         nucleus_values = (np.concatenate(nuclei) if nuclei
                           else np.zeros((0, len(NUCLEUS_NAMES)), np.float32)) if nucleus else None
-        side = patch_side_px(1.0 / self.detector.mpp)
-        cut_all = (np.concatenate(cut) if cut else np.zeros((0, len(PATCH_CHANNELS), side, side), np.uint8)
-                   ) if cut_patches else None
         if isinstance(self.classifier, MeasurementClassifier):
             assert measurements is not None
             yx0 = grid.to_level0(np.concatenate(yx_parts)) if yx_parts else np.zeros((0, 2))
-            logits = self.classifier.logits(measurements, yx0, size, nucleus_values, cut_all)
+            codes = (np.concatenate(encoded) if encoded else self.classifier.encode_patches(
+                np.zeros((0, len(PATCH_CHANNELS), 8, 8), np.uint8))) if reads_patches else None
+            logits = self.classifier.logits(measurements, yx0, size, nucleus_values, encoded=codes)
             prob_parts = [class_probabilities(logits).float().cpu().numpy()]
         cells = self._cells(grid, size, yx_parts, peak_parts, prob_parts)
         cells.measurements = measurements
         cells.nucleus = nucleus_values
         if patches:
-            cells.patches = cut_all
+            side = patch_side_px(1.0 / self.detector.mpp)
+            cells.patches = (np.concatenate(cut) if cut
+                             else np.zeros((0, len(PATCH_CHANNELS), side, side), np.uint8))
         if measure and cnn is not None:
             cells.trunk_features = (np.concatenate(trunk) if trunk
                                     else np.zeros((0, self.trunk_width), np.float16))

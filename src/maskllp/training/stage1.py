@@ -734,11 +734,12 @@ def train_measurement_classifier(images: list[TrainingImage], detector: Detector
     net.standardise_on(torch.from_numpy(x[~val]))
     counts = np.bincount(y[~val], minlength=net.spec.n_outputs if net.spec.n_outputs > 1 else 2)
     weights = (counts.sum() / np.maximum(counts, 1) / len(counts)) if cfg.balance else np.ones(len(counts))
-    module = MeasuredCellsModule(net, torch.as_tensor(weights, dtype=torch.float32), cfg.measurement_lr,
-                                 cfg.weight_decay)
+    lr, patience = (cfg.patch_lr, cfg.patch_patience) if cfg.patch_features else (cfg.measurement_lr,
+                                                                                   cfg.patience)
+    module = MeasuredCellsModule(net, torch.as_tensor(weights, dtype=torch.float32), lr, cfg.weight_decay)
     has_val = bool(val.any())
     trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=cfg.measurement_epochs,
-                               patience=cfg.patience, has_validation=has_val, progress_bar=False)
+                               patience=patience, has_validation=has_val, progress_bar=False)
     batch = PATCH_BATCH if cfg.patch_features else 256
     fit(trainer, module, work_dir, DataLoader(cells.tensors(~val), batch_size=batch, shuffle=True),
         DataLoader(cells.tensors(val), batch_size=1024) if has_val else None)
