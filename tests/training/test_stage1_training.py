@@ -157,3 +157,22 @@ def test_stain_copies_add_the_training_cells_measured_on_jittered_stains(tmp_pat
     assert not np.allclose(x2[n: 2 * n], x0) and not np.allclose(x2[2 * n:], x2[n: 2 * n])
     model = train_classifier(images, detector, cfg, tmp_path / "cls")
     assert model.classifier_validation["labelled_train_cells"] == 3 * n
+
+
+def test_a_stage1_folder_from_before_the_patch_classifier_loads_as_it_was(tmp_path, make_core):
+    import json
+
+    cfg = _config("tumour", "measurements")
+    cfg.classifier.patch_features = False
+    images = _images(make_core)
+    detector = train_detector(images, cfg, tmp_path / "det")
+    model = train_classifier(images, detector, cfg, tmp_path / "cls")
+    folder = model.save(tmp_path / "stage1")
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("patch_features", "patch_lr", "patch_patience"):  # what an older maskllp wrote
+        del config["classifier"][key]
+    (folder / "config.json").write_text(json.dumps(config))
+    again = Stage1Model.load(folder)
+    assert again.classifier.encoder is None
+    image = ArrayImage(images[0].source.rgb, 0.5)
+    np.testing.assert_array_equal(model.detect(image).tumour_score, again.detect(image).tumour_score)

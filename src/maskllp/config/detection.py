@@ -86,10 +86,13 @@ class ClassifierConfig:
     """Measurement classifier: also the nucleus traced in the hematoxylin OD around each cell (area,
     eccentricity, mean and spread of its OD, its contrast: :func:`maskllp.detection.measurements.
     nucleus_measurements`), next to the radial profile (docs/stage1.md, measured)."""
-    patch_features: bool = False
+    patch_features: bool = True
     """Measurement classifier: also read each cell's 24 um hematoxylin patch (never the DAB) through a
-    small CNN whose output joins the measurements (docs/stage1.md, measured); training takes minutes
-    instead of seconds."""
+    small CNN whose output joins the measurements. Measured on four synthetic cohorts from the same
+    annotations (docs/stage1.md): tumour F1 0.93 -> 0.96, macrophages called tumour 85 -> 46 %,
+    lymphocytes on the lymphocyte cohort 8.5 -> 4.3 %; on another lab's stain without stain copies it
+    generalises worse (0.88 -> 0.85). False: the measurements alone (stage-1 folders saved before this
+    setting existed load as False)."""
     patch_lr: float = 1e-3
     patch_patience: int = 20
     """Learning rate and early-stopping patience (epochs) of a classifier that reads patches: its

@@ -177,8 +177,10 @@ class Stage1Model:
                                      dict(folder.thresholds.get("validation", {})))
             classifier = cls_cfg = None
             if folder.kind == STAGE1_KIND:
-                # folders of maskllp 0.1 hold the paper's CNN and name no kind
-                cls_cfg = section_from_mapping(ClassifierConfig, {"kind": "cnn", **cfg["classifier"]}, src)
+                # folders of maskllp 0.1 hold the paper's CNN and name no kind; folders from before
+                # the patch classifier name no patch_features and read no patches
+                cls_cfg = section_from_mapping(ClassifierConfig, {"kind": "cnn", "patch_features": False,
+                                                                  **cfg["classifier"]}, src)
                 classifier = build_classifier(cls_cfg)
                 classifier.load_state_dict(folder.weights["classifier"])
             saved_mask = section_from_mapping(MaskConfig, cfg.get("mask", {}), src)
