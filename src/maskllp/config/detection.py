@@ -86,13 +86,15 @@ class ClassifierConfig:
     """Measurement classifier: also the nucleus traced in the hematoxylin OD around each cell (area,
     eccentricity, mean and spread of its OD, its contrast: :func:`maskllp.detection.measurements.
     nucleus_measurements`), next to the radial profile (docs/stage1.md, measured)."""
-    patch_features: bool = True
+    patch_features: bool | None = None
     """Measurement classifier: also read each cell's 24 um hematoxylin patch (never the DAB) through a
-    small CNN whose output joins the measurements. Measured on four synthetic cohorts from the same
-    annotations (docs/stage1.md): tumour F1 0.93 -> 0.96, macrophages called tumour 85 -> 46 %,
-    lymphocytes on the lymphocyte cohort 8.5 -> 4.3 %; on another lab's stain without stain copies it
-    generalises worse (0.88 -> 0.85). False: the measurements alone (stage-1 folders saved before this
-    setting existed load as False)."""
+    small CNN whose output joins the measurements. None (the default): on for the tumour classifier,
+    off for the three-class one (Det), as measured (docs/stage1.md): for the tumour decision, on
+    four synthetic cohorts from the same annotations, tumour F1 0.93 -> 0.96, macrophages called
+    tumour 85 -> 46 %, lymphocytes on the lymphocyte cohort 8.5 -> 4.3 % (on another lab's stain,
+    without stain copies, 0.88 -> 0.85); Det's TPS was no better with them (mF1 0.40 -> 0.32, MAE
+    12.1 pp both). True / False: on / off for either. Stage-1 folders saved before this setting
+    existed read no patches."""
     patch_lr: float = 1e-3
     patch_patience: int = 20
     """Learning rate and early-stopping patience (epochs) of a classifier that reads patches: its
@@ -137,6 +139,11 @@ class ClassifierConfig:
     """Centre training crops on cells drawn with equal probability per class."""
     val_fraction: float = 0.25
     """The bottom band of each annotated image is held out for validation (early stopping)."""
+
+    @property
+    def reads_patches(self) -> bool:
+        """Whether the measurement classifier reads patches (``patch_features``, None resolved)."""
+        return self.patch_features if self.patch_features is not None else self.classes == "tumour"
 
     def __post_init__(self) -> None:
         s = "classifier"

@@ -90,7 +90,7 @@ def build_classifier(cfg: ClassifierConfig, weights_path: str | Path | None = No
     """The classifier ``cfg`` asks for (``weights_path``: ImageNet weights of the CNN's trunk)."""
     if cfg.kind == "measurements":
         return MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout,
-                                                               cfg.nucleus_features, cfg.patch_features))
+                                                               cfg.nucleus_features, cfg.reads_patches))
     n_outputs = 1 if cfg.classes == "tumour" else len(THREE_CLASSES)
     return CellClassifier(cfg.backbone, cfg.feature_layer, n_outputs, weights_path)
 

@@ -651,9 +651,9 @@ class LabelledCells:
 def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel, config: Config
                             ) -> LabelledCells:
     """The detected cells of ``images`` that annotations label (the bottom band of each core,
-    ``classifier.val_fraction`` of its rows, is validation), with their patches when
-    ``classifier.patch_features``. With ``classifier.stain_copies``, the training cells of each
-    image again, measured (and cut) on that many stain-jittered copies of it (validation cells only
+    ``classifier.val_fraction`` of its rows, is validation), with their patches when the classifier
+    reads them (``classifier.patch_features``). With ``classifier.stain_copies``, the training cells
+    of each image again, measured (and cut) on that many stain-jittered copies of it (validation cells only
     as they are)."""
     cfg = config.classifier
     finder = Stage1Model(detector, tiling=config.tiling)
@@ -663,7 +663,7 @@ def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel
     for im in images:
         reader = readers.get(im)
         cells = finder.detect(reader, mpp=im.mpp, measure=True, nucleus=cfg.nucleus_features,
-                              patches=cfg.patch_features)
+                              patches=cfg.reads_patches)
         labels = cell_labels(cells.yx, im, cfg.classes, config.detector.match_radius_um / im.mpp)
         keep = labels >= 0
         log.info("%s: %d cells detected, %d labelled", im.name, len(cells), int(keep.sum()))
@@ -691,7 +691,7 @@ def measured_labelled_cells(images: list[TrainingImage], detector: DetectorModel
     if not xs:
         return LabelledCells(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
     return LabelledCells(np.concatenate(xs), np.concatenate(ys), np.concatenate(vals),
-                         np.concatenate(cuts) if cfg.patch_features else None)
+                         np.concatenate(cuts) if cfg.reads_patches else None)
 
 
 def stain_jittered_measurements(reader: ImageSource, grid: ModelGrid, yx: np.ndarray, model_mpp: float,
@@ -708,7 +708,7 @@ def stain_jittered_measurements(reader: ImageSource, grid: ModelGrid, yx: np.nda
         stains = stain_densities(stain_jitter(window, rng, cfg.stain_jitter), np.float32)
         nucleus = (nucleus_measurements(stains[..., 0], at, 1.0 / model_mpp) if cfg.nucleus_features
                    else None)
-        cut = cell_patches(stains, at, 1.0 / model_mpp) if cfg.patch_features else None
+        cut = cell_patches(stains, at, 1.0 / model_mpp) if cfg.reads_patches else None
         out.append((stain_measurements(stains, at, 1.0 / model_mpp), nucleus, cut))
     return out
 
@@ -730,17 +730,17 @@ def train_measurement_classifier(images: list[TrainingImage], detector: Detector
         raise InputError(None, "no detected cell of the training area matches an annotated point or lies "
                                "in an annotated region: nothing to train the classifier on")
     net = MeasurementClassifier(MeasurementClassifierSpec(cfg.classes, cfg.hidden, cfg.dropout,
-                                                          cfg.nucleus_features, cfg.patch_features))
+                                                          cfg.nucleus_features, cfg.reads_patches))
     net.standardise_on(torch.from_numpy(x[~val]))
     counts = np.bincount(y[~val], minlength=net.spec.n_outputs if net.spec.n_outputs > 1 else 2)
     weights = (counts.sum() / np.maximum(counts, 1) / len(counts)) if cfg.balance else np.ones(len(counts))
-    lr, patience = (cfg.patch_lr, cfg.patch_patience) if cfg.patch_features else (cfg.measurement_lr,
+    lr, patience = (cfg.patch_lr, cfg.patch_patience) if cfg.reads_patches else (cfg.measurement_lr,
                                                                                    cfg.patience)
     module = MeasuredCellsModule(net, torch.as_tensor(weights, dtype=torch.float32), lr, cfg.weight_decay)
     has_val = bool(val.any())
     trainer, _ = build_trainer(config.trainer, work_dir, max_epochs=cfg.measurement_epochs,
                                patience=patience, has_validation=has_val, progress_bar=False)
-    batch = PATCH_BATCH if cfg.patch_features else 256
+    batch = PATCH_BATCH if cfg.reads_patches else 256
     fit(trainer, module, work_dir, DataLoader(cells.tensors(~val), batch_size=batch, shuffle=True),
         DataLoader(cells.tensors(val), batch_size=1024) if has_val else None)
     net = module.net.cpu().eval()
