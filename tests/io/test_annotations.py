@@ -306,6 +306,19 @@ def test_detections_round_trip_with_finite_measurements(tmp_path):
     np.testing.assert_allclose(back.points.yx, yx, atol=0.0051)
 
 
+def test_a_coordinate_where_numpy_and_python_round_differently_still_writes(tmp_path):
+    """x = 55.675 is stored as 55.67499...: Python's round gives 55.67 (what the file holds), np.round
+    55.68. The read-back check must expect what is written (a predict of scikit-image's IHC sample
+    once failed on this)."""
+    yx = np.array([[55.175, 10.0], [2.175, 269.365]])  # QuPath x, y = col + 0.5, row + 0.5
+    classes = np.array([int(P), int(S)])
+    for write in (lambda p: write_detections_geojson(p, yx, classes),
+                  lambda p: write_point_annotations_geojson(p, PointAnnotations(yx, classes))):
+        path = tmp_path / "half.geojson"
+        write(path)
+        np.testing.assert_allclose(read_annotations(path).points.yx, yx, atol=0.0051)
+
+
 def test_regions_round_trip_valid_and_closed(tmp_path):
     bow = Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
     holed = box(20, 20, 60, 50).difference(box(30, 30, 40, 40))

@@ -363,7 +363,7 @@ def write_point_annotations_geojson(path: str | os.PathLike[str], points: PointA
         if sel.any():
             names, colour = QUPATH_NAMES[cls]
             features.append(gj.feature(gj.point_geometry(xy[sel]), "annotation", names, colour))
-    expect = Annotations(PointAnnotations(np.round(xy, gj.DECIMALS)[:, ::-1] - 0.5, classes))
+    expect = Annotations(PointAnnotations(gj.rounded(xy)[:, ::-1] - 0.5, classes))
     _write_checked(path, features, expect)
 
 
@@ -394,10 +394,10 @@ def write_detections_geojson(
         f = gj.feature(gj.point_geometry(xy[i : i + 1]), "detection", names, colour, measurements=cell)
         if metadata:
             f["properties"]["metadata"] = {str(k): str(v) for k, v in metadata.items()}
-        x, y = np.round(xy[i], gj.DECIMALS)
+        x, y = gj.rounded(xy[i])
         cell_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"maskllp-cell:{x},{y}"))
         features.append({"type": "Feature", "id": cell_id, **{k: v for k, v in f.items() if k != "type"}})
-    expect = Annotations(PointAnnotations(np.round(xy, gj.DECIMALS)[:, ::-1] - 0.5, values))
+    expect = Annotations(PointAnnotations(gj.rounded(xy)[:, ::-1] - 0.5, values))
     _write_checked(path, features, expect)
 
 

@@ -274,6 +274,13 @@ def _round(v: float) -> float:
     return int(r) if r.is_integer() else r
 
 
+def rounded(values: np.ndarray) -> np.ndarray:
+    """``values`` (any shape) rounded exactly as written to a file (Python's correctly rounded
+    ``round(v, DECIMALS)``; ``np.round`` differs from it on values just below a half)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return np.array([round(float(v), DECIMALS) for v in arr.reshape(-1)], np.float64).reshape(arr.shape)
+
+
 def point_geometry(xy: np.ndarray) -> dict[str, Any]:
     """(N, 2) x, y -> a ``Point`` (N = 1) or ``MultiPoint`` geometry, rounded to 2 decimals."""
     coords = [[_round(x), _round(y)] for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2)]
