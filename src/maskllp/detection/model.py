@@ -290,6 +290,7 @@ class Stage1Model:
         trunk: list[np.ndarray] = []
         cut: list[np.ndarray] = []
         encoded: list[np.ndarray] = []  # the classifier's codes of the patches, tile by tile
+        cut_none = np.zeros((0, len(PATCH_CHANNELS), 8, 8), np.uint8)
         tiles = self.tiles(grid, region, tile)
         for tile_, window in iter_windows(image, grid, tiles, self.tiling.read_ahead):
             x = rgb_to_tensor(window, self.device).contiguous(memory_format=torch.channels_last)
@@ -324,8 +325,9 @@ class Stage1Model:
         if isinstance(self.classifier, MeasurementClassifier):
             assert measurements is not None
             yx0 = grid.to_level0(np.concatenate(yx_parts)) if yx_parts else np.zeros((0, 2))
-            codes = (np.concatenate(encoded) if encoded else self.classifier.encode_patches(
-                np.zeros((0, len(PATCH_CHANNELS), 8, 8), np.uint8))) if reads_patches else None
+            codes = None
+            if reads_patches:  # no tile held a cell: the encoder's empty output
+                codes = np.concatenate(encoded) if encoded else self.classifier.encode_patches(cut_none)
             logits = self.classifier.logits(measurements, yx0, size, nucleus_values, encoded=codes)
             prob_parts = [class_probabilities(logits).float().cpu().numpy()]
         cells = self._cells(grid, size, yx_parts, peak_parts, prob_parts)
