@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from maskllp.config.proportion import LossConfig
+from maskllp.errors import InputError
 from maskllp.intervals import PAPER_FIVE
 from maskllp.proportion.cells import (
+    CellEnsembleNet,
     CellNetSpec,
     CellPositivityNet,
     CellProportionModel,
@@ -137,6 +139,39 @@ def test_the_model_folder_round_trips(tmp_path) -> None:
     loaded = load_cell_model(model.save(tmp_path / "m"))
     assert loaded.feature_names == model.feature_names and loaded.scheme == PAPER_FIVE
     assert np.array_equal(loaded.cell_probabilities(features), model.cell_probabilities(features))
+
+
+def test_an_ensemble_means_its_members_logits_and_round_trips(tmp_path) -> None:
+    torch.manual_seed(0)
+    spec = CellNetSpec(3, 2, hidden=8)
+    members = [CellPositivityNet(spec).eval() for _ in range(3)]
+    names = ["a", "b", "c", "t0", "t1"]
+    model = CellProportionModel(CellEnsembleNet(members), "ours-cells", PAPER_FIVE, names)
+    features = np.random.default_rng(3).normal(size=(6, 5)).astype(np.float32)
+    by_hand = np.mean([m(torch.from_numpy(features)).detach().numpy() for m in members], axis=0)
+    assert model.members == 3 and _model().members == 1
+    assert np.allclose(model.cell_logits(features), by_hand, atol=1e-6)
+    loaded = load_cell_model(model.save(tmp_path / "m"))
+    assert loaded.members == 3 and np.array_equal(loaded.cell_logits(features), model.cell_logits(features))
+    with pytest.raises(ValueError, match="one spec"):
+        CellEnsembleNet([CellPositivityNet(spec), CellPositivityNet(CellNetSpec(3, 0, hidden=8))])
+
+
+def test_a_folder_saved_before_ensembles_loads_as_one_network(tmp_path) -> None:
+    import json
+
+    model = _model()
+    folder = model.save(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config.pop("members") == 1
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = load_cell_model(folder)
+    features = np.random.default_rng(4).normal(size=(4, 5)).astype(np.float32)
+    assert loaded.members == 1 and np.array_equal(loaded.cell_logits(features), model.cell_logits(features))
+    config["members"] = 0
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="members"):
+        load_cell_model(folder)
 
 
 def _patch_model() -> CellProportionModel:

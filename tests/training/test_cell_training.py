@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from maskllp.config import Config
 from maskllp.config.proportion import LossConfig
@@ -75,6 +76,31 @@ def test_the_refit_trains_on_every_core_for_the_chosen_epochs(tmp_path) -> None:
         assert np.mean(hits) > 0.9
     assert again.range_temperature == plain.range_temperature  # chosen by the first network, on unseen cores
     assert not np.allclose(plain.cell_logits(test[0].features), again.cell_logits(test[0].features))
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_an_ensemble_trains_its_members_from_successive_seeds(tmp_path, refit) -> None:
+    """``ensemble = 3``: the first member is the network ``ensemble = 1`` gives (same seed, same
+    data), the others differ; the model's logits are their mean, and it still learns the toy cells."""
+    cfg = Config()
+    cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.progress_bar = "cpu", "1", False
+    cfg.proportion.cells.max_epochs, cfg.proportion.cells.click_weight = 80, 0.0
+    cfg.proportion.cells.refit = refit
+    bags, _ = _toy_bags(60, 0)
+    loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
+    single = train_cell_model(bags, "ours-cells", loss, 0, cfg, tmp_path / "one")
+    cfg.proportion.cells.ensemble = 3
+    three = train_cell_model(bags, "ours-cells", loss, 0, cfg, tmp_path / "three")
+    assert three.members == 3 and three.range_temperature == single.range_temperature
+    test, truth = _toy_bags(10, 1)
+    x = test[0].features
+    members = [three.probabilities_of(np.asarray(m(torch.from_numpy(x)).detach().numpy()))
+               for m in three.net.members]  # type: ignore[union-attr]
+    assert np.allclose(members[0], single.cell_probabilities(x), atol=1e-6)
+    assert not np.allclose(members[1], members[0])
+    hits = [np.mean((three.cell_probabilities(b.features) > 0.5) == t)
+            for b, t in zip(test, truth, strict=True)]
+    assert np.mean(hits) > 0.9
 
 
 def test_collate_flattens_bags_with_their_index() -> None:

@@ -81,15 +81,21 @@ class CellMethodConfig:
     """``ours-cells-cnn``: at most this many epochs (an epoch over patches costs ~100x one over
     measurements)."""
     patch_patience: int = 12
+    ensemble: int = 1
+    """Networks trained per model, from the seeds ``seed``, ``seed + 1``, ...; a cell's logit is the
+    mean of theirs. The number of epochs (and the TPS range temperature) is chosen once, on the
+    validation split; with ``refit`` every member is then trained on all training cores for that
+    many epochs, without it each member early-stops on the same split. Costs ``ensemble`` times the
+    final fit."""
     estimate: Literal["mean", "count"] = "count"
     """A core's TPS: the share of its tumour cells with p(positive) > 0.5 (``count``: what a
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
 
     def __post_init__(self) -> None:
-        if min(self.hidden, self.batch_size, self.max_epochs, self.patch_width, self.patch_max_epochs) < 1 \
-                or self.lr <= 0:
-            raise ValueError("cells: hidden, batch_size, max_epochs, patch_width, patch_max_epochs must be "
-                             ">= 1 and lr > 0")
+        if min(self.hidden, self.batch_size, self.max_epochs, self.patch_width, self.patch_max_epochs,
+               self.ensemble) < 1 or self.lr <= 0:
+            raise ValueError("cells: hidden, batch_size, max_epochs, patch_width, patch_max_epochs, ensemble "
+                             "must be >= 1 and lr > 0")
         if not 0 <= self.dropout < 1 or min(self.weight_decay, self.click_weight, self.entropy_weight) < 0:
             raise ValueError("cells: dropout in [0, 1), weight_decay, click_weight and entropy_weight >= 0")
 

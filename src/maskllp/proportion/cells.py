@@ -15,7 +15,8 @@ numbers of positive and negative tumour cells. The same loss modules as the map 
 
 Model folder (kind ``cell-proportion``): ``config.json`` holds the method name, the network spec,
 the feature names and the estimate; ``thresholds.json`` the interval scheme; ``weights.safetensors``
-the network (``net.``), with the feature standardisation as buffers.
+the network (``net.``; an ensemble's members ``net.members.K.``, their number in the config's
+``members``), with the feature standardisation as buffers.
 """
 
 from __future__ import annotations
@@ -85,6 +86,34 @@ class CellPositivityNet(FeatureMLP):
         return super().forward(features, patches)[:, 0]
 
 
+class CellEnsembleNet(torch.nn.Module):
+    """Several :class:`CellPositivityNet` of one spec (trained from different seeds): the same inputs
+    -> (M,) mean of their logits (the geometric mean of their odds of p(positive))."""
+
+    def __init__(self, members: Sequence[CellPositivityNet]) -> None:
+        super().__init__()
+        if not members or any(m.spec != members[0].spec for m in members):
+            raise ValueError("an ensemble needs at least one network, all of one spec")
+        self.members = torch.nn.ModuleList(members)
+
+    @property
+    def spec(self) -> CellNetSpec:
+        return self.members[0].spec  # type: ignore[no-any-return]
+
+    def forward(self, features: torch.Tensor, patches: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([m(features, patches) for m in self.members]).mean(dim=0)
+
+
+CellNet = CellPositivityNet | CellEnsembleNet
+
+
+def cell_network(spec: CellNetSpec, members: int = 1) -> CellNet:
+    """A fresh network of ``spec``: one, or an ensemble of ``members`` (as a model folder holds it)."""
+    if members == 1:
+        return CellPositivityNet(spec)
+    return CellEnsembleNet([CellPositivityNet(spec) for _ in range(members)])
+
+
 @dataclass(frozen=True)
 class CellBag:
     """The tumour cells of one core, as the cell method learns from them.
@@ -104,7 +133,7 @@ class CellBag:
 class CellProportionModel:
     """A fitted cell network with what it needs to turn a core's tumour cells into a prediction."""
 
-    def __init__(self, net: CellPositivityNet, method_name: str, scheme: IntervalScheme,
+    def __init__(self, net: CellNet, method_name: str, scheme: IntervalScheme,
                  feature_names: Sequence[str], estimate: Estimate = "mean",
                  summary: TrainingSummary | None = None, range_temperature: float = 1.0) -> None:
         if len(feature_names) != net.spec.n_inputs:
@@ -118,6 +147,11 @@ class CellProportionModel:
         self.range_temperature = range_temperature
         """T of the probabilities behind the TPS range, chosen on validation cores
         (:func:`maskllp.proportion.uncertainty.fit_range_temperature`)."""
+
+    @property
+    def members(self) -> int:
+        """Networks whose logits are averaged (1: a single network)."""
+        return len(self.net.members) if isinstance(self.net, CellEnsembleNet) else 1
 
     @property
     def reads_patches(self) -> bool:
@@ -174,7 +208,7 @@ class CellProportionModel:
 
     def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
         config = {"method": self.method_name, "network": asdict(self.net.spec), "estimate": self.estimate,
-                  "features": self.feature_names, **(extra_config or {})}
+                  "features": self.feature_names, "members": self.members, **(extra_config or {})}
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
         return save_model_folder(path, ModelFolder(CELL_MODEL_KIND, config, {"net": state},
                                                    {"scheme": scheme_to_mapping(self.scheme),
@@ -192,12 +226,15 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
         names = [str(n) for n in folder.config["features"]]
         scheme = scheme_from_mapping(folder.thresholds["scheme"])
         method = str(folder.config["method"])
+        members = folder.config.get("members", 1)  # folders saved before ensembles hold one network
+        if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+            raise ValueError(f"members {members!r} must be a whole number >= 1")
         temperature = float(folder.thresholds.get("range_temperature", 1.0))
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"range_temperature {temperature!r} must be a positive number")
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken cell model folder ({e})") from None
-    net = CellPositivityNet(spec)
+    net = cell_network(spec, members)
     load_network_weights(net, folder.weights.get("net", {}), path)
     try:
         return CellProportionModel(net, method, scheme, names, estimate, range_temperature=temperature)

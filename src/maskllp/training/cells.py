@@ -39,7 +39,13 @@ from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import read_annotations
 from maskllp.io.manifest import CohortEntry
 from maskllp.predictions import UNDEFINED
-from maskllp.proportion.cells import CellBag, CellNetSpec, CellPositivityNet, CellProportionModel
+from maskllp.proportion.cells import (
+    CellBag,
+    CellEnsembleNet,
+    CellNetSpec,
+    CellPositivityNet,
+    CellProportionModel,
+)
 from maskllp.proportion.losses import BagLoss, BagMeanLoss, bag_means
 from maskllp.proportion.model import TrainingSummary
 from maskllp.proportion.uncertainty import fit_range_temperature
@@ -187,12 +193,13 @@ class CellBagModule(L.LightningModule):
 
 
 def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpec, loss: nn.Module,
-              scheme: IntervalScheme, config: Config, work_dir: Path, max_epochs: int, patience: int
-              ) -> tuple[CellPositivityNet, BestWeights]:
-    """A cell network trained on ``train`` from the run's seed (early stopping on ``val`` when given,
-    else ``max_epochs`` epochs); returns it (on the CPU) with the best-epoch callback."""
+              scheme: IntervalScheme, config: Config, work_dir: Path, max_epochs: int, patience: int,
+              seed_offset: int = 0) -> tuple[CellPositivityNet, BestWeights]:
+    """A cell network trained on ``train`` from the run's seed plus ``seed_offset`` (early stopping
+    on ``val`` when given, else ``max_epochs`` epochs); returns it (on the CPU) with the best-epoch
+    callback."""
     cc = config.proportion.cells
-    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    L.seed_everything(config.trainer.seed + seed_offset, workers=True, verbose=False)
     net = CellPositivityNet(spec)
     net.standardise_on(torch.from_numpy(np.concatenate([b.features for b in train]).astype(np.float32)))
     module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay, cc.entropy_weight)
@@ -214,8 +221,10 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     (``cells.patch_max_epochs`` / ``patch_patience`` then bound the training). The number of epochs
     is chosen by early stopping on a validation split; with ``cells.refit`` (default) the network is
     then trained again, from the same seed, on every training core for that many epochs
-    (``out_dir/refit/logs``). Returns the model, its ``summary`` filled in; its range temperature is
-    chosen on the validation split by the first network, which never saw it."""
+    (``out_dir/refit/logs``). With ``cells.ensemble`` K > 1, K networks from the seeds seed ... seed
+    + K - 1 are trained that way and their logits averaged. Returns the model, its ``summary`` filled
+    in; its range temperature is chosen on the validation split by the first network, which never
+    saw it."""
     cc, scheme = config.proportion.cells, config.intervals.build()
     usable = [b for b in bags if len(b.features) and (b.interval is not None or (b.labels >= 0).any())]
     skipped = sum(1 for b in bags if b.interval is not None and not len(b.features))
@@ -242,14 +251,24 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     scored = [b for b in val if b.interval is not None]
     temperature = fit_range_temperature([first.cell_logits(b.features, b.patches) for b in scored],
                                         [int(b.interval) for b in scored], scheme)
-    model = first
-    if cc.refit and val and best.best_epoch is not None:
-        epochs = best.best_epoch + 1
+    refit = cc.refit and bool(val) and best.best_epoch is not None
+    members: list[CellPositivityNet] = []
+    if refit:
+        epochs = best.best_epoch + 1  # type: ignore[operator]
         log.info("%s: trained again on all %d training cores for %d epochs (the number chosen on %d "
-                 "validation cores)", method_name, len(usable), epochs, len(val))
-        net, _ = _fit_bags(usable, [], spec, loss, scheme, config, Path(out_dir) / "refit", epochs, patience)
+                 "validation cores)%s", method_name, len(usable), epochs, len(val),
+                 f", {cc.ensemble} networks" if cc.ensemble > 1 else "")
+        for k in range(cc.ensemble):
+            where = Path(out_dir) / "refit" / (f"member-{k}" if k else "")
+            members.append(_fit_bags(usable, [], spec, loss, scheme, config, where, epochs, patience, k)[0])
         summary = replace(summary, refit_cores=len(usable))
-        model = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
+    else:
+        members.append(net)
+        for k in range(1, cc.ensemble):
+            members.append(_fit_bags(train, val, spec, loss, scheme, config, Path(out_dir) / f"member-{k}",
+                                     max_epochs, patience, k)[0])
+    ensemble = members[0] if len(members) == 1 else CellEnsembleNet(members)
+    model = CellProportionModel(ensemble, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     model.range_temperature = temperature
     log.info("%s: TPS range temperature %.3g (chosen on %d validation cores)", method_name,
              model.range_temperature, len(scored))
