@@ -168,10 +168,11 @@ def test_a_folder_saved_before_ensembles_loads_as_one_network(tmp_path) -> None:
     loaded = load_cell_model(folder)
     features = np.random.default_rng(4).normal(size=(4, 5)).astype(np.float32)
     assert loaded.members == 1 and np.array_equal(loaded.cell_logits(features), model.cell_logits(features))
-    config["members"] = 0
-    (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(InputError, match="members"):
-        load_cell_model(folder)
+    for bad in (0, 10**9, "3"):
+        config["members"] = bad
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(InputError, match="members"):
+            load_cell_model(folder)
 
 
 def _patch_model() -> CellProportionModel:

@@ -92,6 +92,8 @@ class CellMethodConfig:
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
 
     def __post_init__(self) -> None:
+        if self.ensemble > 64:
+            raise ValueError("cells: ensemble must be at most 64 (what a model folder may hold)")
         if min(self.hidden, self.batch_size, self.max_epochs, self.patch_width, self.patch_max_epochs,
                self.ensemble) < 1 or self.lr <= 0:
             raise ValueError("cells: hidden, batch_size, max_epochs, patch_width, patch_max_epochs, ensemble "

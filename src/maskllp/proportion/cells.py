@@ -39,6 +39,8 @@ from maskllp.proportion.model import TrainingSummary, scheme_from_mapping, schem
 
 CELL_MODEL_KIND = "cell-proportion"
 Estimate = Literal["mean", "count"]
+MAX_MEMBERS = 64
+"""Most networks a cell model folder may hold (a damaged config must not allocate without bound)."""
 
 
 @dataclass(frozen=True)
@@ -227,8 +229,8 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
         scheme = scheme_from_mapping(folder.thresholds["scheme"])
         method = str(folder.config["method"])
         members = folder.config.get("members", 1)  # folders saved before ensembles hold one network
-        if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-            raise ValueError(f"members {members!r} must be a whole number >= 1")
+        if not isinstance(members, int) or isinstance(members, bool) or not 1 <= members <= MAX_MEMBERS:
+            raise ValueError(f"members {members!r} must be a whole number from 1 to {MAX_MEMBERS}")
         temperature = float(folder.thresholds.get("range_temperature", 1.0))
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"range_temperature {temperature!r} must be a positive number")
