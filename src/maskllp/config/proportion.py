@@ -45,6 +45,10 @@ class LossConfig:
             raise ValueError(f"loss.listnet_weight must be >= 0, got {self.listnet_weight}")
 
 
+MAX_ENSEMBLE = 64
+"""Most networks a cell model (``ensemble``) may hold: a damaged folder must not allocate without bound."""
+
+
 @dataclass
 class CellMethodConfig:
     """The cell-level method ``ours-cells`` (section ``[proportion.cells]``): a small network on each
@@ -92,8 +96,8 @@ class CellMethodConfig:
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
 
     def __post_init__(self) -> None:
-        if self.ensemble > 64:
-            raise ValueError("cells: ensemble must be at most 64 (what a model folder may hold)")
+        if self.ensemble > MAX_ENSEMBLE:
+            raise ValueError(f"cells: ensemble must be at most {MAX_ENSEMBLE} (what a model folder may hold)")
         if min(self.hidden, self.batch_size, self.max_epochs, self.patch_width, self.patch_max_epochs,
                self.ensemble) < 1 or self.lr <= 0:
             raise ValueError("cells: hidden, batch_size, max_epochs, patch_width, patch_max_epochs, ensemble "

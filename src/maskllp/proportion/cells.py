@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from maskllp.backbones import FeatureMLP, PatchInput
+from maskllp.config.proportion import MAX_ENSEMBLE
 from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.intervals import IntervalScheme
 from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
@@ -39,8 +40,6 @@ from maskllp.proportion.model import TrainingSummary, scheme_from_mapping, schem
 
 CELL_MODEL_KIND = "cell-proportion"
 Estimate = Literal["mean", "count"]
-MAX_MEMBERS = 64
-"""Most networks a cell model folder may hold (a damaged config must not allocate without bound)."""
 
 
 @dataclass(frozen=True)
@@ -229,8 +228,8 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
         scheme = scheme_from_mapping(folder.thresholds["scheme"])
         method = str(folder.config["method"])
         members = folder.config.get("members", 1)  # folders saved before ensembles hold one network
-        if not isinstance(members, int) or isinstance(members, bool) or not 1 <= members <= MAX_MEMBERS:
-            raise ValueError(f"members {members!r} must be a whole number from 1 to {MAX_MEMBERS}")
+        if not isinstance(members, int) or isinstance(members, bool) or not 1 <= members <= MAX_ENSEMBLE:
+            raise ValueError(f"members {members!r} must be a whole number from 1 to {MAX_ENSEMBLE}")
         temperature = float(folder.thresholds.get("range_temperature", 1.0))
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"range_temperature {temperature!r} must be a positive number")
