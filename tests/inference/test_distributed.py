@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from maskllp.backbones import inference_devices
 from maskllp.config import Config
 from maskllp.errors import InputError, ProblemList
-from maskllp.inference.distributed import lightning_devices
+from maskllp.inference import distributed
+from maskllp.inference.distributed import ROWS_DIR, lightning_devices
 from maskllp.inference.pipeline import PredictRun, predict_cores
 
 
@@ -27,15 +30,23 @@ def _outputs(folder) -> dict[str, bytes]:
 
 
 def test_two_processes_predict_each_core_once_in_manifest_order_as_one_does(
-        tmp_path, cohort_csv, stage1_dir, random_model, capfd):
+        tmp_path, cohort_csv, stage1_dir, random_model, monkeypatch):
     model = random_model(tmp_path, stage1_dir)
     one = predict_cores(PredictRun(model, [cohort_csv], tmp_path / "one", figures=False), _config())
-    capfd.readouterr()
+    real_rmtree, kept = shutil.rmtree, tmp_path / "rows-kept"
+
+    def keep_rows(path, *args, **kwargs):  # the processes' rows, read before the run removes them
+        if Path(path).name == ROWS_DIR:
+            shutil.copytree(path, kept)
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.shutil, "rmtree", keep_rows)
     two = predict_cores(PredictRun(model, [cohort_csv], tmp_path / "two", figures=False, devices=2),
                         _config())
-    lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("(process ")]
-    assert sorted(line.split("] ")[1].split(":")[0] for line in lines) == [r.name for r in one]  # once each
-    assert {line.split(",")[0] for line in lines} == {"(process 1/2", "(process 2/2"}  # both worked
+    monkeypatch.undo()
+    written = sorted(p.name for p in kept.iterdir())  # "<core index>.<process rank>.json"
+    assert sorted(int(n.split(".")[0]) for n in written) == list(range(12))  # each core once
+    assert {n.split(".")[1] for n in written} == {"0", "1"}  # both processes worked
     assert [r.name for r in two] == [r.name for r in one] == [f"core{i:02d}" for i in range(12)]
     assert [r.to_json() for r in two] == [r.to_json() for r in one]
     a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")

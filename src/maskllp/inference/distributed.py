@@ -5,7 +5,8 @@ command line runs once and its output folder is staged once). Lightning hands th
 its unrepeated distributed sampler, so each core is predicted once, by one process; each process
 loads the model folder onto its own device and writes its cores' files into the staging folder
 exactly as a one-process run does (:func:`maskllp.inference.pipeline.predict_core`), plus the
-core's row under a hidden ``.rows/`` folder. The caller merges the rows in manifest order and
+core's row under a hidden ``.rows/`` folder, named by core and process (``3.1.json``: core 3, by
+process 1), so a core predicted twice would show. The caller merges the rows in manifest order and
 removes ``.rows/``; a core that failed with an input error is reported in one line, as in a
 one-process run.
 
@@ -73,12 +74,13 @@ class CorePredictionModule(L.LightningModule):
     def predict_step(self, index: int, batch_idx: int = 0) -> None:
         core, rows = self.cores[index], self.stage / ROWS_DIR
         assert self.predictor is not None
+        name = f"{index}.{self.global_rank}"
         try:
             row = predict_core(self.predictor, core, self.run.figures, self.config, self.stage)
         except MaskllpError as e:
-            write_text_atomic(rows / f"{index}.error", str(e))
+            write_text_atomic(rows / f"{name}.error", str(e))
             return
-        write_text_atomic(rows / f"{index}.json", json.dumps(row.to_json()))
+        write_text_atomic(rows / f"{name}.json", json.dumps(row.to_json()))
         print(f"(process {self.global_rank + 1}/{self.trainer.world_size}, {self.device}) "
               + progress_line(index + 1, len(self.cores), row), flush=True)
 
@@ -115,11 +117,11 @@ def predict_on_devices(run: PredictRun, config: Config, cores: list[CoreToPredic
         problems: list[InputError | str] = []
         results = []
         for i, core in enumerate(cores):
-            error, done = rows / f"{i}.error", rows / f"{i}.json"
-            if error.is_file():
-                problems.append(error.read_text(encoding="utf-8"))
-            elif done.is_file():
-                results.append(_row(json.loads(done.read_text(encoding="utf-8"))))
+            errors, done = sorted(rows.glob(f"{i}.*.error")), sorted(rows.glob(f"{i}.*.json"))
+            if errors:
+                problems.append(errors[0].read_text(encoding="utf-8"))
+            elif done:
+                results.append(_row(json.loads(done[0].read_text(encoding="utf-8"))))
             else:  # a process died without a word
                 problems.append(InputError(core.path, "was not predicted (a prediction process stopped)"))
     finally:
