@@ -289,3 +289,23 @@ def tiny_world(tmp_path_factory) -> Path:
     stage1 = write_random_stage1(root / "stage1")
     write_random_model(root, stage1)
     return root
+
+
+def make_stained_pixels(h_vec, dab_vec, n: int = 20_000, dab_share: float = 0.3, h_scale: float = 1.0,
+                        seed: int = 0) -> np.ndarray:
+    """(n, 3) uint8 pixels mixed from two stain vectors (optical density, any length): nuclei and
+    stroma of hematoxylin alone (0.4-1.2 OD times ``h_scale``) and, as ``dab_share`` of the pixels,
+    membranes of DAB (0.3-1.0 OD) over a little hematoxylin (0-0.1 OD)."""
+    rng = np.random.default_rng(seed)
+    membrane = rng.random(n) < dab_share
+    h = np.where(membrane, rng.uniform(0.0, 0.1, n), rng.uniform(0.4, 1.2, n) * h_scale)
+    d = np.where(membrane, rng.uniform(0.3, 1.0, n), 0.0)
+    h_vec, dab_vec = np.asarray(h_vec) / np.linalg.norm(h_vec), np.asarray(dab_vec) / np.linalg.norm(dab_vec)
+    od = h[:, None] * h_vec + d[:, None] * dab_vec
+    return np.clip(np.round(255 * 10.0 ** -od), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def stained_pixels():
+    """:func:`make_stained_pixels`: pixels of known stain vectors."""
+    return make_stained_pixels

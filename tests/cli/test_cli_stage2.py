@@ -86,3 +86,19 @@ def test_fig3_curves_show_the_paper_point() -> None:
     assert weighted[0, i3] > 10 * focal[0, i3]
     assert x[np.argmin(weighted[0])] == pytest.approx(0.005, abs=1e-3)
     assert np.array_equal(weighted[1:], focal[1:])  # gamma 2 elsewhere: the same curves
+
+
+def test_train_proportion_records_the_stain_range_of_its_cores(run_cli, tiny_toml, stained_pixels, tmp_path):
+    from PIL import Image
+
+    lines = ["image,patient,label,mpp"]
+    for i, label in enumerate(["0-1 %", "1-25 %", "25-50 %", "75-100 %"]):
+        rgb = stained_pixels((0.65, 0.70, 0.29), (0.27, 0.57, 0.78), 64 * 64, seed=i).reshape(64, 64, 3)
+        Image.fromarray(rgb).save(tmp_path / f"c{i}.png")
+        lines.append(f"c{i}.png,P{i},{label},1.0")
+    (tmp_path / "cohort.csv").write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli("train", "proportion", tmp_path / "cohort.csv", "--method", "prop-nomask",
+                           "--out", tmp_path / "model", "--config", tiny_toml, *TINY)
+    assert code in (0, None), err
+    recorded = json.loads((tmp_path / "model" / "stain-range.json").read_text())
+    assert recorded["cores"] == 4 and recorded["hematoxylin_max_deg"] < 2.0

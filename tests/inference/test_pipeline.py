@@ -263,3 +263,37 @@ def test_nan_weights_are_an_error_naming_the_model_not_a_result(tmp_path, cohort
     code, out, err = run_cli("predict", model, image, "--mpp", "0.5", "--out", tmp_path / "o")
     assert code == 2 and str(model) in err and "NaN or infinite" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_core_stained_unlike_the_training_cores_is_flagged(tmp_path, stage1_dir, stained_pixels,
+                                                             random_model):
+    from PIL import Image
+
+    from maskllp.inference.stain_check import STAIN_RANGE_FILE, core_stain_vectors, save_stain_range
+
+    def core(name, h_vec, seed):  # 96 x 96 px at 1 um/px: read as it is
+        rgb = stained_pixels(h_vec, DAB, 96 * 96, seed=seed).reshape(96, 96, 3)
+        Image.fromarray(rgb).save(tmp_path / name)
+        return tmp_path / name
+
+    model = random_model(tmp_path, stage1_dir)
+    stains = []
+    for seed in range(3):
+        with open_image(core(f"train{seed}.png", LAB_A, seed), 1.0) as reader:
+            stains.append(core_stain_vectors(reader))
+    assert save_stain_range(model, stains) is not None and (model / STAIN_RANGE_FILE).is_file()
+    same, other = core("same-lab.png", LAB_A, 7), core("other-lab.png", LAB_B, 7)
+    run = PredictRun(model, [same, other], tmp_path / "o", mpp=1.0, figures=False)
+    results = predict_cores(run, _config())
+    assert "stain outside the training range" not in (results[0].flags or "")
+    assert re.search(r"stain outside the training range: hematoxylin colour 1[0-9]\.[0-9] deg",
+                     results[1].flags or "")  # the two labs' vectors are 16 deg apart
+    (model / STAIN_RANGE_FILE).write_text('{"hematoxylin": [1, 2]}')
+    with pytest.raises(Exception, match="stain-range.json.*is not a stain range") as info:
+        Predictor.load(model)
+    assert "Traceback" not in str(info.value)
+
+
+LAB_A, LAB_B = (0.768, 0.593, 0.244), (0.549, 0.776, 0.311)
+"""Hematoxylin vectors of one Ki-67 slide scanned twice (../shared/data, Macenko's estimate)."""
+DAB = (0.37, 0.57, 0.73)

@@ -31,6 +31,7 @@ from maskllp.detection.cells import DetectedCells
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError, NonFiniteOutputError, ProblemList
 from maskllp.inference.detect import write_mask_geojson
+from maskllp.inference.stain_check import core_stain_vectors, load_stain_range
 from maskllp.intervals import IntervalScheme
 from maskllp.io.annotations import write_detections_geojson
 from maskllp.io.atomic import staged_directory, write_text_atomic
@@ -43,6 +44,7 @@ from maskllp.proportion.uncertainty import RANGE_LEVEL, straddled_cut_offs
 from maskllp.report.cohort_report import write_cohort_report
 from maskllp.report.overlay import CloseUp, densest_window, proportion_figure, summary_figure
 from maskllp.report.preview import draw_preview, preview_scale, read_preview
+from maskllp.stains import StainRange
 
 
 @dataclass
@@ -55,6 +57,9 @@ class Predictor:
     """Where the networks run (where :meth:`load` put them)."""
     precision: str = "auto"
     """``auto``, ``32`` or ``bf16`` (:class:`~maskllp.config.inference.InferenceConfig`)."""
+    stain_range: StainRange | None = None
+    """The stains of the model's training cores (its folder's ``stain-range.json``); None: not
+    recorded (Det, or a folder saved before it was), and cores are not checked against it."""
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", stage1_dir: str | Path | None = None,
@@ -63,8 +68,9 @@ class Predictor:
 
         ``scheme`` bins Det's counts; stage-2 folders carry their own.
         """
-        return cls(load_fitted(model_dir, device, stage1_dir, scheme), Path(model_dir),
-                   inference_device(device), precision)
+        fitted = load_fitted(model_dir, device, stage1_dir, scheme)
+        return cls(fitted, Path(model_dir), inference_device(device), precision,
+                   load_stain_range(Path(model_dir)))
 
     @property
     def method(self) -> Method:
@@ -95,6 +101,7 @@ class Predictor:
                 with open_image(path, mpp) as reader:
                     cells = self.fitted.detect_cells(reader)
                     pixel = cells.mpp if cells is not None else reader.mpp
+                    stains = core_stain_vectors(reader) if self.stain_range is not None else None
                 estimate = self.fitted.estimate(path, mpp, cells, want_maps)
         except NonFiniteOutputError as e:
             raise InputError(self.source, f"{e}; on {path.name}") from None
@@ -114,14 +121,19 @@ class Predictor:
         )
         if estimate.tps_range is not None and pred.proportion is not None:
             result.proportion_low, result.proportion_high = estimate.tps_range
-        result.flags = "; ".join(review_flags(result, cells, review or ReviewConfig())) or None
+        review = review or ReviewConfig()
+        unlike = (self.stain_range.departures(stains, review.stain_margin_deg, review.stain_od_margin)
+                  if self.stain_range is not None and stains is not None else [])
+        result.flags = "; ".join(review_flags(result, cells, review, unlike)) or None
         return result, estimate, cells
 
 
-def review_flags(result: PredictionRow, cells: DetectedCells | None, review: ReviewConfig) -> list[str]:
+def review_flags(result: PredictionRow, cells: DetectedCells | None, review: ReviewConfig,
+                 stain_departures: list[str] | None = None) -> list[str]:
     """Why a pathologist should look at this core: its TPS interval lies across a clinical cut-off,
     too few tumour cells for a TPS, no DAB signal at all (from the cells' stain measurements, when
-    stage 1 measured them)."""
+    stage 1 measured them), stains unlike the training cores' (``stain_departures``, from
+    :meth:`~maskllp.stains.StainRange.departures`)."""
     flags = []
     if result.proportion_low is not None and result.proportion_high is not None:
         for cut in straddled_cut_offs(result.proportion_low, result.proportion_high):
@@ -135,6 +147,8 @@ def review_flags(result: PredictionRow, cells: DetectedCells | None, review: Rev
         if stained < review.min_stained_fraction:
             flags.append(f"no DAB signal ({100 * stained:.2f} % of cells stained): not an IHC stain, or a "
                          "failed one?")
+    if stain_departures:
+        flags.append("stain outside the training range: " + ", ".join(stain_departures))
     return flags
 
 

@@ -17,10 +17,13 @@ from pathlib import Path
 from maskllp.config import Config, save_config, to_mapping
 from maskllp.detection.model import Stage1Model
 from maskllp.errors import InputError
+from maskllp.inference.stain_check import core_stain_vectors, save_stain_range
 from maskllp.io.atomic import check_output_dir, output_lock, staged_directory
-from maskllp.io.manifest import read_cohort
+from maskllp.io.images import open_image
+from maskllp.io.manifest import CohortEntry, read_cohort
 from maskllp.methods import FitSetup, FittedMethod, Method, get_method
 from maskllp.proportion.inputs import InputSpec
+from maskllp.stains import StainVectors
 from maskllp.training.inputs import (
     ItemCache,
     build_mask_source,
@@ -127,6 +130,11 @@ def _train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, conf
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _stain_vectors(entry: CohortEntry) -> StainVectors | None:
+    with open_image(entry.image, entry.mpp) as reader:
+        return core_stain_vectors(reader)
+
+
 def train_on_cohort(cohort_path: str | Path, method: Method | str, config: Config, out_dir: str | Path, *,
                     stage1: Path | None = None, mask_source: str | None = None,
                     truth: Path | None = None, det_model: Path | None = None,
@@ -168,8 +176,10 @@ def _train_on_cohort(cohort_path: Path, method: Method, config: Config, out_dir:
         fitted = method.fit(items, setup, config, work)
         if not is_global_zero():  # the extra processes of a DDP run save nothing
             return None
+        stains = [_stain_vectors(e) for e in entries]
         with staged_directory(out_dir, overwrite, inputs) as stage:
             fitted.save(stage)
+            save_stain_range(stage, stains)
             for name in ("logs", "checkpoints"):
                 if (work / name).is_dir():
                     shutil.move(str(work / name), str(stage / name))
