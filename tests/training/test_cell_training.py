@@ -16,7 +16,7 @@ from maskllp.intervals import PAPER_FIVE
 from maskllp.io.manifest import read_cohort
 from maskllp.proportion.cells import CellBag
 from maskllp.proportion.losses import weighted_focal_proportion_loss
-from maskllp.training.cells import click_labels, collate_bags, train_cell_model
+from maskllp.training.cells import click_labels, collate_bags, interval_consistent_labels, train_cell_model
 
 F = len(MEASUREMENT_NAMES)
 
@@ -101,6 +101,55 @@ def test_an_ensemble_trains_its_members_from_successive_seeds(tmp_path, refit) -
     hits = [np.mean((three.cell_probabilities(b.features) > 0.5) == t)
             for b, t in zip(test, truth, strict=True)]
     assert np.mean(hits) > 0.9
+
+
+@pytest.mark.parametrize("p, interval, expected", [
+    ([0.9, 0.1, 0.6, 0.3], 2, [1, 0, 0, 0]),  # '25-50 %' of 4 cells: only k = 1 (k = 2 is 50 %)
+    ([0.9, 0.8, 0.6, 0.3], 4, [1, 1, 1, 0]),  # '75-100 %': k in {3, 4}, sum(p) = 2.6 -> 3
+    ([0.1, 0.9, 0.2, 0.95], 4, [0, 1, 1, 1]),  # sum(p) = 2.15 -> 3 (the lowest allowed), highest p first
+    ([0.2, 0.2], 0, [0, 0]),  # '0-1 %': none positive
+    ([0.9, 0.8, 0.6], 1, [-1, -1, -1]),  # '1-25 %' has no count of 3 cells: no labels
+    ([], 0, []),
+])
+def test_interval_consistent_labels_by_hand(p, interval, expected) -> None:
+    labels = interval_consistent_labels(np.array(p, np.float32), interval, PAPER_FIVE)
+    assert labels.dtype == np.int8 and labels.tolist() == expected
+
+
+def test_self_labelling_rounds_retrain_on_labels_that_agree_with_the_intervals(tmp_path) -> None:
+    """``self_label_rounds = 1``: one more fit (logged under self-label-1) with the hard labels of the
+    first model added; the result differs from the first model and still learns the toy cells."""
+    cfg = Config()
+    cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.progress_bar = "cpu", "1", False
+    cfg.proportion.cells.max_epochs, cfg.proportion.cells.click_weight = 80, 0.0
+    bags, _ = _toy_bags(60, 0)
+    loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
+    first = train_cell_model(bags, "ours-cells", loss, 0, cfg, tmp_path / "first")
+    cfg.proportion.cells.self_label_rounds = 1
+    again = train_cell_model(bags, "ours-cells", loss, 0, cfg, tmp_path / "again")
+    assert (tmp_path / "again" / "self-label-1" / "logs" / "metrics.csv").is_file()
+    test, truth = _toy_bags(20, 1)
+    assert not np.allclose(first.cell_logits(test[0].features), again.cell_logits(test[0].features))
+    hits = [np.mean((again.cell_probabilities(b.features) > 0.5) == t)
+            for b, t in zip(test, truth, strict=True)]
+    assert np.mean(hits) > 0.9
+
+
+def test_self_labels_enter_the_loss_only_with_their_weight() -> None:
+    from maskllp.proportion.cells import CellNetSpec, CellPositivityNet
+    from maskllp.training.cells import CellBagModule
+
+    bag = CellBag("a", 0, np.zeros((2, F), np.float32), np.full(2, -1, np.int8),
+                  pseudo=np.array([1, -1], np.int8))
+    batch = collate_bags([bag])
+    assert batch["pseudo"].tolist() == [1, -1]
+    logits = torch.tensor([0.0, 3.0])
+    loss = weighted_focal_proportion_loss(PAPER_FIVE, LossConfig())
+    net = CellPositivityNet(CellNetSpec(F, 0, 8, 0.0))
+    without = CellBagModule(net, loss, PAPER_FIVE, 0.0, 1e-3, 0.0)._loss(batch, logits)
+    module = CellBagModule(net, loss, PAPER_FIVE, 0.0, 1e-3, 0.0, self_label_weight=2.0)
+    weighted = module._loss(batch, logits)
+    assert float(weighted - without) == pytest.approx(2.0 * np.log(2.0), rel=1e-5)  # BCE(0 logit, 1) = ln 2
 
 
 def test_collate_flattens_bags_with_their_index() -> None:

@@ -91,6 +91,13 @@ class CellMethodConfig:
     validation split; with ``refit`` every member is then trained on all training cores for that
     many epochs, without it each member early-stops on the same split. Costs ``ensemble`` times the
     final fit."""
+    self_label_rounds: int = 0
+    """Rounds of self-labelling after the fit: each round gives every cell of a labelled training core
+    a hard label whose count agrees with the core's interval (its highest-p cells positive,
+    :func:`maskllp.training.cells.interval_consistent_labels`) and trains the network(s) again, as
+    the final fit was trained, with their cross-entropy added (``self_label_weight``). Clicked
+    cells keep their clicks. 0: off."""
+    self_label_weight: float = 1.0
     estimate: Literal["mean", "count"] = "count"
     """A core's TPS: the share of its tumour cells with p(positive) > 0.5 (``count``: what a
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
@@ -102,8 +109,10 @@ class CellMethodConfig:
                self.ensemble) < 1 or self.lr <= 0:
             raise ValueError("cells: hidden, batch_size, max_epochs, patch_width, patch_max_epochs, ensemble "
                              "must be >= 1 and lr > 0")
-        if not 0 <= self.dropout < 1 or min(self.weight_decay, self.click_weight, self.entropy_weight) < 0:
-            raise ValueError("cells: dropout in [0, 1), weight_decay, click_weight and entropy_weight >= 0")
+        if not 0 <= self.dropout < 1 or min(self.weight_decay, self.click_weight, self.entropy_weight,
+                                            self.self_label_weight, self.self_label_rounds) < 0:
+            raise ValueError("cells: dropout in [0, 1), weight_decay, click_weight, entropy_weight, "
+                             "self_label_rounds and self_label_weight >= 0")
 
 
 @dataclass

@@ -121,7 +121,9 @@ class CellBag:
 
     ``features`` (n, F) float32; ``labels`` (n,) int8: 1 / 0 for cells matched to a clicked
     positive / negative tumour cell, -1 otherwise; ``interval`` the core's labelled interval (None:
-    unlabelled); ``patches`` (n, 2, S, S) uint8 for a network that reads them, else None.
+    unlabelled); ``patches`` (n, 2, S, S) uint8 for a network that reads them, else None;
+    ``pseudo`` (n,) int8 self-labels of a training round (``[proportion.cells] self_label_rounds``),
+    -1 for none, or None.
     """
 
     name: str
@@ -129,6 +131,7 @@ class CellBag:
     features: np.ndarray
     labels: np.ndarray
     patches: np.ndarray | None = None
+    pseudo: np.ndarray | None = None
 
 
 class CellProportionModel:

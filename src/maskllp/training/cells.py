@@ -101,13 +101,16 @@ class _Bags(Dataset):
 
 def collate_bags(batch: list[CellBag]) -> dict[str, torch.Tensor]:
     """Bags -> ``features`` (M, F), ``bag`` (M,) int64 index of each cell's bag, ``labels`` (M,)
-    int64 (-1 unknown), ``interval`` (B,) int64 (-1 unlabelled), and when the bags carry patches
+    int64 (-1 unknown), ``interval`` (B,) int64 (-1 unlabelled), ``pseudo`` (M,) int64 self-labels
+    (-1 none), and when the bags carry patches
     ``patches`` (M, 2, S, S) uint8."""
     features = torch.from_numpy(np.concatenate([b.features for b in batch]).astype(np.float32))
     bag = torch.cat([torch.full((len(b.features),), i, dtype=torch.int64) for i, b in enumerate(batch)])
     labels = torch.from_numpy(np.concatenate([b.labels for b in batch]).astype(np.int64))
     interval = torch.tensor([-1 if b.interval is None else b.interval for b in batch], dtype=torch.int64)
-    out = {"features": features, "bag": bag, "labels": labels, "interval": interval}
+    none = [np.full(len(b.features), -1, np.int8) if b.pseudo is None else b.pseudo for b in batch]
+    pseudo = torch.from_numpy(np.concatenate(none).astype(np.int64))
+    out = {"features": features, "bag": bag, "labels": labels, "interval": interval, "pseudo": pseudo}
     if batch and batch[0].patches is not None:
         out["patches"] = torch.from_numpy(np.concatenate([b.patches for b in batch]))  # type: ignore[misc]
     return out
@@ -126,6 +129,25 @@ def turned_patches(patches: torch.Tensor, generator: torch.Generator | None = No
     return out
 
 
+def interval_consistent_labels(p: np.ndarray, interval: int, scheme: IntervalScheme) -> np.ndarray:
+    """(n,) p(positive) of one bag's cells and its labelled interval -> (n,) int8 hard labels whose
+    count agrees with the label: the k cells of highest p are positive, k the count nearest sum(p)
+    among those with k / n in the interval (:meth:`IntervalScheme.index_of`'s convention). All -1
+    when no count of n cells falls in the interval (e.g. 3 cells and '1-25 %').
+
+    The label step of alternating training for learning from label proportions (Yu et al. 2013,
+    "proportion-SVM"), with an interval instead of an exact proportion."""
+    n = len(p)
+    counts = np.arange(n + 1)
+    allowed = counts[scheme.index_of(counts / max(n, 1)) == interval] if n else counts[:0]
+    if not len(allowed):
+        return np.full(n, -1, np.int8)
+    k = int(allowed[np.argmin(np.abs(allowed - float(np.sum(p))))])
+    labels = np.zeros(n, np.int8)
+    labels[np.argsort(-np.asarray(p, np.float64), kind="stable")[:k]] = 1
+    return labels
+
+
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Elementwise entropy (nats) of Bernoulli(sigmoid(logits)), computed stably from the logits."""
     p = torch.sigmoid(logits)
@@ -136,13 +158,14 @@ class CellBagModule(L.LightningModule):
     """The cell network, the method's proportion loss over bags, and the clicked cells' cross-entropy."""
 
     def __init__(self, net: CellPositivityNet, loss: nn.Module, scheme: IntervalScheme, click_weight: float,
-                 lr: float, weight_decay: float, entropy_weight: float = 0.0) -> None:
+                 lr: float, weight_decay: float, entropy_weight: float = 0.0,
+                 self_label_weight: float = 0.0) -> None:
         super().__init__()
         self.net, self.scheme = net, scheme
         self.loss = loss if isinstance(loss, BagLoss) else BagMeanLoss(loss)
         """Over bags: a proportion loss of the cores' mean p(positive), or a likelihood of the counts."""
         self.click_weight, self.lr, self.weight_decay = click_weight, lr, weight_decay
-        self.entropy_weight = entropy_weight
+        self.entropy_weight, self.self_label_weight = entropy_weight, self_label_weight
         self._val_true: list[torch.Tensor] = []
         self._val_pred: list[torch.Tensor] = []
 
@@ -152,6 +175,10 @@ class CellBagModule(L.LightningModule):
         if self.click_weight > 0 and bool(clicked.any()):
             total = total + self.click_weight * F.binary_cross_entropy_with_logits(
                 logits[clicked], batch["labels"][clicked].to(logits.dtype))
+        pseudo = batch["pseudo"] >= 0
+        if self.self_label_weight > 0 and bool(pseudo.any()):
+            total = total + self.self_label_weight * F.binary_cross_entropy_with_logits(
+                logits[pseudo], batch["pseudo"][pseudo].to(logits.dtype))
         if self.entropy_weight > 0 and len(logits):
             total = total + self.entropy_weight * binary_entropy(logits).mean()
         return total
@@ -202,7 +229,8 @@ def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpe
     L.seed_everything(config.trainer.seed + seed_offset, workers=True, verbose=False)
     net = CellPositivityNet(spec)
     net.standardise_on(torch.from_numpy(np.concatenate([b.features for b in train]).astype(np.float32)))
-    module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay, cc.entropy_weight)
+    module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay, cc.entropy_weight,
+                           cc.self_label_weight)
     train_loader = DataLoader(_Bags(train), batch_size=cc.batch_size, shuffle=True, collate_fn=collate_bags)
     val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags) if val else None
     trainer, best = build_trainer(config.trainer, work_dir, max_epochs=max_epochs,
@@ -214,6 +242,17 @@ def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpe
     return module.net.cpu(), best
 
 
+def _self_labelled(bag: CellBag, model: CellProportionModel, scheme: IntervalScheme) -> CellBag:
+    """``bag`` with the self-labels of ``model``'s p(positive) (clicked cells and unlabelled cores:
+    none)."""
+    if bag.interval is None:
+        return bag
+    p = CellProportionModel.probabilities_of(model.cell_logits(bag.features, bag.patches))
+    pseudo = interval_consistent_labels(p, bag.interval, scheme)
+    pseudo[bag.labels >= 0] = -1
+    return replace(bag, pseudo=pseudo)
+
+
 def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module, n_trunk: int, config: Config,
                      out_dir: str | Path) -> CellProportionModel:
     """Train the cell network on ``bags`` (labelled cores, and cores with clicked cells); logs go to
@@ -222,9 +261,11 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     is chosen by early stopping on a validation split; with ``cells.refit`` (default) the network is
     then trained again, from the same seed, on every training core for that many epochs
     (``out_dir/refit/logs``). With ``cells.ensemble`` K > 1, K networks from the seeds seed ... seed
-    + K - 1 are trained that way and their logits averaged. Returns the model, its ``summary`` filled
-    in; its range temperature is chosen on the validation split by the first network, which never
-    saw it."""
+    + K - 1 are trained that way and their logits averaged. With ``cells.self_label_rounds`` R, R
+    rounds follow, each training the network(s) the same way again with the interval-consistent
+    self-labels of the previous round's model added (``out_dir/self-label-r``). Returns the model,
+    its ``summary`` filled in; its range temperature is chosen on the validation split by the first
+    network, which never saw it."""
     cc, scheme = config.proportion.cells, config.intervals.build()
     usable = [b for b in bags if len(b.features) and (b.interval is not None or (b.labels >= 0).any())]
     skipped = sum(1 for b in bags if b.interval is not None and not len(b.features))
@@ -268,6 +309,21 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
             members.append(_fit_bags(train, val, spec, loss, scheme, config, Path(out_dir) / f"member-{k}",
                                      max_epochs, patience, k)[0])
     ensemble = members[0] if len(members) == 1 else CellEnsembleNet(members)
+    for r in range(cc.self_label_rounds):
+        current = CellProportionModel(ensemble, method_name, scheme, feature_names(n_trunk))
+        where = Path(out_dir) / f"self-label-{r + 1}"
+        log.info("%s: self-labelling round %d of %d", method_name, r + 1, cc.self_label_rounds)
+        if refit:
+            again = [_self_labelled(b, current, scheme) for b in usable]
+            members = [_fit_bags(again, [], spec, loss, scheme, config, where / (f"member-{k}" if k else ""),
+                                 epochs, patience, k)[0] for k in range(cc.ensemble)]
+        else:
+            again_train = [_self_labelled(b, current, scheme) for b in train]
+            again_val = [_self_labelled(b, current, scheme) for b in val]
+            members = [_fit_bags(again_train, again_val, spec, loss, scheme, config,
+                                 where / (f"member-{k}" if k else ""), max_epochs, patience, k)[0]
+                       for k in range(cc.ensemble)]
+        ensemble = members[0] if len(members) == 1 else CellEnsembleNet(members)
     model = CellProportionModel(ensemble, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     model.range_temperature = temperature
     log.info("%s: TPS range temperature %.3g (chosen on %d validation cores)", method_name,
