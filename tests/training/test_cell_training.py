@@ -16,7 +16,8 @@ from maskllp.intervals import PAPER_FIVE
 from maskllp.io.manifest import read_cohort
 from maskllp.proportion.cells import CellBag
 from maskllp.proportion.losses import weighted_focal_proportion_loss
-from maskllp.training.cells import click_labels, collate_bags, interval_consistent_labels, train_cell_model
+from maskllp.training.cells import (click_labels, collate_bags, interval_consistent_labels, split_bags,
+                                    train_cell_model)
 
 F = len(MEASUREMENT_NAMES)
 
@@ -49,6 +50,23 @@ def test_interval_labels_alone_teach_which_cells_are_positive(tmp_path) -> None:
     assert accuracy > 0.9
     assert model.summary is not None and model.summary.n_train + model.summary.n_val == 60
     assert (tmp_path / "logs" / "metrics.csv").is_file()
+
+
+def test_clicked_cores_always_train_and_the_split_holds_out_labelled_cores_alone() -> None:
+    bags, _ = _toy_bags(20, 0)
+    for k in (0, 3, 7, 11, 15):  # clicked cores: two clicked cells each
+        labels = np.full(40, -1, np.int8)
+        labels[:2] = (1, 0)
+        bags[k] = replace(bags[k], labels=labels)
+    bags.append(CellBag("clicks only", None, bags[0].features, bags[0].labels))  # no interval label
+    train, val = split_bags(bags, 0.5, seed=0)
+    clicked = {b.name for b in bags if (b.labels >= 0).any()}
+    assert len(train) + len(val) == len(bags) and {b.name for b in train} >= clicked
+    assert val and all(b.interval is not None and b.name not in clicked for b in val)
+    assert 6 <= len(val) <= 9  # about half of the 15 cores with an interval label alone
+    assert [b.name for b in train] == [b.name for b in bags if b.name not in {v.name for v in val}]
+    train0, val0 = split_bags(bags, 0.0, seed=0)
+    assert [b.name for b in train0] == [b.name for b in bags] and val0 == []
 
 
 def test_the_refit_trains_on_every_core_for_the_chosen_epochs(tmp_path) -> None:
