@@ -16,8 +16,13 @@ from maskllp.intervals import PAPER_FIVE
 from maskllp.io.manifest import read_cohort
 from maskllp.proportion.cells import CellBag
 from maskllp.proportion.losses import weighted_focal_proportion_loss
-from maskllp.training.cells import (click_labels, collate_bags, interval_consistent_labels, split_bags,
-                                    train_cell_model)
+from maskllp.training.cells import (
+    click_labels,
+    collate_bags,
+    interval_consistent_labels,
+    split_bags,
+    train_cell_model,
+)
 
 F = len(MEASUREMENT_NAMES)
 
