@@ -8,9 +8,10 @@ first tile so that detections have a realistic density (one cell per ``--cell-um
     python benchmarks/bench_stage1.py --size 10000 --threads 2 [--precision bf16] [--read-ahead 0]
 
 It also prints the arithmetic floor: the FLOPs of the networks over every tile's window (counted with
-``torch.utils.flop_counter`` on one window), the rate of a bare matrix product of the same dtype on
-the same machine in the same run (fp32, or bf16 with ``--precision bf16``), the time that rate
-would need for those FLOPs, and the ratio of the pipeline's time to it. The tumour classifier is the
+``torch.utils.flop_counter`` on one window) and of the classifier's patch encoder over every cell,
+the rate of a bare matrix product of the same dtype on the same machine in the same run (fp32, or
+bf16 with ``--precision bf16``), the time that rate would need for those FLOPs, and the ratio of
+the pipeline's time to it. The tumour classifier is the
 default one (measurements and each cell's hematoxylin patch).
 """
 
@@ -90,6 +91,24 @@ def window_flops(model: Stage1Model, window_px: int) -> int:
     return int(counter.get_total_flops())
 
 
+def patch_flops(model: Stage1Model, n_cells: int) -> int:
+    """FLOPs of the measurement classifier's patch encoder over ``n_cells`` patches (0 when the
+    classifier reads none): it runs once per detected cell, so its work grows with the cells."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from maskllp.detection.cell_classifier import MeasurementClassifier
+    from maskllp.detection.patches import patch_side_px
+
+    net = model.classifier
+    if not isinstance(net, MeasurementClassifier) or net.encoder is None:
+        return 0
+    side = patch_side_px(1.0 / model.detector.mpp)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        net.eval().encode(torch.zeros((1, 1, side, side), dtype=torch.uint8, device=model.device))
+    return int(counter.get_total_flops()) * n_cells
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=10000, help="core side in pixels")
@@ -150,11 +169,14 @@ def main() -> None:
     for d, shape, seconds in masks:
         print(f"tumour mask of all {len(cells)} cells at downsample {d:g}: {shape[0]} x {shape[1]}, "
               f"{seconds:.2f} s")
-    flops = window_flops(model, first.window) * n_tiles
+    tile_flops = window_flops(model, first.window) * n_tiles
+    cell_flops = patch_flops(model, len(cells))
+    flops = tile_flops + cell_flops
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     rate = matmul_rate(args.threads, args.device, dtype=dtype)
     floor = flops / rate
-    print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP over {n_tiles} windows; a bare "
+    print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP ({tile_flops / 1e9:.0f} over {n_tiles} windows, "
+          f"{cell_flops / 1e9:.0f} in the patch encoder over {len(cells)} cells); a bare "
           f"{'bf16' if args.precision == 'bf16' else 'fp32'} matmul runs at "
           f"{rate / 1e9:.0f} GFLOP/s here, so {floor:.1f} s; the pipeline took {t1 - t0:.1f} s = "
           f"{(t1 - t0) / floor:.2f}x the floor")

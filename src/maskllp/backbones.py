@@ -173,12 +173,15 @@ def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.
 def patch_encoder(channels: int, width: int) -> nn.Sequential:
     """(M, channels, S, S) float optical densities -> (M, 4 * width): three 3x3 convolution blocks with
     batch norm, ReLU and 2x2 max pooling (width, 2 width, 4 width channels), a fourth without
-    pooling, then the mean over the remaining positions (so any patch side of 8 px or more works)."""
+    pooling, then the mean over the remaining positions (so any patch side of 8 px or more works).
+
+    Each block pools before its ReLU: the same values (max and ReLU commute), on a quarter of the
+    elements; only the convolutions and batch norms hold weights, so their indices in the sequence
+    (and in saved weights) are those of the ReLU-then-pool order."""
     layers: list[nn.Module] = []
     for k, out in enumerate((width, 2 * width, 4 * width, 4 * width)):
-        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
-        if k < 3:
-            layers.append(nn.MaxPool2d(2))
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)]
+        layers += [nn.MaxPool2d(2), nn.ReLU(inplace=True)] if k < 3 else [nn.ReLU(inplace=True)]
         channels = out
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
@@ -220,6 +223,8 @@ class FeatureMLP(nn.Module):
         self.n_outputs = n_outputs
         self.patch_input = patches
         self.encoder = patch_encoder(patches.channels, patches.width) if patches is not None else None
+        if self.encoder is not None:  # 1.7-2.4x faster on CPU, fp32 and bf16 (48 px patches, 2 threads)
+            self.encoder.to(memory_format=torch.channels_last)
 
     def standardise_on(self, features: torch.Tensor) -> None:
         """Set the standardisation from (M, F) training cells (SD floored so constant columns stay 0;
@@ -235,7 +240,7 @@ class FeatureMLP(nn.Module):
         if self.encoder is None or self.patch_input is None:
             raise ValueError("this network reads no patches")
         od = patches[:, : self.patch_input.channels].float() / self.patch_input.steps_per_od
-        return self.encoder(od).float()
+        return self.encoder(od.contiguous(memory_format=torch.channels_last)).float()
 
     def forward(self, features: torch.Tensor, patches: torch.Tensor | None = None,
                 encoded: torch.Tensor | None = None) -> torch.Tensor:

@@ -44,3 +44,29 @@ def test_plateau_gives_one_peak_and_subpixel_refines():
     hm = centre_heatmap(np.array([[4.3, 5.8]]), (10, 10), sigma=2.0)
     yx, _ = find_peaks(hm, 0.5, 2)
     np.testing.assert_allclose(yx[0], [4.3, 5.8], atol=0.1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_local_maxima_equal_a_maximum_filter_with_the_disk_as_footprint(seed):
+    """The candidate lookup gives exactly the rule written as two maximum filters (the disk, and
+    its part before the centre in raster order), ties and plateaus included."""
+    from scipy import ndimage
+
+    from maskllp.detection.peaks import _disk, peak_pixels
+
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        h, w = rng.integers(1, 30, 2)
+        md = float(rng.choice([0.5, 1.0, 1.5, 2.7, 4.0, 5.5, 9.0]))
+        hm = (rng.integers(0, 3, (h, w)) if trial % 2 else rng.random((h, w))).astype(np.float32)
+        disk = _disk(md)
+        r = disk.shape[0] // 2
+        before = disk.copy()
+        before[r, r:] = False
+        before[r + 1 :] = False
+        top = ndimage.maximum_filter(hm, footprint=disk, mode="constant", cval=-np.inf)
+        top_before = ndimage.maximum_filter(hm, footprint=before, mode="constant", cval=-np.inf)
+        expected = (hm >= top) & (hm > top_before)
+        np.testing.assert_array_equal(local_maxima(hm, md), expected)
+        rows, cols = peak_pixels(hm, 1.0, md)
+        np.testing.assert_array_equal(np.stack([rows, cols]), np.stack(np.nonzero(expected & (hm >= 1.0))))

@@ -38,3 +38,30 @@ def test_a_patch_holds_the_hematoxylin_and_dab_around_the_cell_quantised() -> No
 
 def test_no_cells_give_no_patches() -> None:
     assert cell_patches(np.zeros((8, 8, 3)), np.zeros((0, 2)), 2.0).shape == (0, 2, 48, 48)
+
+
+def test_the_patch_encoder_pools_before_its_relu_with_the_values_and_weights_of_the_other_order() -> None:
+    """Max pooling and ReLU commute, so the encoder may pool first (cheaper); the weights keep their
+    indices, so weights saved from a ReLU-then-pool encoder load and give the same codes."""
+    import torch
+    from torch import nn
+
+    from maskllp.backbones import patch_encoder
+
+    torch.manual_seed(0)
+    fast = patch_encoder(1, 4).eval()
+    layers: list[nn.Module] = []
+    channels = 1
+    for k, out in enumerate((4, 8, 16, 16)):  # the ReLU-then-pool order, built by hand
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+        layers += [nn.MaxPool2d(2)] if k < 3 else []
+        channels = out
+    reference = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    for m in reference.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), reference(x))

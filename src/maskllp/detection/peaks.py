@@ -9,7 +9,6 @@ values within the disk) keep their first pixel in raster order.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -18,22 +17,58 @@ def _disk(radius: float) -> np.ndarray:
     return (dy * dy + dx * dx) <= max(radius, 1.0) ** 2
 
 
+def _disk_offsets(min_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) int64 offsets of the disk of radius ``min_distance`` and a boolean (K,) that marks
+    the offsets earlier in raster order than the centre (rows above, and the left of its row)."""
+    disk = _disk(min_distance)
+    r = disk.shape[0] // 2
+    dy, dx = np.nonzero(disk)
+    dy, dx = dy - r, dx - r
+    return np.stack([dy, dx]).astype(np.int64), (dy < 0) | ((dy == 0) & (dx < 0))
+
+
+def _maxima_among(hm: np.ndarray, rows: np.ndarray, cols: np.ndarray, min_distance: float) -> np.ndarray:
+    """(N,) bool: whether each pixel (rows, cols) is the maximum of its disk (the rule of
+    :func:`local_maxima`), by looking up the disk's pixels of each one only."""
+    (dy, dx), before = _disk_offsets(min_distance)
+    r = int(max(np.abs(dy).max(), np.abs(dx).max()))
+    padded = np.pad(hm, r, mode="constant", constant_values=-np.inf)
+    keep = np.ones(len(rows), bool)
+    for start in range(0, len(rows), 4096):  # bounded memory: 4096 x the disk's pixels at a time
+        rr, cc = rows[start : start + 4096, None] + r, cols[start : start + 4096, None] + r
+        around = padded[rr + dy[None], cc + dx[None]]  # (n, K)
+        centre = hm[rows[start : start + 4096], cols[start : start + 4096]]
+        earlier = np.where(before[None], around, -np.inf).max(axis=1)
+        keep[start : start + 4096] = (centre >= around.max(axis=1)) & (centre > earlier)
+    return keep
+
+
+def _candidates(hm: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the pixels >= ``threshold`` that are >= their four neighbours (which every
+    disk of :func:`_disk` holds): a superset of the peaks, found with a few array comparisons."""
+    ok = hm >= threshold
+    ok[1:] &= hm[1:] >= hm[:-1]
+    ok[:-1] &= hm[:-1] >= hm[1:]
+    ok[:, 1:] &= hm[:, 1:] >= hm[:, :-1]
+    ok[:, :-1] &= hm[:, :-1] >= hm[:, 1:]
+    return np.nonzero(ok)
+
+
 def local_maxima(heatmap: np.ndarray, min_distance: float) -> np.ndarray:
     """Boolean (H, W): pixels that are the maximum of the disk of radius ``min_distance`` around them.
 
     heatmap: (H, W) float. Outside the map counts as -inf. A pixel with an equal value earlier in
-    raster order inside its disk is not a maximum, so a plateau yields one peak.
+    raster order inside its disk is not a maximum, so a plateau yields one peak. Computed on the
+    pixels that are at least their four neighbours only (a smooth heatmap has a few hundred per
+    tile); the same result as a maximum filter with the disk as footprint, which costs the disk's
+    area per pixel.
     """
     hm = np.asarray(heatmap, np.float32)
-    disk = _disk(min_distance)
-    r = disk.shape[0] // 2
-    before = disk.copy()
-    before[r, r:] = False
-    before[r + 1 :, :] = False
-    neg = np.float32(-np.inf)
-    highest = ndimage.maximum_filter(hm, footprint=disk, mode="constant", cval=neg)
-    highest_before = ndimage.maximum_filter(hm, footprint=before, mode="constant", cval=neg)
-    return (hm >= highest) & (hm > highest_before)
+    rows, cols = _candidates(hm, -np.inf)
+    out = np.zeros(hm.shape, bool)
+    keep = _maxima_among(hm, rows, cols, min_distance)
+    out[rows[keep], cols[keep]] = True
+    return out
 
 
 def subpixel_offset(heatmap: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -57,8 +92,9 @@ def peak_pixels(heatmap: np.ndarray, threshold: float, min_distance: float) -> t
     """(rows, cols) int64 of the local maxima (see :func:`local_maxima`) with value >= ``threshold``,
     in raster order. heatmap: (H, W) float; min_distance: pixels."""
     hm = np.asarray(heatmap, np.float32)
-    rows, cols = np.nonzero(local_maxima(hm, min_distance) & (hm >= threshold))
-    return rows.astype(np.int64), cols.astype(np.int64)
+    rows, cols = _candidates(hm, threshold)
+    keep = _maxima_among(hm, rows, cols, min_distance)
+    return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
 
 
 def find_peaks(
