@@ -162,8 +162,12 @@ class CoreEstimate:
     """(N,) float32 p(positive) of each of stage 1's cells (NaN for cells that are not tumour
     cells); None when the method says nothing per cell (Class, O-Reg, w/o-mask methods)."""
     tps_range: tuple[float, float] | None = None
-    """(low, high) central 90 % range of the TPS from the per-cell probabilities (cell-level methods,
-    :mod:`maskllp.proportion.uncertainty`); None where the method gives none."""
+    """(low, high) TPS range: the central 90 % range from the per-cell probabilities (cell-level
+    methods, :mod:`maskllp.proportion.uncertainty`), or the lowest and highest masked ratio over the
+    core's flipped and rotated views (map methods predicted with ``[inference] views`` > 1); None
+    where the method gives none."""
+    range_name: str = f"{int(100 * RANGE_LEVEL)} % range"
+    """What ``tps_range`` is, as the review flag names it."""
     positivity: str | None = None
     """Where ``cell_positive`` comes from: ``cell method`` (each cell's own call; counting the calls
     gives the TPS), ``counted`` (Det: the same), ``maps`` (F_p / (F_p + F_n) of the map cell under
@@ -186,8 +190,11 @@ class FittedMethod(Protocol):
         """Stage 1 on an open core image, as :meth:`estimate` needs it (None: no stage 1)."""
         ...
 
-    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
-        """Predictions for prepared cohort cores, in their order (cross-validation)."""
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8, views: int = 1
+                      ) -> list[ProportionPrediction]:
+        """Predictions for prepared cohort cores, in their order (cross-validation). ``views``: how
+        many flipped / rotated views of each core a stage-2 network averages over
+        (:data:`maskllp.proportion.model.VIEWS`); the cell methods and Det see no image views."""
         ...
 
     def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
@@ -195,8 +202,9 @@ class FittedMethod(Protocol):
         ...
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
-                 want_maps: bool = True) -> CoreEstimate:
-        """The estimate for a new core image, given the cells :attr:`stage1` found in it."""
+                 want_maps: bool = True, views: int = 1) -> CoreEstimate:
+        """The estimate for a new core image, given the cells :attr:`stage1` found in it (``views``:
+        as for :meth:`predict_items`)."""
         ...
 
     def save(self, path: Path) -> Path:
@@ -242,8 +250,9 @@ class Stage2Fitted:
     def summary(self) -> TrainingSummary | None:
         return self.model.summary
 
-    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
-        return self.model.predict_items(list(items), batch_size=batch_size)
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8, views: int = 1
+                      ) -> list[ProportionPrediction]:
+        return self.model.predict_items(list(items), batch_size, views)
 
     def detect_cells(self, reader: ImageSource) -> DetectedCells | None:
         return None if self.stage1 is None else self.stage1.detect(reader, measure=True)
@@ -264,16 +273,17 @@ class Stage2Fitted:
         return rgb, mask, fit, content
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
-                 want_maps: bool = True) -> CoreEstimate:
+                 want_maps: bool = True, views: int = 1) -> CoreEstimate:
         rgb, mask, fit, content = self.network_input(image, mpp, cells)
-        pred = self.model.predict_cores([(rgb, mask, fit)])[0]
+        pred, spread = self.model.predict_views([(rgb, mask, fit)], views=views)[0]
         maps = self.model.maps(rgb, mask, fit) if want_maps and self.method.head == "maps" else None
         area = float(content.mean()) if content is not None and content.size else None
         positive = None
         if maps is not None and cells is not None and self.stage1 is not None:
             positive = maps_at_cells(maps, cells, fit, self.stage1.mask.tumour_threshold)
         return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area, fit=fit,
-                            cell_positive=positive, positivity=None if positive is None else "maps")
+                            cell_positive=positive, positivity=None if positive is None else "maps",
+                            tps_range=spread, range_name=f"range over {views} flipped / rotated views")
 
     def to(self, device: str) -> Stage2Fitted:
         self.model.to(device)
@@ -368,7 +378,8 @@ class CountingFitted:
                 self._seen[id(item)] = self.detect_cells(reader)
         return self._seen[id(item)]
 
-    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8, views: int = 1
+                      ) -> list[ProportionPrediction]:
         return [self.counting.predict_cells(self._cells(it)) for it in items]
 
     def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
@@ -390,7 +401,7 @@ class CountingFitted:
         return positive
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
-                 want_maps: bool = True) -> CoreEstimate:
+                 want_maps: bool = True, views: int = 1) -> CoreEstimate:
         if cells is None:
             raise ValueError("Det counts the cells stage 1 found: pass them")
         positive = self._positive(cells)
@@ -484,7 +495,8 @@ class CellFitted:
         with open_image(item.entry.image, item.entry.mpp) as reader:
             return self.detect_cells(reader)
 
-    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
+    def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8, views: int = 1
+                      ) -> list[ProportionPrediction]:
         return [self.model.predict_features(*self._tumour_inputs(self._cells(it))) for it in items]
 
     def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
@@ -497,7 +509,7 @@ class CellFitted:
         return out
 
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
-                 want_maps: bool = True) -> CoreEstimate:
+                 want_maps: bool = True, views: int = 1) -> CoreEstimate:
         if cells is None:
             raise ValueError("the cell method needs stage 1's measured cells: pass detect_cells(reader)")
         features, patches = self._tumour_inputs(cells)

@@ -65,3 +65,39 @@ def test_clinical_scheme_is_restored_with_its_aliases(items, cpu_config, tmp_pat
         object.__setattr__(it, "interval", it.interval % 3)
     model = _train(items, "class", cpu_config, tmp_path / "work")
     assert load_proportion_model(model.save(tmp_path / "m")).scheme is CLINICAL_TIERS
+
+
+@pytest.mark.parametrize("name", ["ours", "o-reg"])
+def test_views_average_the_outputs_of_the_flipped_and_rotated_cores(name, items, cpu_config, tmp_path):
+    """With 8 views the estimate is the mean of the 8 dihedral views' s_p and s_n (or logits), the
+    range their lowest and highest ratio; a core given rotated gets the same estimate (its 8 views
+    are the same 8 inputs), and one view is the plain prediction."""
+    import torch
+
+    from maskllp.proportion.inputs import augment_tensors, core_tensors
+    from maskllp.proportion.model import VIEWS, decode_predictions
+
+    model = _train(items, name, cpu_config, tmp_path / "work")
+    image, mask, fit = items[0].load_image(), items[0].load_mask(), items[0].input_fit()
+    plain = model.predict_cores([(image, mask, fit)])[0]
+    assert model.predict_views([(image, mask, fit)], views=1) == [(plain, None)]
+    outs = [model.forward([augment_tensors(core_tensors(image, mask, fit), *v)]) for v in VIEWS]
+    (pred, spread), = model.predict_views([(image, mask, fit)], views=8)
+    if name == "ours":
+        sums = torch.cat([o.sums for o in outs]).double().mean(dim=0)
+        assert pred.s_p == pytest.approx(float(sums[0]), rel=1e-5)
+        assert pred.proportion == pytest.approx(float(sums[0] / sums.sum()), rel=1e-5)
+        ratios = [float(o.r_hat[0]) for o in outs]
+        assert spread == pytest.approx((min(ratios), max(ratios)))
+        assert spread[0] <= pred.proportion <= spread[1]
+    else:
+        logits = torch.cat([o.logits for o in outs]).mean(dim=0, keepdim=True)
+        expected = decode_predictions(type(outs[0])(defined=outs[0].defined, logits=logits), model.scheme)[0]
+        assert pred == expected and spread is None
+    turned_core = (np.ascontiguousarray(np.rot90(image)), np.ascontiguousarray(np.rot90(mask)), fit)
+    turned = model.predict_views([turned_core], views=8)[0][0]
+    assert turned.interval == pred.interval and turned.proportion == pytest.approx(pred.proportion, abs=1e-5)
+    empty, = model.predict_views([(image, np.zeros_like(mask), fit)], views=8)
+    assert name != "ours" or empty == (empty[0], None) and empty[0].proportion is None
+    with pytest.raises(ValueError, match="views must be one of"):
+        model.predict_views([(image, mask, fit)], views=3)

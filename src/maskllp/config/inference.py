@@ -13,8 +13,16 @@ class InferenceConfig:
     """``auto``: bf16 autocast where the device computes bf16 natively (a CUDA GPU with bf16, a CPU
     with AVX-512 BF16 or AMX), fp32 elsewhere (emulated bf16 is slower than fp32); ``32`` or
     ``bf16`` to force one. Masked sums and proportions are always computed in fp32."""
+    views: int = 1
+    """Views of each core a stage-2 network (the pixel methods: Ours, Prop, Class, ...) is run on
+    by ``predict`` and ``cv``: 1, or 2, 4, 8 of its flips and rotations (the augmentations of
+    training); the estimate averages them (mean s_p and s_n; mean logits), and ``predict`` reports
+    the lowest and highest masked ratio over them as the TPS range. Costs ``views`` stage-2 passes
+    a core; the cell methods and Det are not affected."""
 
     def __post_init__(self) -> None:
         if self.precision not in INFERENCE_PRECISIONS:
             raise ValueError(f"inference.precision must be one of {', '.join(INFERENCE_PRECISIONS)}, "
                              f"got {self.precision!r}")
+        if self.views not in (1, 2, 4, 8):
+            raise ValueError(f"inference.views must be 1, 2, 4 or 8, got {self.views!r}")

@@ -69,7 +69,8 @@ class CorePredictionModule(L.LightningModule):
         if self.device.type == "cpu":  # the processes share the cores' threads
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.trainer.world_size))
         self.predictor = Predictor.load(self.run.model_dir, str(self.device), self.run.stage1_dir,
-                                        self.config.intervals.build(), self.config.inference.precision)
+                                        self.config.intervals.build(), self.config.inference.precision,
+                                        self.config.inference.views)
 
     def predict_step(self, index: int, batch_idx: int = 0) -> None:
         core, rows = self.cores[index], self.stage / ROWS_DIR

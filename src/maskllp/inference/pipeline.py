@@ -57,19 +57,21 @@ class Predictor:
     """Where the networks run (where :meth:`load` put them)."""
     precision: str = "auto"
     """``auto``, ``32`` or ``bf16`` (:class:`~maskllp.config.inference.InferenceConfig`)."""
+    views: int = 1
+    """Flipped / rotated views of each core a stage-2 network averages over (``[inference] views``)."""
     stain_range: StainRange | None = None
     """The stains of the model's training cores (its folder's ``stain-range.json``); None: not
     recorded (Det, or a folder saved before it was), and cores are not checked against it."""
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", stage1_dir: str | Path | None = None,
-             scheme: IntervalScheme | None = None, precision: str = "auto") -> Predictor:
+             scheme: IntervalScheme | None = None, precision: str = "auto", views: int = 1) -> Predictor:
         """Load a prediction model folder; ``stage1_dir`` replaces the stage 1 it carries.
 
         ``scheme`` bins Det's counts; stage-2 folders carry their own.
         """
         fitted = load_fitted(model_dir, device, stage1_dir, scheme)
-        return cls(fitted, Path(model_dir), inference_device(device), precision,
+        return cls(fitted, Path(model_dir), inference_device(device), precision, views,
                    load_stain_range(Path(model_dir)))
 
     @property
@@ -102,7 +104,7 @@ class Predictor:
                     cells = self.fitted.detect_cells(reader)
                     pixel = cells.mpp if cells is not None else reader.mpp
                     stains = core_stain_vectors(reader) if self.stain_range is not None else None
-                estimate = self.fitted.estimate(path, mpp, cells, want_maps)
+                estimate = self.fitted.estimate(path, mpp, cells, want_maps, self.views)
         except NonFiniteOutputError as e:
             raise InputError(self.source, f"{e}; on {path.name}") from None
         pred = estimate.prediction
@@ -124,20 +126,22 @@ class Predictor:
         review = review or ReviewConfig()
         unlike = (self.stain_range.departures(stains, review.stain_margin_deg, review.stain_od_margin)
                   if self.stain_range is not None and stains is not None else [])
-        result.flags = "; ".join(review_flags(result, cells, review, unlike)) or None
+        result.flags = "; ".join(review_flags(result, cells, review, unlike, estimate.range_name)) or None
         return result, estimate, cells
 
 
 def review_flags(result: PredictionRow, cells: DetectedCells | None, review: ReviewConfig,
-                 stain_departures: list[str] | None = None) -> list[str]:
-    """Why a pathologist should look at this core: its TPS interval lies across a clinical cut-off,
+                 stain_departures: list[str] | None = None,
+                 range_name: str = f"{int(100 * RANGE_LEVEL)} % range") -> list[str]:
+    """Why a pathologist should look at this core: its TPS range (``range_name`` says which) lies
+    across a clinical cut-off,
     too few tumour cells for a TPS, no DAB signal at all (from the cells' stain measurements, when
     stage 1 measured them), stains unlike the training cores' (``stain_departures``, from
     :meth:`~maskllp.stains.StainRange.departures`)."""
     flags = []
     if result.proportion_low is not None and result.proportion_high is not None:
         for cut in straddled_cut_offs(result.proportion_low, result.proportion_high):
-            flags.append(f"{int(100 * RANGE_LEVEL)} % range of the TPS {100 * result.proportion_low:.1f}-"
+            flags.append(f"{range_name} of the TPS {100 * result.proportion_low:.1f}-"
                          f"{100 * result.proportion_high:.1f} % lies across the {100 * cut:g} % cut-off")
     if result.tumour_cells is not None and result.tumour_cells < review.min_tumour_cells:
         flags.append(f"fewer than {review.min_tumour_cells} tumour cells ({result.tumour_cells})")
@@ -218,7 +222,7 @@ def predict_cores(run: PredictRun, config: Config,
     devices = inference_devices(run.device, run.devices)
     cores = _cores_of(run, config)
     predictor = Predictor.load(run.model_dir, devices[0] if len(devices) == 1 else "cpu", run.stage1_dir,
-                               config.intervals.build(), config.inference.precision)
+                               config.intervals.build(), config.inference.precision, config.inference.views)
     inputs = [run.model_dir, run.stage1_dir, *run.inputs, *(c.path for c in cores)]
     with staged_directory(run.out_dir, run.overwrite, inputs) as stage:
         if len(devices) > 1:

@@ -28,7 +28,15 @@ from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.intervals import SCHEMES, IntervalScheme, scheme_from_boundaries
 from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
 from maskllp.predictions import UNDEFINED, ProportionPrediction
-from maskllp.proportion.inputs import InputFit, InputSpec, Stage2Item, collate_inputs, core_tensors
+from maskllp.proportion.inputs import (
+    InputFit,
+    InputSpec,
+    Stage2Item,
+    augment_tensors,
+    collate_inputs,
+    core_tensors,
+)
+from maskllp.proportion.masked import proportion_from_sums
 from maskllp.proportion.network import HeadOutput, NetworkSpec, ProportionNet
 
 MODEL_KIND = "proportion"
@@ -88,6 +96,37 @@ def predicted_intervals(out: HeadOutput, scheme: IntervalScheme) -> torch.Tensor
     if logits.shape[1] == len(scheme):
         return logits.argmax(dim=1)
     return (logits > 0).sum(dim=1)
+
+
+VIEWS: tuple[tuple[int, bool, bool], ...] = (
+    (0, False, False), (0, True, False), (0, False, True), (2, False, False),
+    (1, False, False), (1, True, False), (3, False, False), (3, True, False))
+"""The eight views of a core (quarter turns, horizontal flip, vertical flip; as
+:func:`~maskllp.proportion.inputs.augment_tensors` applies them): the identity first, then the
+flips and the half turn (which keep the canvas shape), then the quarter turns. Together: every
+rotation and reflection of the square."""
+VIEW_COUNTS = (1, 2, 4, 8)
+
+
+def _row(out: HeadOutput, row: int) -> HeadOutput:
+    """Core ``row`` of a batch's output, as a batch of one (maps dropped: not needed here)."""
+    pick = slice(row, row + 1)
+    return HeadOutput(defined=out.defined[pick],
+                      sums=None if out.sums is None else out.sums[pick],
+                      r_hat=None if out.r_hat is None else out.r_hat[pick],
+                      logits=None if out.logits is None else out.logits[pick])
+
+
+def _mean_output(views: Sequence[HeadOutput]) -> HeadOutput:
+    """One core's outputs under several views -> one output: mean s_p and s_n (the proportion their
+    ratio; undefined unless defined in every view), or mean logits."""
+    defined = torch.stack([v.defined for v in views]).all(dim=0)
+    if views[0].sums is not None:
+        sums = torch.stack([v.sums.float() for v in views if v.sums is not None]).mean(dim=0)
+        r_hat, ok = proportion_from_sums(sums, defined.to(sums.dtype))
+        return HeadOutput(defined=ok & defined, sums=sums, r_hat=r_hat)
+    logits = torch.stack([v.logits.float() for v in views if v.logits is not None]).mean(dim=0)
+    return HeadOutput(defined=defined, logits=logits)
 
 
 def decode_predictions(out: HeadOutput, scheme: IntervalScheme) -> list[ProportionPrediction]:
@@ -156,34 +195,59 @@ class ProportionModel:
         return self.net(batch["image"].to(self.device), batch["mask"].to(self.device),
                         batch["extent"].to(self.device))
 
-    def predict_cores(self, cores: Sequence[tuple[np.ndarray, np.ndarray, InputFit]], batch_size: int = 8
-                      ) -> list[ProportionPrediction]:
+    def predict_cores(self, cores: Sequence[tuple[np.ndarray, np.ndarray, InputFit]], batch_size: int = 8,
+                      views: int = 1) -> list[ProportionPrediction]:
         """(image (H, W, 3) uint8, mask (H, W) bool, fit) per core -> one prediction per core.
 
-        Only cores of one canvas shape share a batch, so no core is padded further and each
+        Only inputs of one canvas shape share a batch, so no core is padded further and each
         prediction is the one the core gets alone (padding would move the canvas edge, which a
-        convolutional network sees).
+        convolutional network sees). ``views`` (:data:`VIEWS`): see :meth:`predict_views`.
         """
-        out: list[ProportionPrediction | None] = [None] * len(cores)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (_, _, fit) in enumerate(cores):
-            groups.setdefault(fit.shape, []).append(i)
-        for indices in groups.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start: start + batch_size]
-                batch = self.forward([core_tensors(*cores[i]) for i in chunk])
-                preds = decode_predictions(batch, self.scheme)
-                for i, p in zip(chunk, preds, strict=True):
-                    out[i] = p
-        return [p for p in out if p is not None]
+        return [p for p, _ in self.predict_views(cores, batch_size, views)]
 
-    def predict_items(self, items: list[Stage2Item], batch_size: int = 8) -> list[ProportionPrediction]:
+    def predict_views(self, cores: Sequence[tuple[np.ndarray, np.ndarray, InputFit]], batch_size: int = 8,
+                      views: int = 1) -> list[tuple[ProportionPrediction, tuple[float, float] | None]]:
+        """Per core, its prediction and the (lowest, highest) proportion over its views (None with one
+        view, for the pooled heads, and where the proportion is undefined).
+
+        ``views`` 1, 2, 4 or 8: the first of :data:`VIEWS` (flips, then quarter turns: the
+        augmentations training used). With more than one, the map head's s_p and s_n are the means
+        over the views (the proportion their ratio), the pooled head's logits the mean logits.
+        """
+        if views not in VIEW_COUNTS:
+            raise ValueError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))}, got {views}")
+        outputs: dict[tuple[int, int], HeadOutput] = {}  # (core, view) -> that input's output
+        groups: dict[tuple[int, ...], list[tuple[int, int, dict[str, torch.Tensor]]]] = {}
+        for i, core in enumerate(cores):
+            tensors = core_tensors(*core)
+            for v in range(views):
+                viewed = augment_tensors(tensors, *VIEWS[v]) if v else tensors
+                groups.setdefault(tuple(viewed["image"].shape), []).append((i, v, viewed))
+        for members in groups.values():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start: start + batch_size]
+                batch = self.forward([t for _, _, t in chunk])
+                for row, (i, v, _) in enumerate(chunk):
+                    outputs[(i, v)] = _row(batch, row)
+        out: list[tuple[ProportionPrediction, tuple[float, float] | None]] = []
+        for i in range(len(cores)):
+            seen = [outputs[(i, v)] for v in range(views)]
+            pred = decode_predictions(seen[0] if views == 1 else _mean_output(seen), self.scheme)[0]
+            spread = None
+            if views > 1 and pred.proportion is not None and seen[0].r_hat is not None:
+                ratios = [float(o.r_hat[0]) for o in seen if bool(o.defined[0])]
+                spread = (min(ratios), max(ratios))
+            out.append((pred, spread))
+        return out
+
+    def predict_items(self, items: list[Stage2Item], batch_size: int = 8, views: int = 1
+                      ) -> list[ProportionPrediction]:
         """Predictions for prepared items, in their order (see :meth:`predict_cores`)."""
         out: list[ProportionPrediction] = []
         for i in range(0, len(items), 64):  # read at most 64 cores at a time
             chunk = items[i: i + 64]
             out += self.predict_cores([(it.load_image(), it.load_mask(), it.input_fit()) for it in chunk],
-                                      batch_size)
+                                      batch_size, views)
         return out
 
     def maps(self, image: np.ndarray, mask: np.ndarray, fit: InputFit) -> np.ndarray:

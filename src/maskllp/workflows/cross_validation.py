@@ -288,7 +288,8 @@ def _train_and_predict(method: Method, items: list[Stage2Item], names: list[str]
             fitted.save(out_dir / "models" / f"{method.name}-fold{k}")
         fitted.to(torch_device(config.trainer))
         try:
-            out = fitted.predict_items([items[i] for i in test], batch_size=config.proportion.batch_size)
+            out = fitted.predict_items([items[i] for i in test], config.proportion.batch_size,
+                                       config.inference.views)
         except NonFiniteOutputError as e:
             raise NonFiniteOutputError(f"{method.name}, fold {k}: {e}; lower proportion.lr?") from None
         s = fitted.summary
