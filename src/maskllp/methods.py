@@ -162,12 +162,9 @@ class CoreEstimate:
     """(N,) float32 p(positive) of each of stage 1's cells (NaN for cells that are not tumour
     cells); None when the method says nothing per cell (Class, O-Reg, w/o-mask methods)."""
     tps_range: tuple[float, float] | None = None
-    """(low, high) TPS range: the central 90 % range from the per-cell probabilities (cell-level
-    methods, :mod:`maskllp.proportion.uncertainty`), or the lowest and highest masked ratio over the
-    core's flipped and rotated views (map methods predicted with ``[inference] views`` > 1); None
-    where the method gives none."""
-    range_name: str = f"{int(100 * RANGE_LEVEL)} % range"
-    """What ``tps_range`` is, as the review flag names it."""
+    """(low, high) 90 % TPS range (:mod:`maskllp.proportion.uncertainty`): from the per-cell
+    probabilities (cell-level methods), or the estimate -+ the model's conformal margin (map
+    methods); None where the method gives none."""
     positivity: str | None = None
     """Where ``cell_positive`` comes from: ``cell method`` (each cell's own call; counting the calls
     gives the TPS), ``counted`` (Det: the same), ``maps`` (F_p / (F_p + F_n) of the map cell under
@@ -275,7 +272,7 @@ class Stage2Fitted:
     def estimate(self, image: Path, mpp: float | None, cells: DetectedCells | None,
                  want_maps: bool = True, views: int = 1) -> CoreEstimate:
         rgb, mask, fit, content = self.network_input(image, mpp, cells)
-        pred, spread = self.model.predict_views([(rgb, mask, fit)], views=views)[0]
+        pred = self.model.predict_cores([(rgb, mask, fit)], views=views)[0]
         maps = self.model.maps(rgb, mask, fit) if want_maps and self.method.head == "maps" else None
         area = float(content.mean()) if content is not None and content.size else None
         positive = None
@@ -283,7 +280,7 @@ class Stage2Fitted:
             positive = maps_at_cells(maps, cells, fit, self.stage1.mask.tumour_threshold)
         return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area, fit=fit,
                             cell_positive=positive, positivity=None if positive is None else "maps",
-                            tps_range=spread, range_name=f"range over {views} flipped / rotated views")
+                            tps_range=self.model.tps_range(pred.proportion))
 
     def to(self, device: str) -> Stage2Fitted:
         self.model.to(device)

@@ -299,25 +299,26 @@ LAB_A, LAB_B = (0.768, 0.593, 0.244), (0.549, 0.776, 0.311)
 DAB = (0.37, 0.57, 0.73)
 
 
-def test_views_give_a_pixel_method_a_tps_range_and_its_flag_names_it(tmp_path, cohort_csv, stage1_dir,
-                                                                      random_model):
-    """``[inference] views = 8``: the TPS is the views' masked ratio, the range their lowest and
-    highest; with one view a pixel method reports no range."""
+def test_a_pixel_method_reports_its_conformal_range_and_views_average(tmp_path, cohort_csv, stage1_dir,
+                                                                         random_model):
+    """A map model with a margin: predict reports the TPS -+ it; ``[inference] views = 8`` runs
+    stage 2 on the 8 flips and rotations of the core (an estimate of its own)."""
+    from maskllp.proportion.model import load_proportion_model
+
     model = random_model(tmp_path, stage1_dir)
     image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
     plain = Predictor.load(model).predict(image, mpp=0.5, want_maps=False)[0]
-    assert plain.proportion_low is None and plain.proportion_high is None
-    viewed, estimate, _ = Predictor.load(model, views=8).predict(image, mpp=0.5, want_maps=False)
-    assert viewed.proportion_low <= viewed.proportion <= viewed.proportion_high
-    assert estimate.range_name == "range over 8 flipped / rotated views"
-    from maskllp.config.review import ReviewConfig
-    from maskllp.inference.pipeline import review_flags
-
-    viewed.proportion_low, viewed.proportion_high = 0.005, 0.02
-    flags = review_flags(viewed, None, ReviewConfig(), None, estimate.range_name)
-    assert flags[0] == "range over 8 flipped / rotated views of the TPS 0.5-2.0 % lies across the 1 % cut-off"
+    assert plain.proportion_low is None and plain.proportion_high is None  # a folder without a margin
+    stage2 = load_proportion_model(model)
+    stage2.range_margin = 0.05
+    margin_model = stage2.save(tmp_path / "with-margin")
+    row = Predictor.load(margin_model, stage1_dir=stage1_dir).predict(image, mpp=0.5, want_maps=False)[0]
+    assert row.proportion == plain.proportion
+    assert row.proportion_low == pytest.approx(max(0.0, row.proportion - 0.05))
+    assert row.proportion_high == pytest.approx(min(1.0, row.proportion + 0.05))
     cfg = _config()
     cfg.inference.views = 8
-    row = predict_cores(PredictRun(model, [image], tmp_path / "out", mpp=0.5, figures=False), cfg)[0]
-    assert row.proportion == pytest.approx(viewed.proportion, abs=1e-6)
-    assert row.proportion_low is not None
+    viewed = predict_cores(PredictRun(model, [image], tmp_path / "out", mpp=0.5, figures=False), cfg)[0]
+    direct = Predictor.load(model, views=8).predict(image, mpp=0.5, want_maps=False)[0]
+    assert viewed.proportion == pytest.approx(direct.proportion, abs=1e-6)
+    assert viewed.proportion != plain.proportion

@@ -82,3 +82,25 @@ def test_the_temperature_undoes_an_over_confident_network():
     t = fit_range_temperature(logits, intervals, PAPER_FIVE)
     assert 2.0 <= t <= 8.0
     assert fit_range_temperature([], [], PAPER_FIVE) == 1.0
+
+
+def test_the_interval_margin_is_the_conformal_quantile_of_the_distances_to_the_labels() -> None:
+    """Distances by hand (paper5: 0-1, 1-25, 25-50, 50-75, 75-100 %): 0.30 in '1-25 %' is 0.05 out,
+    0.005 in '1-25 %' 0.005 out, 0.9 in '25-50 %' 0.4 out; inside, 0."""
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.proportion.uncertainty import distance_to_interval, interval_margin
+
+    assert distance_to_interval(0.30, 1, PAPER_FIVE) == pytest.approx(0.05)
+    assert distance_to_interval(0.005, 1, PAPER_FIVE) == pytest.approx(0.005)
+    assert distance_to_interval(0.9, 2, PAPER_FIVE) == pytest.approx(0.4)
+    assert distance_to_interval(0.6, 3, PAPER_FIVE) == 0.0
+    # 9 cores inside their interval and one 0.4 out: n = 10, rank ceil(11 * 0.9) = 10, the largest
+    r = np.array([0.005] + [0.1] * 8 + [0.9])
+    k = np.array([0] + [1] * 8 + [2])
+    assert interval_margin(r, k, PAPER_FIVE, 0.9) == pytest.approx(0.4)
+    # 19 more inside: n = 29, rank ceil(30 * 0.9) = 27 of 29, a zero
+    r2, k2 = np.concatenate([r, [0.1] * 19]), np.concatenate([k, [1] * 19])
+    assert interval_margin(r2, k2, PAPER_FIVE, 0.9) == 0.0
+    assert interval_margin(r[:8], k[:8], PAPER_FIVE, 0.9) == 1.0  # n = 8 < 9: nothing can be said
+    assert interval_margin(np.array([np.nan]), np.array([1]), PAPER_FIVE, 0.9) is None
+    assert interval_margin(np.append(r, np.nan), np.append(k, 4), PAPER_FIVE, 0.9) == pytest.approx(0.4)

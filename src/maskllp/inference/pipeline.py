@@ -126,22 +126,20 @@ class Predictor:
         review = review or ReviewConfig()
         unlike = (self.stain_range.departures(stains, review.stain_margin_deg, review.stain_od_margin)
                   if self.stain_range is not None and stains is not None else [])
-        result.flags = "; ".join(review_flags(result, cells, review, unlike, estimate.range_name)) or None
+        result.flags = "; ".join(review_flags(result, cells, review, unlike)) or None
         return result, estimate, cells
 
 
 def review_flags(result: PredictionRow, cells: DetectedCells | None, review: ReviewConfig,
-                 stain_departures: list[str] | None = None,
-                 range_name: str = f"{int(100 * RANGE_LEVEL)} % range") -> list[str]:
-    """Why a pathologist should look at this core: its TPS range (``range_name`` says which) lies
-    across a clinical cut-off,
+                 stain_departures: list[str] | None = None) -> list[str]:
+    """Why a pathologist should look at this core: its TPS interval lies across a clinical cut-off,
     too few tumour cells for a TPS, no DAB signal at all (from the cells' stain measurements, when
     stage 1 measured them), stains unlike the training cores' (``stain_departures``, from
     :meth:`~maskllp.stains.StainRange.departures`)."""
     flags = []
     if result.proportion_low is not None and result.proportion_high is not None:
         for cut in straddled_cut_offs(result.proportion_low, result.proportion_high):
-            flags.append(f"{range_name} of the TPS {100 * result.proportion_low:.1f}-"
+            flags.append(f"{int(100 * RANGE_LEVEL)} % range of the TPS {100 * result.proportion_low:.1f}-"
                          f"{100 * result.proportion_high:.1f} % lies across the {100 * cut:g} % cut-off")
     if result.tumour_cells is not None and result.tumour_cells < review.min_tumour_cells:
         flags.append(f"fewer than {review.min_tumour_cells} tumour cells ({result.tumour_cells})")

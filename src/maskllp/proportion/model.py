@@ -178,6 +178,11 @@ class ProportionModel:
         """How a core becomes the network's input (kept in the folder: prediction sees it alike)."""
         self.summary = summary
         """How training went (None for a model loaded from a folder)."""
+        self.range_margin: float | None = None
+        """Map head: the split-conformal margin of its validation cores
+        (:func:`~maskllp.proportion.uncertainty.interval_margin`), so that r -+ margin is the TPS
+        range ``predict`` reports; None: not measured (pooled heads, no validation cores, folders
+        saved before it existed)."""
 
     @property
     def device(self) -> torch.device:
@@ -201,18 +206,10 @@ class ProportionModel:
 
         Only inputs of one canvas shape share a batch, so no core is padded further and each
         prediction is the one the core gets alone (padding would move the canvas edge, which a
-        convolutional network sees). ``views`` (:data:`VIEWS`): see :meth:`predict_views`.
-        """
-        return [p for p, _ in self.predict_views(cores, batch_size, views)]
-
-    def predict_views(self, cores: Sequence[tuple[np.ndarray, np.ndarray, InputFit]], batch_size: int = 8,
-                      views: int = 1) -> list[tuple[ProportionPrediction, tuple[float, float] | None]]:
-        """Per core, its prediction and the (lowest, highest) proportion over its views (None with one
-        view, for the pooled heads, and where the proportion is undefined).
-
-        ``views`` 1, 2, 4 or 8: the first of :data:`VIEWS` (flips, then quarter turns: the
-        augmentations training used). With more than one, the map head's s_p and s_n are the means
-        over the views (the proportion their ratio), the pooled head's logits the mean logits.
+        convolutional network sees). ``views`` 1, 2, 4 or 8: the first of :data:`VIEWS` (flips, then
+        quarter turns: the augmentations training used); with more than one, the map head's s_p and
+        s_n are the means over the views (the proportion their ratio), the pooled head's logits the
+        mean logits.
         """
         if views not in VIEW_COUNTS:
             raise ValueError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))}, got {views}")
@@ -229,16 +226,18 @@ class ProportionModel:
                 batch = self.forward([t for _, _, t in chunk])
                 for row, (i, v, _) in enumerate(chunk):
                     outputs[(i, v)] = _row(batch, row)
-        out: list[tuple[ProportionPrediction, tuple[float, float] | None]] = []
+        out = []
         for i in range(len(cores)):
             seen = [outputs[(i, v)] for v in range(views)]
-            pred = decode_predictions(seen[0] if views == 1 else _mean_output(seen), self.scheme)[0]
-            spread = None
-            if views > 1 and pred.proportion is not None and seen[0].r_hat is not None:
-                ratios = [float(o.r_hat[0]) for o in seen if bool(o.defined[0])]
-                spread = (min(ratios), max(ratios))
-            out.append((pred, spread))
+            out.append(decode_predictions(seen[0] if views == 1 else _mean_output(seen), self.scheme)[0])
         return out
+
+    def tps_range(self, proportion: float | None) -> tuple[float, float] | None:
+        """(low, high) = proportion -+ :attr:`range_margin`, within [0, 1]; None without a margin or
+        an estimate."""
+        if self.range_margin is None or proportion is None:
+            return None
+        return max(0.0, proportion - self.range_margin), min(1.0, proportion + self.range_margin)
 
     def predict_items(self, items: list[Stage2Item], batch_size: int = 8, views: int = 1
                       ) -> list[ProportionPrediction]:
@@ -261,6 +260,7 @@ class ProportionModel:
     def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
         """Write the model folder (atomically); ``extra_config`` is stored in ``config.json`` too."""
         config = {"method": self.method_name, "network": asdict(self.net.spec), "input": asdict(self.input),
+                  **({} if self.range_margin is None else {"range_margin": self.range_margin}),
                   **(extra_config or {})}
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
         folder = ModelFolder(MODEL_KIND, config, {"net": state},
@@ -289,8 +289,13 @@ def load_proportion_model(path: str | Path) -> ProportionModel:
         spec = NetworkSpec(**folder.config["network"])
         geometry = input_spec_from_config(folder.config)
         scheme = scheme_from_mapping(folder.thresholds["scheme"])
+        margin = folder.config.get("range_margin")
+        if margin is not None and not (isinstance(margin, int | float) and 0.0 <= float(margin) <= 1.0):
+            raise ValueError(f"range_margin {margin!r} is not a number in [0, 1]")
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken proportion model folder ({e})") from None
     net = ProportionNet(spec)
     load_network_weights(net, folder.weights.get("net", {}), path)
-    return ProportionModel(net, method, scheme, geometry)
+    model = ProportionModel(net, method, scheme, geometry)
+    model.range_margin = None if margin is None else float(margin)
+    return model

@@ -14,6 +14,11 @@ maximises the probability the Poisson-binomial gives to each core's labelled int
 (:func:`fit_range_temperature`). The point estimate (the count of logit > 0) does not change. Whether
 the range holds its level on cores with a known TPS is measured by ``benchmarks/calibration.py``
 (docs/stage2.md).
+
+A pixel method's TPS is a ratio of masked sums, not a count of calls: its range comes from how far
+its estimates fell from the labels of its validation cores (:func:`interval_margin`, split
+conformal prediction with the interval labels as the only truth): the range r +- m holds, for at
+least ``level`` of new cores like the validation ones, a TPS inside the core's true interval.
 """
 
 from __future__ import annotations
@@ -125,3 +130,34 @@ def straddled_cut_offs(low: float, high: float, cut_offs: tuple[float, ...] = CL
                        ) -> list[float]:
     """The cut-offs the interval [low, high] lies across (the TPS could be on either side)."""
     return [c for c in cut_offs if low < c <= high]
+
+
+def distance_to_interval(proportion: float, interval: int, scheme: IntervalScheme) -> float:
+    """How far ``proportion`` lies outside the labelled interval (0 inside it), in TPS units."""
+    low, high = float(scheme.boundaries[interval]), float(scheme.boundaries[interval + 1])
+    return max(low - proportion, 0.0, proportion - high)
+
+
+def interval_margin(proportions: np.ndarray, intervals: np.ndarray, scheme: IntervalScheme,
+                    level: float = RANGE_LEVEL) -> float | None:
+    """The split-conformal margin m of a pixel method from its validation cores: (n,) estimates
+    (NaN: undefined, left out) and (n,) labelled intervals -> the ceil((n + 1) level)-th smallest
+    distance of an estimate to its labelled interval (:func:`distance_to_interval`). For a new core
+    exchangeable with them, [r - m, r + m] meets its true interval with probability >= ``level``.
+    1.0 (the whole range: nothing can be said) when n is too small (n < level / (1 - level));
+    None without any validation core.
+
+    >>> from maskllp.intervals import scheme_from_boundaries
+    >>> s = scheme_from_boundaries("two", [0.0, 0.5, 1.0])
+    >>> round(interval_margin(np.array([0.2, 0.7, 0.55, 0.45] * 3), np.array([0, 0, 1, 1] * 3), s, 0.75), 6)
+    0.2
+    """
+    r = np.asarray(proportions, np.float64)
+    k = np.asarray(intervals, np.int64)
+    keep = np.isfinite(r)
+    if not keep.any():
+        return None
+    d = np.sort([distance_to_interval(float(v), int(i), scheme)
+                 for v, i in zip(r[keep], k[keep], strict=True)])
+    rank = math.ceil((len(d) + 1) * level)
+    return 1.0 if rank > len(d) else float(d[rank - 1])

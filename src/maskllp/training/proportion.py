@@ -36,6 +36,7 @@ from maskllp.intervals import IntervalScheme
 from maskllp.proportion.inputs import InputSpec, Stage2Dataset, Stage2Item, collate_inputs
 from maskllp.proportion.model import ProportionModel, Stage2Recipe, TrainingSummary, predicted_intervals
 from maskllp.proportion.network import ProportionNet
+from maskllp.proportion.uncertainty import RANGE_LEVEL, interval_margin
 from maskllp.training.trainer import build_trainer, fit
 
 log = logging.getLogger("maskllp")
@@ -190,4 +191,10 @@ def train_proportion_model(
     fit(trainer, module, Path(out_dir), datamodule=data)
     summary = TrainingSummary(len(train_idx), len(val_idx), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
-    return ProportionModel(module.net.cpu(), recipe.name, scheme, InputSpec.from_config(pc), summary)
+    model = ProportionModel(module.net.cpu(), recipe.name, scheme, InputSpec.from_config(pc), summary)
+    if recipe.spec.head == "maps" and len(val_idx):  # the TPS range of predict: validation cores only
+        val = [kept[i] for i in val_idx]
+        preds = model.predict_items(val, pc.batch_size)
+        r = np.array([np.nan if p.proportion is None else p.proportion for p in preds])
+        model.range_margin = interval_margin(r, np.array([it.interval for it in val]), scheme, RANGE_LEVEL)
+    return model
