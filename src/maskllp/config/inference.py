@@ -16,9 +16,8 @@ class InferenceConfig:
     views: int = 1
     """Views of each core a stage-2 network (the pixel methods: Ours, Prop, Class, ...) is run on
     by ``predict`` and ``cv``: 1, or 2, 4, 8 of its flips and rotations (the augmentations of
-    training); the estimate averages them (mean s_p and s_n; mean logits), and ``predict`` reports
-    the lowest and highest masked ratio over them as the TPS range. Costs ``views`` stage-2 passes
-    a core; the cell methods and Det are not affected."""
+    training); the estimate averages them (mean s_p and s_n; mean logits). Costs ``views`` stage-2
+    passes a core; the cell methods and Det are not affected."""
 
     def __post_init__(self) -> None:
         if self.precision not in INFERENCE_PRECISIONS:
