@@ -76,8 +76,9 @@ class PredictionRow:
     """The exact proportion when known (synthetic truth, an exact label)."""
     proportion_low: float | None = None
     proportion_high: float | None = None
-    """The 90 % range of the TPS from the per-cell probabilities (cell-level methods; see
-    :mod:`maskllp.proportion.uncertainty`); None where the method gives none."""
+    """The 90 % range of the TPS (:mod:`maskllp.proportion.uncertainty`): from the per-cell
+    probabilities (cell-level methods) or the conformal margin of the validation cores (pixel
+    methods); None where the method gives none."""
     flags: str | None = None
     """Why a pathologist should look at this core (``; ``-separated), e.g. ``fewer than 100 tumour
     cells``, ``no DAB signal``; None: nothing flagged."""
