@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INFERENCE_PRECISIONS = ("auto", "32", "bf16")
+VIEW_COUNTS = (1, 2, 4, 8)
+"""How many of a core's flips and rotations stage 2 may average over (``views``)."""
 
 
 @dataclass
@@ -23,5 +25,6 @@ class InferenceConfig:
         if self.precision not in INFERENCE_PRECISIONS:
             raise ValueError(f"inference.precision must be one of {', '.join(INFERENCE_PRECISIONS)}, "
                              f"got {self.precision!r}")
-        if self.views not in (1, 2, 4, 8):
-            raise ValueError(f"inference.views must be 1, 2, 4 or 8, got {self.views!r}")
+        if self.views not in VIEW_COUNTS:
+            raise ValueError(f"inference.views must be one of {', '.join(map(str, VIEW_COUNTS))}, "
+                             f"got {self.views!r}")

@@ -35,11 +35,11 @@ def _maxima_among(hm: np.ndarray, rows: np.ndarray, cols: np.ndarray, min_distan
     padded = np.pad(hm, r, mode="constant", constant_values=-np.inf)
     keep = np.ones(len(rows), bool)
     for start in range(0, len(rows), 4096):  # bounded memory: 4096 x the disk's pixels at a time
-        rr, cc = rows[start : start + 4096, None] + r, cols[start : start + 4096, None] + r
-        around = padded[rr + dy[None], cc + dx[None]]  # (n, K)
-        centre = hm[rows[start : start + 4096], cols[start : start + 4096]]
+        part = slice(start, start + 4096)
+        centre = hm[rows[part], cols[part]]
+        around = padded[rows[part, None] + r + dy[None], cols[part, None] + r + dx[None]]  # (n, K)
         earlier = np.where(before[None], around, -np.inf).max(axis=1)
-        keep[start : start + 4096] = (centre >= around.max(axis=1)) & (centre > earlier)
+        keep[part] = (centre >= around.max(axis=1)) & (centre > earlier)
     return keep
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskllp.config.inference import VIEW_COUNTS
 from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.intervals import SCHEMES, IntervalScheme, scheme_from_boundaries
 from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
@@ -105,7 +106,6 @@ VIEWS: tuple[tuple[int, bool, bool], ...] = (
 :func:`~maskllp.proportion.inputs.augment_tensors` applies them): the identity first, then the
 flips and the half turn (which keep the canvas shape), then the quarter turns. Together: every
 rotation and reflection of the square."""
-VIEW_COUNTS = (1, 2, 4, 8)
 
 
 def _row(out: HeadOutput, row: int) -> HeadOutput:
@@ -122,10 +122,10 @@ def _mean_output(views: Sequence[HeadOutput]) -> HeadOutput:
     ratio; undefined unless defined in every view), or mean logits."""
     defined = torch.stack([v.defined for v in views]).all(dim=0)
     if views[0].sums is not None:
-        sums = torch.stack([v.sums.float() for v in views if v.sums is not None]).mean(dim=0)
+        sums = torch.stack([v.sums.float() for v in views]).mean(dim=0)  # type: ignore[union-attr]
         r_hat, ok = proportion_from_sums(sums, defined.to(sums.dtype))
         return HeadOutput(defined=ok & defined, sums=sums, r_hat=r_hat)
-    logits = torch.stack([v.logits.float() for v in views if v.logits is not None]).mean(dim=0)
+    logits = torch.stack([v.logits.float() for v in views]).mean(dim=0)  # type: ignore[union-attr]
     return HeadOutput(defined=defined, logits=logits)
 
 
