@@ -159,3 +159,26 @@ def test_bad_loss_settings_are_refused() -> None:
         LossConfig(eps=0.5)
     with pytest.raises(ValueError):
         LossConfig(gammas=[0, -1, 2, 2, 2])
+
+
+# ------------------------------------------------------------------ clicked cells on the maps
+def test_click_share_loss_by_hand() -> None:
+    # one core, a 1 x 2 map grid over a 2 x 4 input (map cells of 2 x 2 pixels)
+    maps = torch.tensor([[[[3.0, 1.0]], [[1.0, 3.0]]]], requires_grad=True)  # shares 0.75, 0.25
+    clicks = torch.zeros(1, 2, 2, 4)
+    clicks[0, 0, 1, 1] = 1.0  # a positive click in map cell 0
+    clicks[0, 1, 0, 3] = 2.0  # two negative clicks in map cell 1
+    clicks[0, 0, 1, 2] = 1.0  # a positive click in map cell 1
+    loss = losses.ClickShareLoss()(maps, clicks)
+    expected = -(math.log(0.75) + 2 * math.log(0.75) + math.log(0.25)) / 4
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert maps.grad[0, 0, 0, 0] < 0  # more F_p where a positive cell was clicked lowers the loss
+
+
+def test_click_share_loss_is_zero_with_a_gradient_without_clicks() -> None:
+    maps = torch.rand(2, 2, 3, 3, requires_grad=True)
+    loss = losses.ClickShareLoss()(maps, torch.zeros(2, 2, 24, 24))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert maps.grad is not None and torch.all(maps.grad == 0)

@@ -11,7 +11,10 @@ from PIL import Image
 from maskllp.errors import InputError
 from maskllp.proportion.inputs import (
     InputSpec,
+    Stage2Dataset,
+    Stage2Item,
     augment_tensors,
+    click_counts,
     collate_inputs,
     core_tensors,
     input_mask,
@@ -80,3 +83,24 @@ def test_augmentation_moves_image_mask_and_extent_together() -> None:
                 assert out["extent"].shape[-2:] == out["image"].shape[-2:]
     out = augment_tensors(tensors, 1, False, False)
     assert torch.equal(out["image"], torch.rot90(tensors["image"], 1, (-2, -1)))
+
+
+def test_click_counts_by_hand() -> None:
+    clicks = np.array([[1.2, 2.6, 1], [1.4, 3.4, 1], [0.0, 0.0, 0], [9.0, -3.0, 0]])
+    out = click_counts(clicks, (4, 5))
+    assert out.shape == (2, 4, 5) and out.dtype == torch.float32
+    assert out[0, 1, 3] == 2 and float(out[0].sum()) == 2  # both round to (1, 3)
+    assert out[1, 0, 0] == 1 and out[1, 3, 0] == 1 and float(out[1].sum()) == 2  # one clipped in
+    assert float(click_counts(None, (4, 5)).abs().sum()) == 0
+
+
+def test_clicks_turn_with_the_mask_under_augmentation() -> None:
+    mask = np.zeros((32, 32), bool)
+    mask[3, 5] = True
+    item = Stage2Item("c", "p", 0, 0.005, None, np.zeros((32, 32, 3), np.uint8), mask,
+                      clicks=np.array([[3.0, 5.0, 1.0]]))
+    torch.manual_seed(0)
+    for _ in range(8):
+        got = Stage2Dataset([item], augment=True, clicks=True)[0]
+        assert torch.equal(got["clicks"][0] > 0, got["mask"][0] > 0)  # the click stays on its cell
+    assert "clicks" not in Stage2Dataset([item])[0]

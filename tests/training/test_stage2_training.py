@@ -103,3 +103,45 @@ def test_stain_channels_make_glass_zero_and_separate_brown_from_blue() -> None:
     blue = torch.tensor([90.0, 80.0, 170.0]).view(1, 3, 1, 1) / 255
     assert stain_channels(brown)[0, 2] > stain_channels(blue)[0, 2]  # DAB
     assert stain_channels(blue)[0, 0] > stain_channels(brown)[0, 0]  # hematoxylin
+
+
+def test_clicks_land_where_the_core_lies_on_the_canvas(annotated_cohort_csv) -> None:
+    import numpy as np
+
+    from maskllp.config import Config
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.io.manifest import read_cohort
+    from maskllp.proportion.inputs import InputFit, Stage2Item
+    from maskllp.training.proportion import canvas_clicks
+
+    entry = read_cohort(annotated_cohort_csv, PAPER_FIVE).entries[0]  # a 48 x 64 core
+    fit = InputFit(32, 32, 4, 0, 24, 32)  # resampled to half size, 4 rows down
+    item = Stage2Item("c", "p", 0, 0.005, None, np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), bool),
+                      entry=entry, fit=fit)
+    clicks = canvas_clicks(item, Config().classes)
+    rows = [r.split(",") for r in entry.points.read_text().splitlines()[1:]]
+    stained = [(float(y) - 0.5, float(x) - 0.5, c == "Positive") for x, y, c in rows if c != "Stroma"]
+    expect = np.array([[(y + 0.5) * 0.5 - 0.5 + 4, (x + 0.5) * 0.5 - 0.5, p] for y, x, p in stained])
+    np.testing.assert_allclose(clicks, expect)  # stroma clicks are not tumour: left out
+    bare = Stage2Item("c", "p", 0, 0.005, None, item.image, item.mask)  # no entry, no points file
+    assert canvas_clicks(bare, Config().classes) is None
+
+
+def test_click_supervision_trains_and_clicked_cores_always_train(items, cpu_config, tmp_path) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from maskllp.training.proportion import split_items
+
+    clicked = [dataclasses.replace(it, clicks=np.array([[20.0, 20.0, 1.0], [30.0, 30.0, 0.0]]))
+               if i < 3 else it for i, it in enumerate(items[:-1])]
+    train, val = split_items(clicked, 0.5, seed=0)
+    assert {0, 1, 2} <= set(train.tolist()) and not {0, 1, 2} & set(val.tolist())
+    assert sorted(train.tolist() + val.tolist()) == list(range(len(clicked)))
+    cpu_config.proportion.click_weight = 1.0
+    model = train_proportion_model(clicked, get_method("ours").recipe(cpu_config), cpu_config, tmp_path)
+    _, val_at_config = split_items(clicked, cpu_config.proportion.val_fraction, cpu_config.trainer.seed)
+    assert model.summary.n_val == len(val_at_config) >= 1
+    header = (tmp_path / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train_click_loss" in header

@@ -155,6 +155,10 @@ class ProportionConfig:
     """Random 90-degree rotations and horizontal / vertical flips, the same for image and mask."""
     pretrained_weights: Path | None = None
     """Local ImageNet ResNet-18 weights file (torchvision state dict); random init when unset."""
+    click_weight: float = 0.0
+    """Map methods: weight of the cross-entropy of the positive share F_p / (F_p + F_n) at the
+    clicked positive / negative tumour cells of the point-annotated training cores, added to the
+    proportion loss (those cores then always train). 0: interval labels only, as in the paper."""
     cache_dir: Path | None = None
     """Where resized cores and tumour masks are cached; unset: ``<cohort dir>/.maskllp-cache``."""
     loss: LossConfig = field(default_factory=LossConfig)
@@ -171,6 +175,8 @@ class ProportionConfig:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.batch_size < 1 or self.lr <= 0 or self.max_epochs < 1:
             raise ValueError("batch_size and max_epochs must be >= 1 and lr > 0")
+        if not (math.isfinite(self.click_weight) and self.click_weight >= 0):
+            raise ValueError(f"click_weight must be >= 0, got {self.click_weight}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
         if self.patience < 0 or not (self.max_steps == -1 or self.max_steps >= 1):

@@ -203,7 +203,9 @@ class Stage2Item:
     of it). ``interval`` is the labelled interval index (None when unlabelled), ``midpoint`` its
     midpoint, ``proportion`` the exact proportion when known (synthetic truth, exact labels), else
     None. ``entry`` is the manifest row it was made from (its image file and annotations, for the
-    methods that read them), when there is one.
+    methods that read them), when there is one. ``clicks`` (K, 3) float64: canvas row, column and
+    1 / 0 (positive / negative) of the core's clicked tumour cells, when training reads them
+    (``proportion.click_weight``); None otherwise.
     """
 
     name: str
@@ -215,6 +217,7 @@ class Stage2Item:
     mask: np.ndarray | Path
     entry: CohortEntry | None = None
     fit: InputFit | None = None
+    clicks: np.ndarray | None = None
 
     def load_image(self) -> np.ndarray:
         return _load(self.image)
@@ -263,6 +266,22 @@ def augment_tensors(tensors: dict[str, torch.Tensor], quarter_turns: int, flip_h
     return out
 
 
+def click_counts(clicks: np.ndarray | None, shape: tuple[int, int]) -> torch.Tensor:
+    """(2, H, W) float32: how many clicked positive (channel 0) and negative (channel 1) tumour cells
+    fall on each pixel of a canvas of ``shape``. ``clicks`` (K, 3): row, column (rounded to the
+    nearest pixel, clipped to the canvas) and 1 / 0 for positive / negative; None or empty: zeros."""
+    out = torch.zeros((2, *shape), dtype=torch.float32)
+    if clicks is None or not len(clicks):
+        return out
+    c = np.asarray(clicks, dtype=np.float64).reshape(-1, 3)
+    rows = np.clip(np.rint(c[:, 0]), 0, shape[0] - 1).astype(np.int64)
+    cols = np.clip(np.rint(c[:, 1]), 0, shape[1] - 1).astype(np.int64)
+    channel = np.where(c[:, 2] > 0, 0, 1)
+    flat = torch.from_numpy((channel * shape[0] + rows) * shape[1] + cols)
+    out.view(-1).index_add_(0, flat, torch.ones(len(c)))
+    return out
+
+
 PAD_VALUES = {"image": 1.0, "mask": 0.0, "extent": 0.0}
 """What a batch pads with: white glass, no tumour, not core."""
 
@@ -287,15 +306,17 @@ def collate_inputs(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.
 
 class Stage2Dataset(Dataset):
     """Items -> dicts of ``image`` (3, H, W), ``mask`` and ``extent`` (1, H, W), ``interval`` ()
-    int64 (-1: none); batch them with :func:`collate_inputs`.
+    int64 (-1: none), and with ``clicks`` the :func:`click_counts` of each item (2, H, W); batch them
+    with :func:`collate_inputs`.
 
     With ``augment``, each read draws a random quarter-turn count and two flips (torch's RNG, which
-    Lightning seeds per worker).
+    Lightning seeds per worker), the same for every (C, H, W) tensor of the item.
     """
 
-    def __init__(self, items: list[Stage2Item], augment: bool = False) -> None:
+    def __init__(self, items: list[Stage2Item], augment: bool = False, clicks: bool = False) -> None:
         self.items = items
         self.augment = augment
+        self.clicks = clicks
 
     def __len__(self) -> int:
         return len(self.items)
@@ -303,6 +324,8 @@ class Stage2Dataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.items[index]
         tensors = core_tensors(item.load_image(), item.load_mask(), item.input_fit())
+        if self.clicks:
+            tensors["clicks"] = click_counts(item.clicks, tuple(tensors["mask"].shape[-2:]))
         if self.augment:
             turns, fh, fv = torch.randint(0, 4, ()).item(), torch.rand(()) < 0.5, torch.rand(()) < 0.5
             tensors = augment_tensors(tensors, int(turns), bool(fh), bool(fv))

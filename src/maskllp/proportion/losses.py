@@ -225,6 +225,39 @@ def ordinal_targets(interval: torch.Tensor, n_outputs: int) -> torch.Tensor:
     return (interval.unsqueeze(1) > j.unsqueeze(0)).float()
 
 
+# ============================================================================ clicked cells (map methods)
+class ClickShareLoss(nn.Module):
+    """Cross-entropy of the positive share F_p / (F_p + F_n) of the maps at clicked tumour cells.
+
+    Called as ``loss(maps, clicks)``: ``maps`` (N, 2, h, w) >= 0 (F_p, F_n on the map grid);
+    ``clicks`` (N, 2, H, W) float, the number of clicked positive (channel 0) and negative (channel 1)
+    tumour cells at each input pixel (:func:`maskllp.proportion.inputs.click_counts`). The clicks are
+    counted per map cell (H, W multiples of h, w: an exact count); the loss is
+
+        -(sum c_p log share + sum c_n log(1 - share)) / (sum c_p + sum c_n)
+
+    over every map cell of the batch, the share clamped to [eps, 1 - eps]: the mean cross-entropy
+    per clicked cell. 0 (with a gradient) for a batch without a click. The share is computed in
+    float32 whatever the maps' dtype.
+    """
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, maps: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
+        h, w = maps.shape[-2:]
+        scale = clicks.shape[-2] * clicks.shape[-1] / (h * w)
+        counts = F.adaptive_avg_pool2d(clicks.float(), (h, w)) * scale
+        total = counts.sum()
+        if float(total) <= 0:
+            return maps.float().sum() * 0.0
+        m = maps.float()
+        share = (m[:, 0] / (m[:, 0] + m[:, 1]).clamp_min(_TINY)).clamp(self.eps, 1.0 - self.eps)
+        ce = -(counts[:, 0] * torch.log(share) + counts[:, 1] * torch.log1p(-share))
+        return ce.sum() / total
+
+
 # ============================================================================ bag losses (cell methods)
 class BagLoss(nn.Module):
     """A loss of the cell-level methods over bags of cells, called as ``loss(logits, bag, interval)``:

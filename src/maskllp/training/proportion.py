@@ -17,6 +17,7 @@ proportion loss: they are left out of training and validation, with a warning th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -29,13 +30,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from maskllp.classes import CellClass, ClassMapping
 from maskllp.config import Config
 from maskllp.errors import InputError
 from maskllp.evaluation.metrics import interval_metrics
 from maskllp.intervals import IntervalScheme
+from maskllp.io.annotations import read_annotations
+from maskllp.io.images import open_image
 from maskllp.proportion.inputs import InputSpec, Stage2Dataset, Stage2Item, collate_inputs
+from maskllp.proportion.losses import ClickShareLoss
 from maskllp.proportion.model import ProportionModel, Stage2Recipe, TrainingSummary, predicted_intervals
-from maskllp.proportion.network import ProportionNet
+from maskllp.proportion.network import HeadOutput, ProportionNet
 from maskllp.proportion.uncertainty import RANGE_LEVEL, interval_margin
 from maskllp.training.trainer import build_trainer, fit
 
@@ -43,10 +48,15 @@ log = logging.getLogger("maskllp")
 
 
 class ProportionModule(L.LightningModule):
-    """A stage-2 network and its method's loss; logs ``train_loss``, ``val_loss`` and ``val_mf1``."""
+    """A stage-2 network and its method's loss; logs ``train_loss``, ``val_loss`` and ``val_mf1``.
+
+    With ``click_weight`` > 0 (map head) and batches that carry ``clicks``, training adds
+    ``click_weight`` times the :class:`~maskllp.proportion.losses.ClickShareLoss` of the clicked
+    tumour cells (logged as ``train_click_loss``); validation watches the method's loss alone.
+    """
 
     def __init__(self, net: ProportionNet, loss: nn.Module, scheme: IntervalScheme, lr: float,
-                 schedule: str = "constant", warmup_fraction: float = 0.0) -> None:
+                 schedule: str = "constant", warmup_fraction: float = 0.0, click_weight: float = 0.0) -> None:
         super().__init__()
         self.net = net
         self.loss = loss
@@ -54,23 +64,31 @@ class ProportionModule(L.LightningModule):
         self.lr = lr
         self.schedule = schedule
         self.warmup_fraction = warmup_fraction
+        self.click_weight = click_weight
+        self.click_loss = ClickShareLoss()
         self._val_true: list[torch.Tensor] = []
         self._val_pred: list[torch.Tensor] = []
 
-    def _step_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _step_loss(self, batch: dict[str, torch.Tensor]
+                   ) -> tuple[torch.Tensor | None, torch.Tensor, HeadOutput]:
         out = self.net(batch["image"], batch["mask"], batch["extent"])
         keep = out.defined
         loss = self.loss(out.loss_input[keep], batch["interval"][keep]) if bool(keep.any()) else None
-        return loss, predicted_intervals(out, self.scheme)
+        return loss, predicted_intervals(out, self.scheme), out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        loss, _ = self._step_loss(batch)
+        loss, _, out = self._step_loss(batch)
+        n = batch["interval"].shape[0]
+        if self.click_weight > 0 and "clicks" in batch and out.maps is not None:
+            click = self.click_loss(out.maps, batch["clicks"])
+            self.log("train_click_loss", click, batch_size=n)
+            loss = self.click_weight * click if loss is None else loss + self.click_weight * click
         if loss is not None:
-            self.log("train_loss", loss, prog_bar=True, batch_size=batch["interval"].shape[0])
+            self.log("train_loss", loss, prog_bar=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, pred = self._step_loss(batch)
+        loss, pred, _ = self._step_loss(batch)
         if loss is not None:
             self.log("val_loss", loss, on_epoch=True, sync_dist=True, batch_size=pred.shape[0])
         self._val_true.append(batch["interval"].detach())
@@ -113,17 +131,18 @@ class ProportionDataModule(L.LightningDataModule):
     """Training items (augmented, shuffled) and validation items (as they are)."""
 
     def __init__(self, train: list[Stage2Item], val: list[Stage2Item], batch_size: int,
-                 augment: bool, num_workers: int = 0) -> None:
+                 augment: bool, num_workers: int = 0, clicks: bool = False) -> None:
         super().__init__()
         self.train_items, self.val_items = train, val
         self.batch_size, self.augment, self.num_workers = batch_size, augment, num_workers
+        self.clicks = clicks
 
     def train_dataloader(self) -> DataLoader:
         # drop a last batch of one core: batch-norm statistics of a 1-core batch are degenerate
         drop_last = len(self.train_items) % self.batch_size == 1 and len(self.train_items) > 1
-        return DataLoader(Stage2Dataset(self.train_items, self.augment), batch_size=self.batch_size,
-                          shuffle=True, drop_last=drop_last, num_workers=self.num_workers,
-                          collate_fn=collate_inputs)
+        return DataLoader(Stage2Dataset(self.train_items, self.augment, self.clicks),
+                          batch_size=self.batch_size, shuffle=True, drop_last=drop_last,
+                          num_workers=self.num_workers, collate_fn=collate_inputs)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(Stage2Dataset(self.val_items), batch_size=self.batch_size,
@@ -153,6 +172,44 @@ def validation_split(intervals: np.ndarray, fraction: float, seed: int) -> tuple
     return np.sort(train), np.sort(val)
 
 
+def canvas_clicks(item: Stage2Item, mapping: ClassMapping) -> np.ndarray | None:
+    """(K, 3) float64 canvas row, column and 1 / 0 of the clicked positive / negative tumour cells of
+    ``item``'s points file (:attr:`~maskllp.proportion.inputs.Stage2Item.clicks`); None for a core
+    without a points file or without such clicks. Level-0 points are placed on the canvas where
+    :meth:`~maskllp.proportion.inputs.InputSpec.fit` put the core."""
+    entry = item.entry
+    if entry is None or entry.points is None:
+        return None
+    points = read_annotations(entry.points, mapping).points
+    stained = np.isin(points.classes, [CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR])
+    if not stained.any():
+        return None
+    level0 = tuple(open_image(entry.image, entry.mpp).shape)
+    yx = item.input_fit().from_level0(points.yx[stained], level0)
+    positive = (points.classes[stained] == CellClass.POSITIVE_TUMOUR).astype(np.float64)
+    return np.column_stack([yx, positive])
+
+
+def with_clicks(items: list[Stage2Item], mapping: ClassMapping) -> list[Stage2Item]:
+    """``items`` with their :func:`canvas_clicks` attached (the same item where there are none)."""
+    out = []
+    for it in items:
+        clicks = canvas_clicks(it, mapping)
+        out.append(it if clicks is None else dataclasses.replace(it, clicks=clicks))
+    return out
+
+
+def split_items(items: list[Stage2Item], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of :func:`validation_split` over the items without clicks; items with
+    clicks always train (they are the only per-cell supervision, as in
+    :func:`maskllp.training.cells.split_bags`)."""
+    idx = np.arange(len(items))
+    clicked = np.array([it.clicks is not None for it in items], dtype=bool)
+    free = idx[~clicked]
+    train, val = validation_split(np.array([items[i].interval for i in free], np.int64), fraction, seed)
+    return np.sort(np.concatenate([idx[clicked], free[train]])), free[val]
+
+
 def usable_items(items: list[Stage2Item], uses_mask: bool) -> tuple[list[Stage2Item], int]:
     """Labelled items a method can learn from, and how many were left out for an empty mask."""
     labelled = [it for it in items if it.interval is not None]
@@ -176,13 +233,22 @@ def train_proportion_model(
                     recipe.name, skipped)
     if not kept:
         raise InputError(None, "no labelled training core with tumour in its mask", recipe.name)
-    train_idx, val_idx = validation_split(np.array([it.interval for it in kept]), pc.val_fraction,
-                                          config.trainer.seed)
+    clicks = pc.click_weight > 0 and recipe.spec.head == "maps"
+    if clicks:
+        kept = with_clicks(kept, config.classes)
+        n_clicked = sum(it.clicks is not None for it in kept)
+        log.info("%s: clicked tumour cells of %d training core(s) supervise the maps (click_weight %g)",
+                 recipe.name, n_clicked, pc.click_weight)
+        train_idx, val_idx = split_items(kept, pc.val_fraction, config.trainer.seed)
+    else:
+        train_idx, val_idx = validation_split(np.array([it.interval for it in kept]), pc.val_fraction,
+                                              config.trainer.seed)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     net = ProportionNet(recipe.spec, pc.pretrained_weights)
-    module = ProportionModule(net, recipe.loss, scheme, pc.lr, pc.schedule, pc.warmup_fraction)
+    module = ProportionModule(net, recipe.loss, scheme, pc.lr, pc.schedule, pc.warmup_fraction,
+                              pc.click_weight if clicks else 0.0)
     data = ProportionDataModule([kept[i] for i in train_idx], [kept[i] for i in val_idx],
-                                pc.batch_size, pc.augment, config.trainer.num_workers)
+                                pc.batch_size, pc.augment, config.trainer.num_workers, clicks)
     trainer, best = build_trainer(
         config.trainer, Path(out_dir), max_epochs=pc.max_epochs, patience=pc.patience,
         monitor=pc.monitor, mode="max" if pc.monitor == "val_mf1" else "min",
