@@ -273,7 +273,11 @@ class Stage2Fitted:
                  want_maps: bool = True, views: int = 1) -> CoreEstimate:
         rgb, mask, fit, content = self.network_input(image, mpp, cells)
         pred = self.model.predict_cores([(rgb, mask, fit)], views=views)[0]
-        maps = self.model.maps(rgb, mask, fit) if want_maps and self.method.head == "maps" else None
+        # the maps also give the cells their positive / negative call (the cells GeoJSON), so they
+        # are computed whenever there are cells, figure or not
+        has_cells = cells is not None and self.stage1 is not None
+        maps = (self.model.maps(rgb, mask, fit)
+                if self.method.head == "maps" and (want_maps or has_cells) else None)
         area = float(content.mean()) if content is not None and content.size else None
         positive = None
         if maps is not None and cells is not None and self.stage1 is not None:

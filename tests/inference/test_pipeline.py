@@ -322,3 +322,17 @@ def test_a_pixel_method_reports_its_conformal_range_and_views_average(tmp_path, 
     direct = Predictor.load(model, views=8).predict(image, mpp=0.5, want_maps=False)[0]
     assert viewed.proportion == pytest.approx(direct.proportion, abs=1e-6)
     assert viewed.proportion != plain.proportion
+
+
+@pytest.mark.parametrize("figures", [True, False])
+def test_a_map_method_calls_each_cell_from_its_maps_with_or_without_figures(
+        tmp_path, cohort_csv, stage1_dir, random_model, figures):
+    model = random_model(tmp_path, stage1_dir)
+    image = sorted((cohort_csv.parent / "cores").glob("*.png"))[0]
+    result = predict_cores(PredictRun(model, [image], tmp_path / "o", mpp=0.5, figures=figures), _config())[0]
+    data = json.loads((tmp_path / "o" / f"{result.name}.cells.geojson").read_text())
+    classes = [c["properties"]["classification"] for c in data["features"]]
+    names = [tuple(c.get("names", [c.get("name")])) for c in classes]
+    stained = names.count(("Tumor", "Positive")) + names.count(("Tumor", "Negative"))
+    assert result.tumour_cells > 0 and stained == result.tumour_cells  # no plain "Tumor" left
+    assert "not this count" in json.dumps(data)  # the file says its count is not the TPS

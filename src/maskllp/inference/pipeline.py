@@ -91,7 +91,8 @@ class Predictor:
                 ) -> tuple[PredictionRow, CoreEstimate, DetectedCells | None]:
         """Predict one core image (any size). ``mpp`` overrides the image's pixel size.
 
-        ``want_maps``: also compute F_p, F_n for the figure (one more forward pass). Returns the
+        ``want_maps``: also compute F_p, F_n for the figure (one more forward pass; a map method
+        with cells computes them anyway, for the cells' positive / negative calls). Returns the
         result row, what the estimate was computed from, and the cells stage 1 found (None when the
         method runs no stage 1).
         """
