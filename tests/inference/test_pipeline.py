@@ -165,6 +165,8 @@ def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_dete
     detect_images(DetectRun(stage1_dir, [image], tmp_path / "d", mpp=0.5), _config())
     detected = json.loads((tmp_path / "d" / f"{result.name}.cells.geojson").read_text())["features"]
     assert sorted(c["id"] for c in detected) == sorted(c["id"] for c in cells)  # the same cells, the same ids
+    # detect measures the stains too, whatever the classifier (this stage 1 is a CNN one)
+    assert all("Nucleus: DAB OD mean" in c["properties"]["measurements"] for c in detected)
 
 
 def test_the_report_links_only_files_that_exist(tmp_path, cohort_csv, stage1_dir, random_model):

@@ -119,7 +119,8 @@ def detect_images(run: DetectRun, config: Config,
             given_mpp = run.mpp if run.mpp is not None else (entry.mpp if entry else None)
             with open_image(path, given_mpp) as reader, inference_autocast(model.device,
                                                                            config.inference.precision):
-                cells = model.detect(reader, mpp=image_mpp(reader, default, path))
+                # measured whatever the classifier: the cells GeoJSON carries their optical densities
+                cells = model.detect(reader, mpp=image_mpp(reader, default, path), measure=True)
                 summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)
             results.append({"image": str(path), "name": stem, **summary})
             if progress is not None:
