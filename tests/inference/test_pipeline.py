@@ -338,3 +338,37 @@ def test_a_map_method_calls_each_cell_from_its_maps_with_or_without_figures(
     stained = names.count(("Tumor", "Positive")) + names.count(("Tumor", "Negative"))
     assert result.tumour_cells > 0 and stained == result.tumour_cells  # no plain "Tumor" left
     assert "not this count" in json.dumps(data)  # the file says its count is not the TPS
+
+
+def _recount_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "geojson_recount.py"
+    spec = importlib.util.spec_from_file_location("geojson_recount", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recount_script_checks_counted_files_and_only_shows_map_ones(tmp_path, capsys) -> None:
+    script = _recount_script()
+    note = {"Positivity": "each tumour cell's call by the cell-level method; counting them gives the TPS"}
+
+    def cell(names):
+        return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1.0, 2.0]},
+                "properties": {"objectType": "detection", "classification": {"names": names},
+                               "metadata": note}}
+
+    features = [cell(["Tumor", "Positive"]), cell(["Tumor", "Negative"]), cell(["Tumor", "Negative"]),
+                cell(["Stroma"])]
+    (tmp_path / "a.cells.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (tmp_path / "a.tps.json").write_text(json.dumps({"name": "a", "proportion": 1 / 3}))
+    assert script.main([str(tmp_path)]) == 0 and "agrees" in capsys.readouterr().out
+    (tmp_path / "a.tps.json").write_text(json.dumps({"name": "a", "proportion": 0.5}))
+    assert script.main([str(tmp_path)]) == 1 and "DISAGREES" in capsys.readouterr().out
+    note["Positivity"] = "F_p / (F_p + F_n) of the map under the cell; the TPS is the masked sums' ratio"
+    (tmp_path / "a.cells.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    assert script.main([str(tmp_path)]) == 0 and "not checked" in capsys.readouterr().out
