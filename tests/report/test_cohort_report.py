@@ -104,3 +104,15 @@ def test_the_report_in_a_real_browser(tmp_path, cohort_csv, stage1_dir, random_m
     assert defined == sorted(defined) and len(defined) == 12
     assert [float(k) for k in descending if k] == sorted(defined, reverse=True)
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_exact_proportions_give_the_error_and_the_cut_off_agreement_by_hand() -> None:
+    rows = [_row("a", 0.004, "0.2 %"), _row("b", 0.30, "60 %"), _row("c", None, "10 %"), _row("d", 0.2, "")]
+    for r, truth in zip(rows, (0.002, 0.60, 0.10, None), strict=True):
+        r.truth = truth
+    page = cohort_report_html(rows, PAPER_FIVE, "model")
+    # MAE over a, b: (0.2 + 30) / 2 = 15.1 pp; 1 %: a and b agree, c undefined; 50 %: a agrees only
+    assert "Against the exact proportions (3 cores)" in page
+    assert "mean absolute error 15.1 pp over the 2 with a TPS" in page
+    assert "same side of 1 %: 2 of 3; same side of 50 %: 1 of 3" in page
+    assert "exact proportions" not in cohort_report_html(rows[3:], PAPER_FIVE, "model")

@@ -107,6 +107,23 @@ def _agreement(results: Sequence[PredictionRow], scheme: IntervalScheme) -> str:
     )
 
 
+def _exact_agreement(results: Sequence[PredictionRow], cutoffs: Sequence[float] = (0.01, 0.5)) -> str:
+    """Against exact proportions (an exact label, or synthetic truth): the mean absolute error over
+    the cores with a defined estimate, and how many lie on the same side of each clinical cut-off
+    (``>=``, the interval convention; an undefined estimate counts as a disagreement)."""
+    known = [r for r in results if r.truth is not None]
+    if not known:
+        return ""
+    defined = [r for r in known if r.proportion is not None]
+    mae = (f"mean absolute error {100 * np.mean([abs(r.proportion - r.truth) for r in defined]):.1f} pp "
+           f"over the {len(defined)} with a TPS" if defined else "no core with a TPS")
+    def same_side(c: float) -> int:
+        return sum(r.proportion is not None and (r.proportion >= c) == (r.truth >= c) for r in known)
+
+    sides = "; ".join(f"same side of {100 * c:g} %: {same_side(c)} of {len(known)}" for c in cutoffs)
+    return f"<h2>Against the exact proportions ({len(known)} cores)</h2><p>{mae}; {sides}.</p>"
+
+
 SCATTER_SIZE = (520, 320)
 """Width and height (px) of the estimate-against-label plot."""
 
@@ -279,7 +296,7 @@ def cohort_report_html(results: Sequence[PredictionRow], scheme: IntervalScheme,
              f"{n_review} within {int(100 * NEAR_CUT_OFF)} % of a clinical cut-off (1 %, 50 %).</p>"
              "<p>Estimates are a research tool's output, not a diagnosis: review the figures.</p>")
     body = (intro + _distribution(results, scheme) + _histogram(results) + _agreement(results, scheme)
-            + _cores(results, folder))
+            + _exact_agreement(results) + _cores(results, folder))
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>maskllp report</title>"
             f"<style>{STYLE}</style><script>{SORT_SCRIPT}</script></head><body><h1>maskllp: TPS report</h1>"
             f"{body}</body></html>\n")
