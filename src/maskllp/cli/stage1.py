@@ -127,10 +127,10 @@ def detect(
     from maskllp.inference.detect import DetectRun, detect_images
 
     cfg = load_run_config(config, {"mask": {"downsample": mask_downsample}, "tiling": {"tile": tile}})
-    from maskllp.progress import ProgressLines
+    from maskllp.progress import terminal_progress
 
     results = detect_images(DetectRun(model, list(images), out, mpp, device, overwrite), cfg,
-                            ProgressLines("detect", typer.echo))
+                            terminal_progress("detect", typer.echo))
     for r in results:
         typer.echo(f"{r['name']}: {r['cells']} cells, {r['tumour_cells']} tumour")
     typer.echo(f"Wrote {out}")

@@ -64,6 +64,7 @@ def cross_validate(
     continues with --resume."""
     from maskllp.cli.common import load_run_config
     from maskllp.methods import parse_methods
+    from maskllp.progress import terminal_progress
     from maskllp.workflows.cross_validation import CrossValidationRequest, run_cross_validation
 
     cfg = load_run_config(config, {"cv": {"folds": folds, "train_cores": train_cores},
@@ -72,7 +73,8 @@ def cross_validate(
                                    "trainer": trainer_overrides(device, accelerator=accelerator)})
     request = CrossValidationRequest(cohort, parse_methods(methods), out, stage1, mask_source, truth,
                                      det_model, overwrite, folds_from, resume)
-    run_cross_validation(request, cfg, echo=typer.echo)
+    run_cross_validation(request, cfg, echo=typer.echo,
+                         progress=lambda what: terminal_progress(what, typer.echo))
 
 
 @train_app.command("proportion")

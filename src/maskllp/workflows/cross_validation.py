@@ -416,18 +416,23 @@ def _run_identity(req: CrossValidationRequest, config: Config, items: Sequence[S
 
 
 def run_cross_validation(req: CrossValidationRequest, config: Config,
-                         echo: Callable[[str], None] = print) -> CrossValidationResult:
-    """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``."""
+                         echo: Callable[[str], None] = print,
+                         progress: Callable[[str], Callable[[int, int], None]] | None = None
+                         ) -> CrossValidationResult:
+    """Cross-validate ``req.methods`` on ``req.cohort``; write everything under ``req.out_dir``.
+    ``progress(step)`` makes the reporter of a long step's ``(done, total)`` (default: a
+    :class:`~maskllp.progress.ProgressLines` through ``echo``)."""
     config = replace(config, trainer=single_device(config.trainer))
     root = default_cache_root(req.cohort, config.proportion.cache_dir)
     inputs = [req.cohort, req.stage1, req.truth, req.det_model, req.folds_file, root]
     out_dir = check_output_dir(req.out_dir, req.overwrite or req.resume, inputs)
     with output_lock(out_dir):
-        return _run(req, config, out_dir, root, echo)
+        return _run(req, config, out_dir, root, echo, progress or (lambda what: ProgressLines(what, echo)))
 
 
 def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
-         echo: Callable[[str], None]) -> CrossValidationResult:
+         echo: Callable[[str], None], progress: Callable[[str], Callable[[int, int], None]]
+         ) -> CrossValidationResult:
     scheme = config.intervals.build()
     cohort = read_cohort(req.cohort, scheme, mapping=config.classes)
     entries = labelled_entries(cohort, echo)
@@ -451,7 +456,7 @@ def _run(req: CrossValidationRequest, config: Config, out_dir: Path, root: Path,
     cache = ItemCache(root, InputSpec.from_config(config.proportion))
     echo(f"preparing {len(entries)} cores, inputs {cache.spec.key} (masks: {source.name}; "
          f"cache {cache.root})")
-    items = prepare_items(entries, scheme, source, cache, exact, ProgressLines("preparing cores", echo))
+    items = prepare_items(entries, scheme, source, cache, exact, progress("preparing cores"))
     identity = _run_identity(req, config, items, folds, source.name)
     if req.resume and (out_dir / "progress" / "run.json").is_file():
         FoldProgress(out_dir).check_same_run(identity, True, out_dir)
