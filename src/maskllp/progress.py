@@ -46,7 +46,6 @@ class ProgressLines:
         left = "" if done == total or done == 0 else f", ~{_duration(spent * (total - done) / done)} left"
         self.echo(f"{self.what}: {done}/{total} ({100 * done // total} %), {_duration(spent)} so far{left}")
 
-
     def _draw(self, done: int, total: int) -> None:
         spent = self.clock() - self.start
         left = "" if done >= total or done == 0 else f", ~{_duration(spent * (total - done) / done)} left"

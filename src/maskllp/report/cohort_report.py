@@ -117,6 +117,7 @@ def _exact_agreement(results: Sequence[PredictionRow], cutoffs: Sequence[float] 
     defined = [r for r in known if r.proportion is not None]
     mae = (f"mean absolute error {100 * np.mean([abs(r.proportion - r.truth) for r in defined]):.1f} pp "
            f"over the {len(defined)} with a TPS" if defined else "no core with a TPS")
+
     def same_side(c: float) -> int:
         return sum(r.proportion is not None and (r.proportion >= c) == (r.truth >= c) for r in known)
 
