@@ -58,7 +58,8 @@ def _chromium() -> str | None:
 def test_the_report_in_a_real_browser(tmp_path, cohort_csv, stage1_dir, random_model) -> None:
     """Headless Chromium opens report.html of a labelled prediction run: every image loads, every
     link points at a file that exists, nothing is requested outside the folder, and clicking the TPS
-    header sorts the cores (ascending, then descending, undefined last)."""
+    header sorts the cores (ascending, then descending, undefined last), as does the review header
+    (flagged cores first, then last)."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
                                      "(pip install -e '.[test]')")
     browser_path = _chromium()
@@ -94,6 +95,18 @@ def test_the_report_in_a_real_browser(tmp_path, cohort_csv, stage1_dir, random_m
         ascending = tps_keys()
         header.click()
         descending = tps_keys()
+        review_column = page.eval_on_selector_all(
+            "#cores th", "hs => hs.findIndex(h => h.textContent.trim() === 'review')")
+        review = page.locator("#cores th", has_text=re.compile(r"^review$"))
+
+        def review_keys() -> list[str]:
+            return page.eval_on_selector_all(
+                "#cores tbody tr", f"rows => rows.map(r => r.children[{review_column}].dataset.key)")
+
+        review.click()
+        by_review = review_keys()
+        review.click()
+        by_review_down = review_keys()
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert not errors
@@ -103,6 +116,9 @@ def test_the_report_in_a_real_browser(tmp_path, cohort_csv, stage1_dir, random_m
     defined = [float(k) for k in ascending if k]
     assert defined == sorted(defined) and len(defined) == 12
     assert [float(k) for k in descending if k] == sorted(defined, reverse=True)
+    assert review_column > 0 and len(by_review) == 12
+    assert by_review == sorted(by_review)  # flagged cores ("0<flags>") before the others ("1")
+    assert by_review_down == sorted(by_review, reverse=True) and len(set(by_review)) > 1
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
