@@ -19,6 +19,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskllp.inference.pipeline import POSITIVITY_NOTES
+
+COUNTED_NOTES = {POSITIVITY_NOTES["cell method"], POSITIVITY_NOTES["counted"]}
+"""The cells' ``Positivity`` notes that say the TPS is the count of their calls."""
 TOLERANCE = 1e-6
 """Largest |recount - reported| of a counted TPS that still agrees (the JSON keeps full precision)."""
 
@@ -62,7 +66,7 @@ def recount_core(tps_json: Path) -> Recount:
     positive = names.count(("Tumor", "Positive"))
     negative = names.count(("Tumor", "Negative"))
     notes = {str(f.get("properties", {}).get("metadata", {}).get("Positivity", "")) for f in features}
-    counted = any("counting them gives the TPS" in n for n in notes)
+    counted = bool(notes & COUNTED_NOTES)
     other = len(features) - positive - negative
     return Recount(name, row.get("proportion"), positive, negative, other, counted)
 

@@ -72,6 +72,11 @@ class PointAnnotations:
         """Number of points of each class (every class listed, zeros included)."""
         return {c: int(np.count_nonzero(self.classes == c)) for c in CellClass}
 
+    def stained_tumour(self) -> tuple[np.ndarray, np.ndarray]:
+        """The clicked positive and negative tumour cells: ((K, 2) yx, (K,) bool positive)."""
+        keep = np.isin(self.classes, [CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR])
+        return self.yx[keep], self.classes[keep] == CellClass.POSITIVE_TUMOUR
+
 
 @dataclass(frozen=True)
 class Region:

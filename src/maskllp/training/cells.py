@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import DataLoader, Dataset
 
-from maskllp.classes import CellClass, ClassMapping
+from maskllp.classes import ClassMapping
 from maskllp.config import Config
 from maskllp.detection.cells import DetectedCells
 from maskllp.detection.measurements import MEASUREMENT_NAMES
@@ -68,12 +68,11 @@ def click_labels(tumour_yx: np.ndarray, entry: CohortEntry, mapping: ClassMappin
     labels = np.full(len(tumour_yx), -1, np.int8)
     if entry.points is None or not len(tumour_yx):
         return labels
-    points = read_annotations(entry.points, mapping).points
-    stained = np.isin(points.classes, [CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR])
-    if not stained.any():
+    yx, positive = read_annotations(entry.points, mapping).points.stained_tumour()
+    if not len(yx):
         return labels
-    p, t = match_points(tumour_yx, points.yx[stained], radius_px)
-    labels[p] = (points.classes[stained][t] == CellClass.POSITIVE_TUMOUR).astype(np.int8)
+    p, t = match_points(tumour_yx, yx, radius_px)
+    labels[p] = positive[t].astype(np.int8)
     return labels
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from maskllp.classes import CellClass, ClassMapping
+from maskllp.classes import ClassMapping
 from maskllp.config import Config
 from maskllp.errors import InputError
 from maskllp.evaluation.metrics import interval_metrics
@@ -180,14 +180,11 @@ def canvas_clicks(item: Stage2Item, mapping: ClassMapping) -> np.ndarray | None:
     entry = item.entry
     if entry is None or entry.points is None:
         return None
-    points = read_annotations(entry.points, mapping).points
-    stained = np.isin(points.classes, [CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR])
-    if not stained.any():
+    yx, positive = read_annotations(entry.points, mapping).points.stained_tumour()
+    if not len(yx):
         return None
     level0 = tuple(open_image(entry.image, entry.mpp).shape)
-    yx = item.input_fit().from_level0(points.yx[stained], level0)
-    positive = (points.classes[stained] == CellClass.POSITIVE_TUMOUR).astype(np.float64)
-    return np.column_stack([yx, positive])
+    return np.column_stack([item.input_fit().from_level0(yx, level0), positive.astype(np.float64)])
 
 
 def with_clicks(items: list[Stage2Item], mapping: ClassMapping) -> list[Stage2Item]:
@@ -236,13 +233,9 @@ def train_proportion_model(
     clicks = pc.click_weight > 0 and recipe.spec.head == "maps"
     if clicks:
         kept = with_clicks(kept, config.classes)
-        n_clicked = sum(it.clicks is not None for it in kept)
         log.info("%s: clicked tumour cells of %d training core(s) supervise the maps (click_weight %g)",
-                 recipe.name, n_clicked, pc.click_weight)
-        train_idx, val_idx = split_items(kept, pc.val_fraction, config.trainer.seed)
-    else:
-        train_idx, val_idx = validation_split(np.array([it.interval for it in kept]), pc.val_fraction,
-                                              config.trainer.seed)
+                 recipe.name, sum(it.clicks is not None for it in kept), pc.click_weight)
+    train_idx, val_idx = split_items(kept, pc.val_fraction, config.trainer.seed)  # no clicks: a plain split
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     net = ProportionNet(recipe.spec, pc.pretrained_weights)
     module = ProportionModule(net, recipe.loss, scheme, pc.lr, pc.schedule, pc.warmup_fraction,
