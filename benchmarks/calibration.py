@@ -13,8 +13,9 @@ level, the share of cores whose range holds
   the uncertainty of the positive / negative calls on the cells stage 1 counts; stage 1's own
   errors are outside it),
 
-with the mean width, and the share of cores flagged because their 90 % range lies across the 1 %
-or 50 % cut-off, with how often the exact TPS and the estimate really are on different sides of
+with the mean width; then the same for the range ``predict`` reports (the tempered 90 % range
+widened by the model's conformal margin), and the share of cores flagged because that range lies
+across the 1 % or 50 % cut-off, with how often the exact TPS and the estimate really are on different sides of
 that cut-off. Writes ``calibration.png`` (nominal against observed coverage) and
 ``calibration.md`` under ``--out``.
 """
@@ -65,6 +66,7 @@ def main() -> None:
     truth = read_truth(args.truth)
     model = getattr(predictor.fitted, "model", None)
     temperature = float(getattr(model, "range_temperature", 1.0))
+    margin = getattr(model, "range_margin", None)
     rows = []
     for entry in read_cohort(args.cohort, predictor.scheme).entries:
         result, estimate, cells = predictor.predict(entry.image, entry.mpp, want_maps=False)
@@ -76,7 +78,8 @@ def main() -> None:
                               config.detector.match_radius_um / cells.mpp)
         ranges = {lv: tps_interval(tempered(estimate.cell_positive, temperature), lv) for lv in LEVELS}
         raw = {lv: tps_interval(estimate.cell_positive, lv) for lv in LEVELS}
-        rows.append((result.proportion, t.tps, s1, ranges, int(tumour.sum()), raw))
+        reported = (result.proportion_low, result.proportion_high)
+        rows.append((result.proportion, t.tps, s1, ranges, int(tumour.sum()), raw, reported))
     n = len(rows)
     lines = ["# Calibration of the TPS range\n", f"{n} cores of {args.cohort}, model {args.model} "
              f"({predictor.method.name}), range temperature T = {temperature:.3g} (chosen on its "
@@ -98,12 +101,22 @@ def main() -> None:
                 observed[lv] = (exact_hit, s1_hit)
             lines.append(f"| {100 * lv:.0f} % | {name} | {100 * exact_hit:.1f} % | {100 * s1_hit:.1f} % | "
                          f"{width:.1f} |")
+    reported = [r for r in rows if r[6][0] is not None]
+    m_text = "none" if margin is None else f"{100 * margin:.1f} pp"
+    if reported:
+        exact_hit = float(np.mean([holds(r[6], r[1]) for r in reported]))
+        s1_rep = [r for r in reported if r[2] is not None]
+        s1_hit = float(np.mean([holds(r[6], r[2]) for r in s1_rep])) if s1_rep else float("nan")
+        width = float(np.mean([100 * (r[6][1] - r[6][0]) for r in reported]))
+        observed["reported"] = (exact_hit, s1_hit)
+        lines.append(f"| 90 % + margin {m_text} (reported by predict) | {temperature:.3g} | "
+                     f"{100 * exact_hit:.1f} % | {100 * s1_hit:.1f} % | {width:.1f} |")
     lines.append("")
     for cut in CLINICAL_CUT_OFFS:
-        flagged = [r for r in rows if cut in straddled_cut_offs(*r[3][0.9])]
+        flagged = [r for r in reported if cut in straddled_cut_offs(*r[6])]
         wrong = [r for r in rows if (r[0] >= cut) != (r[1] >= cut)]
-        caught = [r for r in wrong if cut in straddled_cut_offs(*r[3][0.9])]
-        lines.append(f"* cut-off {100 * cut:g} %: {len(flagged)} of {n} cores flagged (90 % range across "
+        caught = [r for r in wrong if r[6][0] is not None and cut in straddled_cut_offs(*r[6])]
+        lines.append(f"* cut-off {100 * cut:g} %: {len(flagged)} of {n} cores flagged (reported range across "
                      f"it); the estimate is on the wrong side of it for {len(wrong)} cores, "
                      f"{len(caught)} of them flagged.")
     text = "\n".join(lines) + "\n"
@@ -121,6 +134,9 @@ def main() -> None:
     ax.plot([0, 100], [0, 100], color="0.6", lw=1, ls="--", label="calibrated")
     ax.plot(xs, [100 * observed[lv][1] for lv in LEVELS], "o-", label="stage 1's cells, true stain")
     ax.plot(xs, [100 * observed[lv][0] for lv in LEVELS], "s-", label="exact TPS of the core")
+    if "reported" in observed:
+        ax.plot([90], [100 * observed["reported"][0]], "D", color="C3",
+                label=f"exact TPS, reported range (+ margin {m_text})")
     ax.set_xlabel("nominal level of the range (%)")
     ax.set_ylabel("cores whose range holds it (%)")
     ax.set_xlim(40, 100)

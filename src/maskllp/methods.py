@@ -161,14 +161,16 @@ class CoreEstimate:
     cell_positive: np.ndarray | None = None
     """(N,) float32 p(positive) of each of stage 1's cells (NaN for cells that are not tumour
     cells); None when the method says nothing per cell (Class, O-Reg, w/o-mask methods)."""
-    tps_range: tuple[float, float] | None = None
-    """(low, high) 90 % TPS range (:mod:`maskllp.proportion.uncertainty`): from the per-cell
-    probabilities (cell-level methods), or the estimate -+ the model's conformal margin (map
-    methods); None where the method gives none."""
     positivity: str | None = None
     """Where ``cell_positive`` comes from: ``cell method`` (each cell's own call; counting the calls
     gives the TPS), ``counted`` (Det: the same), ``maps`` (F_p / (F_p + F_n) of the map cell under
     the cell: a reading of the maps; the TPS is the masked sums' ratio, not this count)."""
+
+    @property
+    def tps_range(self) -> tuple[float, float] | None:
+        """(low, high) 90 % TPS range (:mod:`maskllp.proportion.uncertainty`); None where the
+        method gives none."""
+        return self.prediction.tps_range
 
 
 class FittedMethod(Protocol):
@@ -283,8 +285,7 @@ class Stage2Fitted:
         if maps is not None and cells is not None and self.stage1 is not None:
             positive = maps_at_cells(maps, cells, fit, self.stage1.mask.tumour_threshold)
         return CoreEstimate(pred, self.method.proportion_kind, rgb, mask, maps, area, fit=fit,
-                            cell_positive=positive, positivity=None if positive is None else "maps",
-                            tps_range=self.model.tps_range(pred.proportion))
+                            cell_positive=positive, positivity=None if positive is None else "maps")
 
     def to(self, device: str) -> Stage2Fitted:
         self.model.to(device)
@@ -381,7 +382,15 @@ class CountingFitted:
 
     def predict_items(self, items: Sequence[Stage2Item], batch_size: int = 8, views: int = 1
                       ) -> list[ProportionPrediction]:
-        return [self.counting.predict_cells(self._cells(it)) for it in items]
+        return [self._prediction(self._cells(it)) for it in items]
+
+    def _prediction(self, cells: DetectedCells) -> ProportionPrediction:
+        """The count, with the Poisson-binomial range of its tumour cells' p(positive) (Det learns
+        from no interval label: no conformal margin widens it)."""
+        pred = self.counting.predict_cells(cells)
+        if pred.proportion is None:
+            return pred
+        return replace(pred, tps_range=tps_interval(self._positive(cells), RANGE_LEVEL))
 
     def positive_calls(self, items: Sequence[Stage2Item]) -> list[CellCalls | None]:
         out: list[CellCalls | None] = []
@@ -405,10 +414,8 @@ class CountingFitted:
                  want_maps: bool = True, views: int = 1) -> CoreEstimate:
         if cells is None:
             raise ValueError("Det counts the cells stage 1 found: pass them")
-        positive = self._positive(cells)
-        return CoreEstimate(self.counting.predict_cells(cells), self.method.proportion_kind,
-                            cell_positive=positive, positivity="counted",
-                            tps_range=tps_interval(positive, RANGE_LEVEL))
+        return CoreEstimate(self._prediction(cells), self.method.proportion_kind,
+                            cell_positive=self._positive(cells), positivity="counted")
 
     def to(self, device: str) -> CountingFitted:
         return self
@@ -516,13 +523,10 @@ class CellFitted:
         features, patches = self._tumour_inputs(cells)
         tumour = cells.is_tumour(self.threshold)
         logits = self.model.cell_logits(features, patches)  # one pass: the calls, the count, the range
-        p = self.model.probabilities_of(logits)
         positive = np.full(len(cells), np.nan, np.float32)
-        positive[tumour] = p
-        tempered = self.model.probabilities_of(logits, self.model.range_temperature)
-        return CoreEstimate(self.model.predict_probabilities(p), self.method.proportion_kind,
-                            cell_positive=positive, positivity="cell method",
-                            tps_range=tps_interval(tempered, RANGE_LEVEL))
+        positive[tumour] = self.model.probabilities_of(logits)
+        return CoreEstimate(self.model.predict_logits(logits), self.method.proportion_kind,
+                            cell_positive=positive, positivity="cell method")
 
     def to(self, device: str) -> CellFitted:
         return self

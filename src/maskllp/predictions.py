@@ -29,6 +29,9 @@ class ProportionPrediction:
     interval: int | None
     s_p: float | None = None
     s_n: float | None = None
+    tps_range: tuple[float, float] | None = None
+    """(low, high) 90 % range of the TPS (:mod:`maskllp.proportion.uncertainty`); None where the
+    method gives none or the proportion is undefined."""
 
 
 ProportionKind = Literal["masked ratio", "interval midpoint", "cell count", "cell mean"]
@@ -76,9 +79,8 @@ class PredictionRow:
     """The exact proportion when known (synthetic truth, an exact label)."""
     proportion_low: float | None = None
     proportion_high: float | None = None
-    """The 90 % range of the TPS (:mod:`maskllp.proportion.uncertainty`): from the per-cell
-    probabilities (cell-level methods) or the conformal margin of the validation cores (pixel
-    methods); None where the method gives none."""
+    """The 90 % range of the TPS (:mod:`maskllp.proportion.uncertainty`), ``ProportionPrediction.tps_range``;
+    None where the method gives none."""
     flags: str | None = None
     """Why a pathologist should look at this core (``; ``-separated), e.g. ``fewer than 100 tumour
     cells``, ``no DAB signal``; None: nothing flagged."""

@@ -62,3 +62,19 @@ def test_cutoff_is_inclusive_like_the_intervals() -> None:
 
 def test_no_exact_truth_gives_none() -> None:
     assert proportion_metrics([None, None], [0.1, None]) is None
+
+
+def test_range_coverage_by_hand() -> None:
+    """paper5 intervals. Core 1: [0, 0.02] meets '0-1 %' and holds 0.005; core 2: [0.3, 0.4] misses
+    '1-25 %' (0.05 above) and holds no known TPS; core 3: [0.5, 0.7] meets '50-75 %' but not its
+    exact 0.72; core 4: no range (left out)."""
+    from maskllp.evaluation.metrics import range_coverage
+    from maskllp.intervals import PAPER_FIVE
+
+    cov = range_coverage([(0.0, 0.02), (0.3, 0.4), (0.5, 0.7), None], [0, 1, 3, 2], [0.005, None, 0.72, 0.3],
+                         PAPER_FIVE)
+    assert cov is not None and cov.n == 3 and cov.n_exact == 2
+    assert cov.meets_label == pytest.approx(2 / 3) and cov.holds_exact == pytest.approx(0.5)
+    assert cov.mean_width == pytest.approx((0.02 + 0.1 + 0.2) / 3)
+    assert range_coverage([None], [0], [0.5], PAPER_FIVE) is None
+    assert range_coverage([(0.0, 1.0)], [0], [None], PAPER_FIVE).holds_exact is None

@@ -55,3 +55,17 @@ def test_text_markdown_csv() -> None:
 def test_oracle_masks_are_labelled() -> None:
     footer = table_footer(scores(), 6, 2, "truth", 0)
     assert any("ORACLE" in line for line in footer)
+
+
+def test_the_footer_says_how_often_the_ranges_held() -> None:
+    from dataclasses import replace
+
+    from maskllp.evaluation.metrics import RangeCoverage
+
+    cls, ours = scores()
+    ours = replace(ours, ranges=RangeCoverage(5, 0.8, 2, 0.5, 0.123))
+    footer = table_footer([cls, ours], 6, 2, "stage1", 0)
+    line = next(f for f in footer if f.startswith("90 % TPS range"))
+    assert line == ("90 % TPS range on the held-out cores: Ours meets the labelled interval 80 %, holds the "
+                    "exact TPS 50 %, mean width 12.3 pp.")
+    assert not any(f.startswith("90 % TPS range") for f in table_footer(scores(), 6, 2, "stage1", 0))

@@ -132,6 +132,35 @@ def test_predictions_mean_the_cells_and_an_empty_core_is_undefined() -> None:
     assert model.predict_features(features).proportion == pytest.approx(float(np.mean(p > 0.5)))
 
 
+def test_the_range_is_the_tempered_count_range_widened_by_the_margin_and_round_trips(tmp_path) -> None:
+    """The reported range: the Poisson-binomial range of sigmoid(logit / T), widened by the margin;
+    the folder keeps T and the margin; a folder without a margin leaves the range unwidened, and a
+    margin outside [0, 1] is a broken folder."""
+    import json
+
+    from maskllp.proportion.uncertainty import tps_interval
+
+    model = _model()
+    features = np.random.default_rng(2).normal(size=(40, 5)).astype(np.float32)
+    logits = model.cell_logits(features)
+    model.range_temperature = 2.0
+    base = tps_interval(torch.sigmoid(torch.from_numpy(logits) / 2.0).numpy(), 0.9)
+    assert model.predict_features(features).tps_range == pytest.approx(base)  # no margin yet
+    model.range_margin = 0.04
+    low, high = model.predict_features(features).tps_range
+    assert (low, high) == (pytest.approx(max(0.0, base[0] - 0.04)), pytest.approx(min(1.0, base[1] + 0.04)))
+    loaded = load_cell_model(model.save(tmp_path / "m"))
+    assert loaded.range_temperature == 2.0 and loaded.range_margin == 0.04
+    assert loaded.predict_features(features).tps_range == pytest.approx((low, high))
+    assert loaded.predict_features(np.zeros((0, 5), np.float32)).tps_range is None
+    thresholds = tmp_path / "m" / "thresholds.json"
+    data = json.loads(thresholds.read_text())
+    data["range_margin"] = 1.5
+    thresholds.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="range_margin"):
+        load_cell_model(tmp_path / "m")
+
+
 def test_the_model_folder_round_trips(tmp_path) -> None:
     model = _model()
     features = np.random.default_rng(1).normal(size=(5, 5)).astype(np.float32)

@@ -77,6 +77,7 @@ def test_views_average_the_outputs_of_the_flipped_and_rotated_cores(name, items,
     from maskllp.proportion.model import VIEWS, decode_predictions
 
     model = _train(items, name, cpu_config, tmp_path / "work")
+    model.range_margin = None  # no range: the predictions are the decoded outputs alone
     image, mask, fit = items[0].load_image(), items[0].load_mask(), items[0].input_fit()
     outs = [model.forward([augment_tensors(core_tensors(image, mask, fit), *v)]) for v in VIEWS]
     assert model.predict_cores([(image, mask, fit)], views=1) == decode_predictions(outs[0], model.scheme)
@@ -97,14 +98,34 @@ def test_views_average_the_outputs_of_the_flipped_and_rotated_cores(name, items,
         model.predict_cores([(image, mask, fit)], views=3)
 
 
+def _core(item):
+    return item.load_image(), item.load_mask(), item.input_fit()
+
+
 def test_a_map_model_keeps_its_conformal_margin_and_gives_a_range_around_its_estimate(items, cpu_config,
                                                                                       tmp_path):
     """Training measures the margin on the validation cores (20 % of 12 here: too few for 90 %, so
-    the whole range); the folder keeps it; the range is the estimate -+ it, within [0, 1]."""
+    the whole range); the folder keeps it; the range is the estimate -+ it, within [0, 1]; an empty
+    mask (undefined TPS) gets no range."""
     model = _train(items, "ours", cpu_config, tmp_path / "work")
     assert model.summary.n_val < 9 and model.range_margin == 1.0
     model.range_margin = 0.1
     loaded = load_proportion_model(model.save(tmp_path / "model"))
     assert loaded.range_margin == 0.1
-    assert loaded.tps_range(0.05) == (0.0, pytest.approx(0.15)) and loaded.tps_range(None) is None
-    assert _train(items, "o-reg", cpu_config, tmp_path / "w2").range_margin is None
+    pred = loaded.predict_cores([_core(items[0])])[0]
+    r = pred.proportion
+    assert pred.tps_range == (pytest.approx(max(0.0, r - 0.1)), pytest.approx(min(1.0, r + 0.1)))
+    image, mask, fit = _core(items[0])
+    assert loaded.predict_cores([(image, np.zeros_like(mask), fit)])[0].tps_range is None
+
+
+def test_an_interval_classifier_s_range_is_its_predicted_interval_widened_by_its_margin(items, cpu_config,
+                                                                                        tmp_path):
+    """O-Reg says only an interval: its range is that interval's bounds -+ the margin, within [0, 1]."""
+    model = _train(items, "o-reg", cpu_config, tmp_path / "work")
+    assert model.range_margin == 1.0  # too few validation cores for 90 %: the whole range
+    model.range_margin = 0.05
+    loaded = load_proportion_model(model.save(tmp_path / "model"))
+    pred = loaded.predict_cores([_core(items[0])])[0]
+    low, high = loaded.scheme.boundaries[pred.interval], loaded.scheme.boundaries[pred.interval + 1]
+    assert pred.tps_range == (pytest.approx(max(0.0, low - 0.05)), pytest.approx(min(1.0, high + 0.05)))

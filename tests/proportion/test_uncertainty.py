@@ -90,17 +90,36 @@ def test_the_interval_margin_is_the_conformal_quantile_of_the_distances_to_the_l
     from maskllp.intervals import PAPER_FIVE
     from maskllp.proportion.uncertainty import distance_to_interval, interval_margin
 
-    assert distance_to_interval(0.30, 1, PAPER_FIVE) == pytest.approx(0.05)
-    assert distance_to_interval(0.005, 1, PAPER_FIVE) == pytest.approx(0.005)
-    assert distance_to_interval(0.9, 2, PAPER_FIVE) == pytest.approx(0.4)
-    assert distance_to_interval(0.6, 3, PAPER_FIVE) == 0.0
+    assert distance_to_interval(0.30, 0.30, 1, PAPER_FIVE) == pytest.approx(0.05)
+    assert distance_to_interval(0.005, 0.005, 1, PAPER_FIVE) == pytest.approx(0.005)
+    assert distance_to_interval(0.9, 0.9, 2, PAPER_FIVE) == pytest.approx(0.4)
+    assert distance_to_interval(0.6, 0.6, 3, PAPER_FIVE) == 0.0
     # 9 cores inside their interval and one 0.4 out: n = 10, rank ceil(11 * 0.9) = 10, the largest
     r = np.array([0.005] + [0.1] * 8 + [0.9])
     k = np.array([0] + [1] * 8 + [2])
-    assert interval_margin(r, k, PAPER_FIVE, 0.9) == pytest.approx(0.4)
+    assert interval_margin(r, r, k, PAPER_FIVE, 0.9) == pytest.approx(0.4)
     # 19 more inside: n = 29, rank ceil(30 * 0.9) = 27 of 29, a zero
     r2, k2 = np.concatenate([r, [0.1] * 19]), np.concatenate([k, [1] * 19])
-    assert interval_margin(r2, k2, PAPER_FIVE, 0.9) == 0.0
-    assert interval_margin(r[:8], k[:8], PAPER_FIVE, 0.9) == 1.0  # n = 8 < 9: nothing can be said
-    assert interval_margin(np.array([np.nan]), np.array([1]), PAPER_FIVE, 0.9) is None
-    assert interval_margin(np.append(r, np.nan), np.append(k, 4), PAPER_FIVE, 0.9) == pytest.approx(0.4)
+    assert interval_margin(r2, r2, k2, PAPER_FIVE, 0.9) == 0.0
+    assert interval_margin(r[:8], r[:8], k[:8], PAPER_FIVE, 0.9) == 1.0  # n = 8 < 9: nothing can be said
+    assert interval_margin(np.array([np.nan]), np.array([np.nan]), np.array([1]), PAPER_FIVE, 0.9) is None
+    r3 = np.append(r, np.nan)
+    assert interval_margin(r3, r3, np.append(k, 4), PAPER_FIVE, 0.9) == pytest.approx(0.4)
+
+
+def test_a_range_is_as_far_from_an_interval_as_its_nearer_end() -> None:
+    """Ranges by hand against paper5's '25-50 %': [0.6, 0.7] is 0.1 above, [0.1, 0.2] 0.05 below,
+    [0.2, 0.3] and [0.1, 0.9] meet it; the widened range stays inside [0, 1]."""
+    from maskllp.intervals import PAPER_FIVE
+    from maskllp.proportion.uncertainty import distance_to_interval, interval_margin, widen_range
+
+    assert distance_to_interval(0.6, 0.7, 2, PAPER_FIVE) == pytest.approx(0.1)
+    assert distance_to_interval(0.1, 0.2, 2, PAPER_FIVE) == pytest.approx(0.05)
+    assert distance_to_interval(0.2, 0.3, 2, PAPER_FIVE) == 0.0
+    assert distance_to_interval(0.1, 0.9, 2, PAPER_FIVE) == 0.0
+    # ten cores: nine ranges meet '25-50 %', one is 0.1 above; rank 10 of 10: the margin is 0.1
+    lows, highs = np.array([0.3] * 9 + [0.6]), np.array([0.4] * 9 + [0.7])
+    assert interval_margin(lows, highs, np.full(10, 2), PAPER_FIVE, 0.9) == pytest.approx(0.1)
+    assert widen_range((0.02, 0.97), 0.05) == pytest.approx((0.0, 1.0))
+    assert widen_range((0.2, 0.3), 0.05) == pytest.approx((0.15, 0.35))
+    assert widen_range((0.2, 0.3), None) == (0.2, 0.3)

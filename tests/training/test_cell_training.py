@@ -98,6 +98,7 @@ def test_the_refit_trains_on_every_core_for_the_chosen_epochs(tmp_path) -> None:
                 for b, t in zip(test, truth, strict=True)]
         assert np.mean(hits) > 0.9
     assert again.range_temperature == plain.range_temperature  # chosen by the first network, on unseen cores
+    assert again.range_margin == plain.range_margin is not None and 0.0 <= again.range_margin <= 1.0
     assert not np.allclose(plain.cell_logits(test[0].features), again.cell_logits(test[0].features))
 
 

@@ -302,6 +302,11 @@ def test_a_cv_killed_with_sigkill_resumes_to_the_results_of_an_uninterrupted_run
     assert "class fold 0" in resumed.stdout and "kept from the interrupted run" in resumed.stdout
     for name in ("predictions.csv", "table.txt", "metrics.json", "folds.csv"):
         assert (killed / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    import csv
+
+    with open(killed / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(r["proportion_low"] and r["proportion_high"] for r in rows)  # kept folds keep their ranges
     assert not lock.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith((".partial", ".training", ".old"))]
 

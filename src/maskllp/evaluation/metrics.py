@@ -14,6 +14,10 @@ with a defined prediction, and agreement at the clinical cut-offs (1 % and 50 % 
 fraction of cores for which prediction and truth lie on the same side of the cut-off (``>= cut-off``
 is "at or above", the intervals' convention); an undefined prediction counts as a disagreement.
 Cores whose truth is undefined (no tumour cells) are left out of the proportion metrics.
+
+Range coverage (methods that report a 90 % TPS range): the share of cores whose range meets their
+labelled interval (what the conformal margin promises, checkable on any labelled cohort), the share
+whose range holds the exact TPS (when it is known), and the mean width.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from maskllp.intervals import IntervalScheme
 from maskllp.predictions import UNDEFINED
+from maskllp.proportion.uncertainty import distance_to_interval
 
 CLINICAL_CUTOFFS = (0.01, 0.5)
 
@@ -129,3 +135,35 @@ def proportion_metrics(
     }
     return ProportionMetrics(n=len(pairs), n_undefined=int((~defined).sum()), mae=mae,
                              agreement=agreement)
+
+
+@dataclass(frozen=True)
+class RangeCoverage:
+    """How often a method's reported TPS ranges held what they claim."""
+
+    n: int
+    """Cores with a range (a defined estimate) and a labelled interval."""
+    meets_label: float
+    """Fraction of them whose range meets the labelled interval."""
+    n_exact: int
+    """Of those, cores whose exact TPS is known."""
+    holds_exact: float | None
+    """Fraction of the ``n_exact`` cores whose range holds the exact TPS (None when ``n_exact`` is 0)."""
+    mean_width: float
+    """Mean high - low, in TPS units."""
+
+
+def range_coverage(ranges: Sequence[tuple[float, float] | None], intervals: Sequence[int],
+                   exact: Sequence[float | None], scheme: IntervalScheme) -> RangeCoverage | None:
+    """Coverage of the ranges (one per core, None: no range) against the labelled intervals and, where
+    known, the exact proportions; None when no core has a range."""
+    if not len(ranges) == len(intervals) == len(exact):
+        raise ValueError(f"{len(ranges)} ranges, {len(intervals)} intervals, {len(exact)} exact values")
+    rows = [(r, k, t) for r, k, t in zip(ranges, intervals, exact, strict=True) if r is not None]
+    if not rows:
+        return None
+    meets = [distance_to_interval(lo, hi, k, scheme) <= 1e-9 for (lo, hi), k, _ in rows]
+    held = [lo - 1e-9 <= t <= hi + 1e-9 for (lo, hi), _, t in rows if t is not None]
+    return RangeCoverage(len(rows), float(np.mean(meets)), len(held),
+                         float(np.mean(held)) if held else None,
+                         float(np.mean([hi - lo for (lo, hi), _, _ in rows])))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from maskllp.evaluation.detection_metrics import PositivityScores
-from maskllp.evaluation.metrics import IntervalMetrics, ProportionMetrics
+from maskllp.evaluation.metrics import IntervalMetrics, ProportionMetrics, RangeCoverage
 from maskllp.intervals import IntervalScheme
 
 
@@ -34,6 +34,8 @@ class MethodScores:
     """True when the method predicts an interval only (its proportion is the interval midpoint)."""
     cells: PositivityScores | None = None
     """A cell-level method's positive / negative calls against the true cells (synthetic truth)."""
+    ranges: RangeCoverage | None = None
+    """How often its 90 % TPS ranges held (None: the method reports none)."""
 
 
 def _pct(c: float) -> str:
@@ -130,6 +132,14 @@ def table_footer(scores: Sequence[MethodScores], n_cores: int, n_folds: int, mas
                      "cores (macro F1, positive precision / recall): "
                      + "; ".join(f"{s.display_name} {f(s.cells.macro_f1)} ({f(s.cells.precision)} / "
                                  f"{f(s.cells.recall)}, {s.cells.n} cells)" for s in cells if s.cells) + ".")
+    ranged = [s for s in scores if s.ranges is not None]
+    if ranged:
+        def cover(r: RangeCoverage) -> str:
+            exact = "" if r.holds_exact is None else f", holds the exact TPS {100 * r.holds_exact:.0f} %"
+            return f"meets the labelled interval {100 * r.meets_label:.0f} %{exact}, mean width {100 * r.mean_width:.1f} pp"
+
+        lines.append("90 % TPS range on the held-out cores: "
+                     + "; ".join(f"{s.display_name} {cover(s.ranges)}" for s in ranged if s.ranges) + ".")
     if len(scores) and len(scores[0].fold_mf1) > 1:
         spread = ", ".join(f"{s.display_name} {min(s.fold_mf1):.3f}-{max(s.fold_mf1):.3f}" for s in scores)
         lines.append(f"mF1 range over single folds: {spread}.")

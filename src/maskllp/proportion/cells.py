@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from maskllp.intervals import IntervalScheme
 from maskllp.io.model_folder import ModelFolder, load_model_folder, load_network_weights, save_model_folder
 from maskllp.predictions import ProportionPrediction
 from maskllp.proportion.model import TrainingSummary, scheme_from_mapping, scheme_to_mapping
+from maskllp.proportion.uncertainty import RANGE_LEVEL, tps_interval, widen_range
 
 CELL_MODEL_KIND = "cell-proportion"
 Estimate = Literal["mean", "count"]
@@ -139,7 +140,8 @@ class CellProportionModel:
 
     def __init__(self, net: CellNet, method_name: str, scheme: IntervalScheme,
                  feature_names: Sequence[str], estimate: Estimate = "mean",
-                 summary: TrainingSummary | None = None, range_temperature: float = 1.0) -> None:
+                 summary: TrainingSummary | None = None, range_temperature: float = 1.0,
+                 range_margin: float | None = None) -> None:
         if len(feature_names) != net.spec.n_inputs:
             raise ValueError(f"{len(feature_names)} feature names for {net.spec.n_inputs} inputs")
         self.net = net.eval()
@@ -151,6 +153,10 @@ class CellProportionModel:
         self.range_temperature = range_temperature
         """T of the probabilities behind the TPS range, chosen on validation cores
         (:func:`maskllp.proportion.uncertainty.fit_range_temperature`)."""
+        self.range_margin = range_margin
+        """The split-conformal margin that widens :meth:`count_range` into the reported range, chosen
+        on validation cores (:func:`maskllp.proportion.uncertainty.interval_margin`); None: not
+        widened (folders saved before it existed)."""
 
     @property
     def members(self) -> int:
@@ -200,7 +206,20 @@ class CellProportionModel:
     def predict_features(self, features: np.ndarray, patches: np.ndarray | None = None
                          ) -> ProportionPrediction:
         """The prediction for one core from its tumour cells' (n, F) features [and patches]."""
-        return self.predict_probabilities(self.cell_probabilities(features, patches=patches))
+        return self.predict_logits(self.cell_logits(features, patches))
+
+    def predict_logits(self, logits: np.ndarray) -> ProportionPrediction:
+        """The prediction for one core from its tumour cells' (n,) logits, with its TPS range:
+        :meth:`count_range` widened by :attr:`range_margin`."""
+        pred = self.predict_probabilities(self.probabilities_of(logits))
+        base = self.count_range(logits)
+        return pred if base is None else replace(pred, tps_range=widen_range(base, self.range_margin))
+
+    def count_range(self, logits: np.ndarray) -> tuple[float, float] | None:
+        """The central 90 % range of the TPS the calls could give, from the cells' probabilities
+        tempered by :attr:`range_temperature` (:func:`~maskllp.proportion.uncertainty.tps_interval`);
+        None without a tumour cell."""
+        return tps_interval(self.probabilities_of(logits, self.range_temperature), RANGE_LEVEL)
 
     def predict_probabilities(self, p: np.ndarray) -> ProportionPrediction:
         """The prediction for one core from its tumour cells' (n,) p(positive)."""
@@ -216,7 +235,9 @@ class CellProportionModel:
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
         return save_model_folder(path, ModelFolder(CELL_MODEL_KIND, config, {"net": state},
                                                    {"scheme": scheme_to_mapping(self.scheme),
-                                                    "range_temperature": self.range_temperature}))
+                                                    "range_temperature": self.range_temperature,
+                                                    **({} if self.range_margin is None
+                                                       else {"range_margin": self.range_margin})}))
 
 
 def load_cell_model(path: str | Path) -> CellProportionModel:
@@ -236,11 +257,16 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
         temperature = float(folder.thresholds.get("range_temperature", 1.0))
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"range_temperature {temperature!r} must be a positive number")
+        margin = folder.thresholds.get("range_margin")
+        if margin is not None and not (isinstance(margin, int | float) and not isinstance(margin, bool)
+                                       and 0.0 <= float(margin) <= 1.0):
+            raise ValueError(f"range_margin {margin!r} is not a number in [0, 1]")
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"broken cell model folder ({e})") from None
     net = cell_network(spec, members)
     load_network_weights(net, folder.weights.get("net", {}), path)
     try:
-        return CellProportionModel(net, method, scheme, names, estimate, range_temperature=temperature)
+        return CellProportionModel(net, method, scheme, names, estimate, range_temperature=temperature,
+                                   range_margin=None if margin is None else float(margin))
     except ValueError as e:
         raise InputError(path, f"broken cell model folder ({e})") from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from maskllp.proportion.inputs import (
 )
 from maskllp.proportion.masked import proportion_from_sums
 from maskllp.proportion.network import HeadOutput, NetworkSpec, ProportionNet
+from maskllp.proportion.uncertainty import widen_range
 
 MODEL_KIND = "proportion"
 
@@ -179,9 +180,9 @@ class ProportionModel:
         self.summary = summary
         """How training went (None for a model loaded from a folder)."""
         self.range_margin: float | None = None
-        """Map head: the split-conformal margin of its validation cores
-        (:func:`~maskllp.proportion.uncertainty.interval_margin`), so that r -+ margin is the TPS
-        range ``predict`` reports; None: not measured (pooled heads, no validation cores, folders
+        """The split-conformal margin of its validation cores
+        (:func:`~maskllp.proportion.uncertainty.interval_margin`): the TPS range ``predict``
+        reports is :meth:`base_range` widened by it; None: no range (no validation cores, folders
         saved before it existed)."""
 
     @property
@@ -229,15 +230,22 @@ class ProportionModel:
         out = []
         for i in range(len(cores)):
             seen = [outputs[(i, v)] for v in range(views)]
-            out.append(decode_predictions(seen[0] if views == 1 else _mean_output(seen), self.scheme)[0])
+            pred = decode_predictions(seen[0] if views == 1 else _mean_output(seen), self.scheme)[0]
+            base = self.base_range(pred)
+            if base is not None and self.range_margin is not None:
+                pred = replace(pred, tps_range=widen_range(base, self.range_margin))
+            out.append(pred)
         return out
 
-    def tps_range(self, proportion: float | None) -> tuple[float, float] | None:
-        """(low, high) = proportion -+ :attr:`range_margin`, within [0, 1]; None without a margin or
-        an estimate."""
-        if self.range_margin is None or proportion is None:
+    def base_range(self, pred: ProportionPrediction) -> tuple[float, float] | None:
+        """The range :attr:`range_margin` widens: (r, r) for the map head, the bounds of the
+        predicted interval for the pooled head (Class, O-Reg say only the interval); None when
+        the proportion is undefined."""
+        if pred.proportion is None or pred.interval is None:
             return None
-        return max(0.0, proportion - self.range_margin), min(1.0, proportion + self.range_margin)
+        if self.net.spec.head == "maps":
+            return pred.proportion, pred.proportion
+        return float(self.scheme.boundaries[pred.interval]), float(self.scheme.boundaries[pred.interval + 1])
 
     def predict_items(self, items: list[Stage2Item], batch_size: int = 8, views: int = 1
                       ) -> list[ProportionPrediction]:

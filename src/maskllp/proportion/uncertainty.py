@@ -11,14 +11,18 @@ A network trained on bags is often over-confident: its wrong calls have p near 0
 is too narrow. So the cell method tempers its probabilities for the range, p = sigmoid(logit / T),
 with T chosen on its validation cores by the only truth they have, their interval labels: the T that
 maximises the probability the Poisson-binomial gives to each core's labelled interval
-(:func:`fit_range_temperature`). The point estimate (the count of logit > 0) does not change. Whether
-the range holds its level on cores with a known TPS is measured by ``benchmarks/calibration.py``
-(docs/stage2.md).
+(:func:`fit_range_temperature`). The point estimate (the count of logit > 0) does not change.
 
-A pixel method's TPS is a ratio of masked sums, not a count of calls: its range comes from how far
-its estimates fell from the labels of its validation cores (:func:`interval_margin`, split
-conformal prediction with the interval labels as the only truth): the range r +- m holds, for at
-least ``level`` of new cores like the validation ones, a TPS inside the core's true interval.
+Even tempered, that range knows only the calls, not stage 1's errors (non-tumour cells counted) nor
+a bias of the calls shared by all cells of a core. So every method's range is then widened by a
+split-conformal margin m from its validation cores (:func:`interval_margin`, the interval labels as
+the only truth): m is the ``level`` quantile of how far the validation cores' ranges fell from their
+labelled intervals, and [low - m, high + m] meets the true interval of at least ``level`` of new
+cores like the validation ones. The range before widening is, per method: the tempered count range
+(cell methods), the estimate itself (map methods: r -+ m), the predicted interval (Class, O-Reg).
+Det learns from no interval label and keeps its Poisson-binomial range unwidened. Whether the ranges
+hold their level on cores with a known TPS is measured by ``benchmarks/calibration.py`` and
+``benchmarks/range_coverage.py`` (docs/stage2.md).
 """
 
 from __future__ import annotations
@@ -132,32 +136,43 @@ def straddled_cut_offs(low: float, high: float, cut_offs: tuple[float, ...] = CL
     return [c for c in cut_offs if low < c <= high]
 
 
-def distance_to_interval(proportion: float, interval: int, scheme: IntervalScheme) -> float:
-    """How far ``proportion`` lies outside the labelled interval (0 inside it), in TPS units."""
-    low, high = float(scheme.boundaries[interval]), float(scheme.boundaries[interval + 1])
-    return max(low - proportion, 0.0, proportion - high)
+def distance_to_interval(low: float, high: float, interval: int, scheme: IntervalScheme) -> float:
+    """How far the range [``low``, ``high``] (``low == high``: a point estimate) lies from the
+    labelled interval (0 when they meet), in TPS units."""
+    a, b = float(scheme.boundaries[interval]), float(scheme.boundaries[interval + 1])
+    return max(a - high, 0.0, low - b)
 
 
-def interval_margin(proportions: np.ndarray, intervals: np.ndarray, scheme: IntervalScheme,
+def widen_range(tps_range: tuple[float, float], margin: float | None) -> tuple[float, float]:
+    """(low - margin, high + margin) within [0, 1]; unchanged for ``margin`` None."""
+    low, high = tps_range
+    if margin is None:
+        return low, high
+    return max(0.0, low - margin), min(1.0, high + margin)
+
+
+def interval_margin(lows: np.ndarray, highs: np.ndarray, intervals: np.ndarray, scheme: IntervalScheme,
                     level: float = RANGE_LEVEL) -> float | None:
-    """The split-conformal margin m of a pixel method from its validation cores: (n,) estimates
-    (NaN: undefined, left out) and (n,) labelled intervals -> the ceil((n + 1) level)-th smallest
-    distance of an estimate to its labelled interval (:func:`distance_to_interval`). For a new core
-    exchangeable with them, [r - m, r + m] meets its true interval with probability >= ``level``.
+    """The split-conformal margin m of a method from its validation cores: (n,) ranges [low, high]
+    of their estimates (a point estimate: low == high; NaN: undefined, left out) and (n,) labelled
+    intervals -> the ceil((n + 1) level)-th smallest distance of a range to its labelled interval
+    (:func:`distance_to_interval`). For a new core exchangeable with them, [low - m, high + m] meets
+    its true interval with probability >= ``level``, whatever the ranges were made from.
     1.0 (the whole range: nothing can be said) when n is too small (n < level / (1 - level));
     None without any validation core.
 
     >>> from maskllp.intervals import scheme_from_boundaries
     >>> s = scheme_from_boundaries("two", [0.0, 0.5, 1.0])
-    >>> round(interval_margin(np.array([0.2, 0.7, 0.55, 0.45] * 3), np.array([0, 0, 1, 1] * 3), s, 0.75), 6)
+    >>> r = np.array([0.2, 0.7, 0.55, 0.45] * 3)
+    >>> round(interval_margin(r, r, np.array([0, 0, 1, 1] * 3), s, 0.75), 6)
     0.2
     """
-    r = np.asarray(proportions, np.float64)
+    lo, hi = np.asarray(lows, np.float64), np.asarray(highs, np.float64)
     k = np.asarray(intervals, np.int64)
-    keep = np.isfinite(r)
+    keep = np.isfinite(lo) & np.isfinite(hi)
     if not keep.any():
         return None
-    d = np.sort([distance_to_interval(float(v), int(i), scheme)
-                 for v, i in zip(r[keep], k[keep], strict=True)])
+    d = np.sort([distance_to_interval(float(a), float(b), int(i), scheme)
+                 for a, b, i in zip(lo[keep], hi[keep], k[keep], strict=True)])
     rank = math.ceil((len(d) + 1) * level)
     return 1.0 if rank > len(d) else float(d[rank - 1])

@@ -48,7 +48,7 @@ from maskllp.proportion.cells import (
 )
 from maskllp.proportion.losses import BagLoss, BagMeanLoss, bag_means
 from maskllp.proportion.model import TrainingSummary
-from maskllp.proportion.uncertainty import fit_range_temperature
+from maskllp.proportion.uncertainty import RANGE_LEVEL, fit_range_temperature, interval_margin
 from maskllp.training.proportion import validation_split
 from maskllp.training.trainer import BestWeights, build_trainer, fit
 
@@ -277,8 +277,8 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     rounds follow, each training the network(s) the same way again with the interval-consistent
     self-labels of the previous round's model added (``out_dir/self-label-r``). Cores with clicked
     cells always train: the validation split holds only cores with an interval label alone. Returns
-    the model, its ``summary`` filled in; its range temperature is chosen on the validation split by
-    the first network, which never saw it."""
+    the model, its ``summary`` filled in; its range temperature and conformal margin are chosen on
+    the validation split by the first network, which never saw it."""
     cc, scheme = config.proportion.cells, config.intervals.build()
     usable = [b for b in bags if len(b.features) and (b.interval is not None or (b.labels >= 0).any())]
     skipped = sum(1 for b in bags if b.interval is not None and not len(b.features))
@@ -298,8 +298,11 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
                               None if best.best_epoch is None else float(best.best))
     first = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     scored = [b for b in val if b.interval is not None]
-    temperature = fit_range_temperature([first.cell_logits(b.features, b.patches) for b in scored],
-                                        [int(b.interval) for b in scored], scheme)
+    scored_logits = [first.cell_logits(b.features, b.patches) for b in scored]
+    first.range_temperature = fit_range_temperature(scored_logits, [int(b.interval) for b in scored], scheme)
+    ranges = [first.count_range(z) or (np.nan, np.nan) for z in scored_logits]
+    margin = interval_margin(np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges]),
+                             np.array([int(b.interval) for b in scored]), scheme, RANGE_LEVEL)
     refit = cc.refit and bool(val) and best.best_epoch is not None
     members: list[CellPositivityNet] = []
     if refit:
@@ -333,7 +336,7 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
                        for k in range(cc.ensemble)]
         ensemble = members[0] if len(members) == 1 else CellEnsembleNet(members)
     model = CellProportionModel(ensemble, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
-    model.range_temperature = temperature
-    log.info("%s: TPS range temperature %.3g (chosen on %d validation cores)", method_name,
-             model.range_temperature, len(scored))
+    model.range_temperature, model.range_margin = first.range_temperature, margin
+    log.info("%s: TPS range temperature %.3g, margin %s (chosen on %d validation cores)", method_name,
+             model.range_temperature, "none" if margin is None else f"{100 * margin:.1f} pp", len(scored))
     return model

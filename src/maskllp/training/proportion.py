@@ -251,9 +251,9 @@ def train_proportion_model(
     summary = TrainingSummary(len(train_idx), len(val_idx), skipped, best.best_epoch,
                               None if best.best_epoch is None else float(best.best))
     model = ProportionModel(module.net.cpu(), recipe.name, scheme, InputSpec.from_config(pc), summary)
-    if recipe.spec.head == "maps" and len(val_idx):  # the TPS range of predict: validation cores only
+    if len(val_idx):  # the TPS range of predict: validation cores only
         val = [kept[i] for i in val_idx]
-        preds = model.predict_items(val, pc.batch_size)
-        r = np.array([np.nan if p.proportion is None else p.proportion for p in preds])
-        model.range_margin = interval_margin(r, np.array([it.interval for it in val]), scheme, RANGE_LEVEL)
+        ranges = [model.base_range(p) or (np.nan, np.nan) for p in model.predict_items(val, pc.batch_size)]
+        model.range_margin = interval_margin(np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges]),
+                                             np.array([it.interval for it in val]), scheme, RANGE_LEVEL)
     return model

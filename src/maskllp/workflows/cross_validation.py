@@ -29,7 +29,7 @@ import io
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ import numpy as np
 from maskllp.config import Config, save_config
 from maskllp.errors import InputError, NonFiniteOutputError
 from maskllp.evaluation.detection_metrics import PositivityScores, positivity_scores
-from maskllp.evaluation.metrics import interval_metrics, proportion_metrics
+from maskllp.evaluation.metrics import interval_metrics, proportion_metrics, range_coverage
 from maskllp.evaluation.table import (
     MethodScores,
     format_csv,
@@ -110,6 +110,8 @@ class FoldPrediction:
             proportion_kind=self.method.proportion_kind, s_p=pr.s_p, s_n=pr.s_n,
             label=entry.label_text if entry is not None else scheme.names[it.interval],
             patient=it.patient, fold=self.fold, truth=it.proportion,
+            proportion_low=None if pr.tps_range is None else pr.tps_range[0],
+            proportion_high=None if pr.tps_range is None else pr.tps_range[1],
         )
 
 
@@ -236,7 +238,8 @@ class FoldProgress:
     def save(self, method: Method, fold: int, test: np.ndarray, out: Sequence[ProportionPrediction],
              note: str, cells: PositivityScores | None) -> None:
         data = {"test": [int(i) for i in test],
-                "predictions": [[p.proportion, p.interval, p.s_p, p.s_n] for p in out],
+                "predictions": [[p.proportion, p.interval, p.s_p, p.s_n, *(p.tps_range or (None, None))]
+                                for p in out],
                 "note": note, "cells": None if cells is None else [cells.tp, cells.fp, cells.fn, cells.tn]}
         write_text_atomic(self._path(method, fold), json.dumps(data) + "\n")
 
@@ -249,7 +252,9 @@ class FoldProgress:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data["test"] != [int(i) for i in test]:
             raise InputError(path, "holds other held-out cores than this fold: rerun without --resume")
-        preds = [ProportionPrediction(*row) for row in data["predictions"]]
+        preds = [ProportionPrediction(*row[:4], tps_range=None if len(row) < 6 or row[4] is None
+                                      else (float(row[4]), float(row[5])))
+                 for row in data["predictions"]]
         cells = None if data["cells"] is None else PositivityScores(*data["cells"])
         return preds, data["note"], cells
 
@@ -331,8 +336,10 @@ def _scores(method: Method, preds: list[FoldPrediction], scheme: IntervalScheme,
     )
     exact = proportion_metrics([p.item.proportion for p in preds], [p.prediction.proportion for p in preds],
                                cutoffs)
+    ranges = range_coverage([p.prediction.tps_range for p in preds], true,
+                            [p.item.proportion for p in preds], scheme)
     return MethodScores(method.name, method.display_name, mask, pooled, exact, fold_mf1,
-                        interval_only=not method.predicts_proportion, cells=cells)
+                        interval_only=not method.predicts_proportion, cells=cells, ranges=ranges)
 
 
 def _score_line(s: MethodScores) -> str:
@@ -365,6 +372,7 @@ def _metrics_json(scores: Sequence[MethodScores], scheme: IntervalScheme) -> str
             "exact": None if p is None else {"n": p.n, "n_undefined": p.n_undefined, "mae": p.mae,
                                              "agreement": {str(c): a for c, a in p.agreement.items()}},
             "cells": None if s.cells is None else s.cells.as_dict(),
+            "tps_range": None if s.ranges is None else asdict(s.ranges),
         })
     return json.dumps(data, indent=2) + "\n"
 
