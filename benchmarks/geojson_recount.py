@@ -4,7 +4,8 @@
 
 PREDICTION_DIR is what ``maskllp predict`` wrote. For each core's ``<name>.tps.json`` its
 ``<name>.cells.geojson`` is read as plain JSON (not through maskllp's reader, so this checks the file
-a QuPath user gets): detections classified ``Tumor: Positive`` and ``Tumor: Negative`` are counted
+a QuPath user gets): detections classified ``Tumor: Positive`` and ``Tumor: Negative`` (or the
+``[classes] write_positive`` / ``write_negative`` names of the run's ``config.yaml``) are counted
 and their ratio is set against the reported TPS. Where the file says its positive / negative calls
 are the ones the TPS counts (the cell-level methods and Det), the two must agree; a map method's
 TPS is the ratio of its masked sums, which the file says, so its recount is shown, not checked.
@@ -19,6 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskllp.classes import CellClass, ClassMapping
+from maskllp.config import load_config
 from maskllp.inference.pipeline import POSITIVITY_NOTES
 
 COUNTED_NOTES = {POSITIVITY_NOTES["cell method"], POSITIVITY_NOTES["counted"]}
@@ -56,15 +59,17 @@ def _names(feature: dict) -> tuple[str, ...]:
     return tuple(p.strip() for p in str(c.get("name", "")).split(":"))
 
 
-def recount_core(tps_json: Path) -> Recount:
-    """Count the classes of one core's cells GeoJSON next to its ``.tps.json``."""
+def recount_core(tps_json: Path, mapping: ClassMapping | None = None) -> Recount:
+    """Count the classes of one core's cells GeoJSON next to its ``.tps.json`` (positive and negative
+    as ``mapping`` writes them; QuPath's names by default)."""
+    mapping = mapping or ClassMapping()
     row = json.loads(tps_json.read_text())
     name = row["name"]
     cells = tps_json.with_name(f"{name}.cells.geojson")
     features = json.loads(cells.read_text())["features"]
     names = [_names(f) for f in features]
-    positive = names.count(("Tumor", "Positive"))
-    negative = names.count(("Tumor", "Negative"))
+    positive = names.count(tuple(mapping.written_names(CellClass.POSITIVE_TUMOUR)))
+    negative = names.count(tuple(mapping.written_names(CellClass.NEGATIVE_TUMOUR)))
     notes = {str(f.get("properties", {}).get("metadata", {}).get("Positivity", "")) for f in features}
     counted = bool(notes & COUNTED_NOTES)
     other = len(features) - positive - negative
@@ -79,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"{args.folder}: no *.tps.json (is it a maskllp predict output folder?)", file=sys.stderr)
         return 2
-    recounts = [recount_core(f) for f in files]
+    run_config = args.folder / "config.yaml"  # the names the run wrote
+    mapping = load_config(run_config).classes if run_config.is_file() else ClassMapping()
+    recounts = [recount_core(f, mapping) for f in files]
     bad = 0
-    print("core | reported TPS | Tumor: Positive | Tumor: Negative | other | recount | check")
+    print(f"core | reported TPS | {mapping.write_positive} | {mapping.write_negative} | other | recount | check")
     for r in recounts:
         shown = "undefined" if r.reported is None else f"{100 * r.reported:.2f} %"
         again = "undefined" if r.recount is None else f"{100 * r.recount:.2f} %"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maskllp.classes import QUPATH_NAMES, QUPATH_REGION_NAMES, CellClass, ClassMapping, RegionClass
+from maskllp.classes import QUPATH_COLOURS, QUPATH_REGION_COLOURS, CellClass, ClassMapping, RegionClass
 from maskllp.config import load_config
 
 P, N, T, S = CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR, CellClass.TUMOUR, CellClass.NON_TUMOUR
@@ -47,16 +47,36 @@ def test_region_names(name, cls):
 
 def test_written_names_read_back_as_themselves():
     mapping = ClassMapping()
-    for cls, (names, colour) in QUPATH_NAMES.items():
-        assert mapping.cell_class(": ".join(names)) is cls
+    assert mapping.written_names(CellClass.POSITIVE_TUMOUR) == ["Tumor", "Positive"]
+    assert mapping.written_names(CellClass.NON_TUMOUR) == ["Stroma"]
+    for cls, colour in QUPATH_COLOURS.items():
+        assert mapping.cell_class(": ".join(mapping.written_names(cls))) is cls
         assert len(colour) == 3 and all(0 <= c <= 255 for c in colour)
-    for cls, (names, _) in QUPATH_REGION_NAMES.items():
-        assert mapping.region_class(": ".join(names)) is cls
+    for cls in QUPATH_REGION_COLOURS:
+        assert mapping.region_class(": ".join(mapping.written_region_names(cls))) is cls
+
+
+def test_written_names_are_configurable_and_must_read_back(tmp_path):
+    """A lab's own names for the files maskllp writes; a name its lists would read as another class
+    (or not at all) is refused when the config loads, naming the key."""
+    path = tmp_path / "c.toml"
+    path.write_text('[classes]\ntumour = ["Tumor", "Carcinoma"]\nwrite_positive = "Carcinoma: Positive"\n'
+                    'write_non_tumour = "Immune cells"\n')
+    mapping = load_config(path).classes
+    assert mapping.written_names(CellClass.POSITIVE_TUMOUR) == ["Carcinoma", "Positive"]
+    assert mapping.written_names(CellClass.NON_TUMOUR) == ["Immune cells"]
+    assert mapping.written_names(CellClass.NEGATIVE_TUMOUR) == ["Tumor", "Negative"]
+    for bad in ('write_positive = "Stroma: Positive"', 'write_negative = "Tumor: Positive"',
+                'write_tumour = "Carcinoma"'):
+        path.write_text(f"[classes]\n{bad}\n")
+        with pytest.raises(Exception, match=bad.split(" = ")[0]):
+            load_config(path)
 
 
 def test_override_from_config(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[classes]\nnon_tumour = ["Stroma", "Histiocyte*"]\npositive = ["PD-L1+"]\n')
+    path.write_text('[classes]\nnon_tumour = ["Stroma", "Histiocyte*"]\npositive = ["PD-L1+"]\n'
+                    'write_positive = "Tumor: PD-L1+"\n')
     mapping = load_config(path).classes
     assert mapping.cell_class("Histiocyte (CD68)") is S
     assert mapping.cell_class("Tumor: PD-L1+") is P

@@ -47,3 +47,20 @@ def test_off_a_terminal_the_lines_stay() -> None:
     progress(1, 2)
     progress(2, 2)
     assert len(lines) == 2 and lines[-1].startswith("detect: 2/2 (100 %)")
+
+
+def test_predict_draws_a_bar_on_a_terminal_and_a_line_per_core_otherwise() -> None:
+    from maskllp.inference.pipeline import predict_progress
+    from maskllp.predictions import PredictionRow
+
+    rows = [PredictionRow(f"c{i}", f"c{i}.png", "ours-cells", 0.2 * i, "1-25 %", "cell mean") for i in (1, 2)]
+    screen, lines = _Terminal(), []
+    progress = predict_progress(lines.append, screen)
+    for i, row in enumerate(rows, 1):
+        progress(i, 2, row)
+    assert not lines and "predict: [" in screen.getvalue() and screen.getvalue().endswith("\n")
+    logged: list[str] = []
+    progress = predict_progress(logged.append, io.StringIO())
+    for i, row in enumerate(rows, 1):
+        progress(i, 2, row)
+    assert logged == ["[1/2] c1: TPS 20.0 % (1-25 %)", "[2/2] c2: TPS 40.0 % (1-25 %)"]

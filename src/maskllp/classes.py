@@ -19,6 +19,13 @@ classes the way QuPath does (``Positive``, ``Tumor: Negative``, ``Stroma``, ``Im
   something: ``"Strom: Positive"`` is refused, not counted as a positive tumour cell).
 
 Every list is overridable in the ``[classes]`` section of a config file.
+
+**Written names.** The cells and mask GeoJSON that maskllp writes use QuPath's built-in names
+(``Tumor: Positive``, ``Tumor: Negative``, ``Tumor``, ``Stroma``) and colours by default; the keys
+``write_positive``, ``write_negative``, ``write_tumour`` and ``write_non_tumour`` of ``[classes]``
+change them (a lab whose QuPath project names its classes otherwise). A written name must read back
+as its own class under the same lists (``"PD-L1: Positive"`` needs ``"PD-L1"`` in ``tumour``), so
+maskllp reads every file it writes; a name that would not is refused when the config is loaded.
 """
 
 from __future__ import annotations
@@ -47,16 +54,17 @@ class RegionClass(enum.IntEnum):
     NON_TUMOUR = 2
 
 
-# Class names and colours that maskllp writes (QuPath's own built-in names and colours).
-QUPATH_NAMES: dict[CellClass, tuple[list[str], tuple[int, int, int]]] = {
-    CellClass.POSITIVE_TUMOUR: (["Tumor", "Positive"], (200, 50, 50)),
-    CellClass.NEGATIVE_TUMOUR: (["Tumor", "Negative"], (90, 90, 180)),
-    CellClass.TUMOUR: (["Tumor"], (200, 0, 0)),
-    CellClass.NON_TUMOUR: (["Stroma"], (150, 200, 150)),
+# Colours that maskllp writes and draws for each class (QuPath's own colours for its built-in
+# classes); the names written are ClassMapping's write_* keys.
+QUPATH_COLOURS: dict[CellClass, tuple[int, int, int]] = {
+    CellClass.POSITIVE_TUMOUR: (200, 50, 50),
+    CellClass.NEGATIVE_TUMOUR: (90, 90, 180),
+    CellClass.TUMOUR: (200, 0, 0),
+    CellClass.NON_TUMOUR: (150, 200, 150),
 }
-QUPATH_REGION_NAMES: dict[RegionClass, tuple[list[str], tuple[int, int, int]]] = {
-    RegionClass.TUMOUR: (["Tumor"], (200, 0, 0)),
-    RegionClass.NON_TUMOUR: (["Stroma"], (150, 200, 150)),
+QUPATH_REGION_COLOURS: dict[RegionClass, tuple[int, int, int]] = {
+    RegionClass.TUMOUR: (200, 0, 0),
+    RegionClass.NON_TUMOUR: (150, 200, 150),
 }
 
 
@@ -91,6 +99,37 @@ class ClassMapping:
         ]
     )
     ignore: list[str] = field(default_factory=lambda: ["Ignore*", "Region*", "Ignore"])
+    write_positive: str = "Tumor: Positive"
+    """Class written for a positive tumour cell (the cells GeoJSON)."""
+    write_negative: str = "Tumor: Negative"
+    """Class written for a negative tumour cell."""
+    write_tumour: str = "Tumor"
+    """Class written for a tumour cell without a call, and for the tumour mask's polygons."""
+    write_non_tumour: str = "Stroma"
+    """Class written for a non-tumour cell."""
+
+    def __post_init__(self) -> None:
+        for key, cls in (("write_positive", CellClass.POSITIVE_TUMOUR), ("write_negative", CellClass.NEGATIVE_TUMOUR),
+                         ("write_tumour", CellClass.TUMOUR), ("write_non_tumour", CellClass.NON_TUMOUR)):
+            name = getattr(self, key)
+            try:
+                back = self.cell_class(name) if isinstance(name, str) else None
+            except ValueError:
+                back = None
+            if back is not cls:
+                raise ValueError(f"classes.{key} {name!r} would not read back as a "
+                                 f"{cls.name.lower().replace('_', ' ')} cell under the [classes] lists: set "
+                                 f"classes.{key} to a name they read so, or add its parts to them")
+
+    def written_names(self, cls: CellClass) -> list[str]:
+        """The class ``cls`` is written as, split into QuPath's ``names`` (``["Tumor", "Positive"]``)."""
+        name = {CellClass.POSITIVE_TUMOUR: self.write_positive, CellClass.NEGATIVE_TUMOUR: self.write_negative,
+                CellClass.TUMOUR: self.write_tumour, CellClass.NON_TUMOUR: self.write_non_tumour}[cls]
+        return [p.strip() for p in name.split(":") if p.strip()]
+
+    def written_region_names(self, cls: RegionClass) -> list[str]:
+        """The names a region of class ``cls`` is written as (the tumour / non-tumour cell names)."""
+        return self.written_names(CellClass.TUMOUR if cls is RegionClass.TUMOUR else CellClass.NON_TUMOUR)
 
     def _parts(self, name: str) -> list[str]:
         return [p.strip().casefold() for p in name.split(":") if p.strip()]

@@ -372,3 +372,16 @@ def test_the_recount_script_checks_counted_files_and_only_shows_map_ones(tmp_pat
     note["Positivity"] = "F_p / (F_p + F_n) of the map under the cell; the TPS is the masked sums' ratio"
     (tmp_path / "a.cells.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     assert script.main([str(tmp_path)]) == 0 and "not checked" in capsys.readouterr().out
+    # a run that wrote its own class names ([classes] write_*, kept in its config.yaml) is counted by them
+    from maskllp.classes import ClassMapping
+    from maskllp.config import Config, save_config
+
+    save_config(Config(classes=ClassMapping(tumour=["Tumor", "Carcinoma"], write_positive="Carcinoma: Positive")),
+                tmp_path / "config.yaml")
+    note["Positivity"] = "each tumour cell's call by the cell-level method; counting them gives the TPS"
+    features[:2] = [cell(["Carcinoma", "Positive"])] * 2  # 2 positive of 3 tumour cells by the run's names
+    (tmp_path / "a.cells.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (tmp_path / "a.tps.json").write_text(json.dumps({"name": "a", "proportion": 2 / 3}))
+    assert script.main([str(tmp_path)]) == 0 and "agrees" in capsys.readouterr().out
+    (tmp_path / "config.yaml").unlink()  # QuPath's names: no positive cell, 0 of 1
+    assert script.main([str(tmp_path)]) == 1

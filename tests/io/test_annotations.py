@@ -306,6 +306,31 @@ def test_detections_round_trip_with_finite_measurements(tmp_path):
     np.testing.assert_allclose(back.points.yx, yx, atol=0.0051)
 
 
+def test_the_configured_written_names_are_what_the_files_hold_and_read_back(tmp_path):
+    """``[classes] write_*``: cells, clicks and regions are written with the lab's names (colours stay
+    QuPath's), and the same mapping reads them back as the same classes."""
+    from maskllp.classes import ClassMapping
+
+    mapping = ClassMapping(tumour=["Tumor", "Carcinoma"], write_positive="Carcinoma: Positive",
+                           write_tumour="Carcinoma", write_non_tumour="Immune cells")
+    yx, classes = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([int(P), int(N), int(S)])
+    path = tmp_path / "det.geojson"
+    write_detections_geojson(path, yx, classes, mapping=mapping)
+    data = _strict_json(path)
+    _check_qupath_rules(data)
+    written = [f["properties"]["classification"] for f in data["features"]]
+    assert [c.get("names") or [c["name"]] for c in written] == [
+        ["Carcinoma", "Positive"], ["Tumor", "Negative"], ["Immune cells"]]
+    assert data["features"][0]["properties"]["classification"]["color"] == [200, 50, 50]
+    assert read_annotations(path, mapping).points.classes.tolist() == classes.tolist()
+    clicks = tmp_path / "clicks.geojson"
+    write_point_annotations_geojson(clicks, PointAnnotations(yx, classes), mapping)
+    assert read_annotations(clicks, mapping).points.classes.tolist() == classes.tolist()
+    regions = tmp_path / "regions.geojson"
+    write_regions_geojson(regions, [Region(box(0, 0, 5, 5), RegionClass.TUMOUR)], mapping)
+    assert _strict_json(regions)["features"][0]["properties"]["classification"]["name"] == "Carcinoma"
+
+
 def test_a_coordinate_where_numpy_and_python_round_differently_still_writes(tmp_path):
     """x = 55.675 is stored as 55.67499...: Python's round gives 55.67 (what the file holds), np.round
     55.68. The read-back check must expect what is written (a predict of scikit-image's IHC sample

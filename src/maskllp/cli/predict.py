@@ -31,9 +31,9 @@ def predict(
     """Estimate the TPS of each core: per core a JSON (estimate, interval, s_p, s_n, tumour cells), the
     cells as QuPath GeoJSON and the figure of the paper's Fig. 5; predictions.csv and report.html."""
     from maskllp.cli.common import load_run_config
-    from maskllp.inference.pipeline import PredictRun, predict_cores, progress_line
+    from maskllp.inference.pipeline import PredictRun, predict_cores, predict_progress
 
     cfg = load_run_config(config)
     run = PredictRun(model, list(inputs), out, mpp, stage1, device, overwrite, figures, devices)
-    results = predict_cores(run, cfg, progress=lambda i, n, r: typer.echo(progress_line(i, n, r)))
+    results = predict_cores(run, cfg, progress=predict_progress(typer.echo))
     typer.echo(f"Wrote {len(results)} prediction(s) to {out} (predictions.csv, report.html)")

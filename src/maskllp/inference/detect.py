@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from maskllp.backbones import inference_autocast
-from maskllp.classes import RegionClass
+from maskllp.classes import ClassMapping, RegionClass
 from maskllp.config import Config, save_config
 from maskllp.detection.cells import DetectedCells, count_proportion
 from maskllp.detection.model import Stage1Model, image_mpp
@@ -41,28 +41,30 @@ def write_mask_png(path: Path, mask: np.ndarray, mpp: float | None = None) -> No
         Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, **kwargs)
 
 
-def write_mask_geojson(path: Path, model: Stage1Model, cells: DetectedCells) -> None:
-    """The tumour mask M as one QuPath ``Tumor`` annotation (polygons: the disks of radius alpha
-    around the tumour cells, merged, clipped to the image, simplified to half a pixel)."""
+def write_mask_geojson(path: Path, model: Stage1Model, cells: DetectedCells, mapping: ClassMapping) -> None:
+    """The tumour mask M as one QuPath ``Tumor`` annotation (``mapping``'s written tumour name;
+    polygons: the disks of radius alpha around the tumour cells, merged, clipped to the image,
+    simplified to half a pixel)."""
     write_regions_geojson(path, [Region(model.mask_outline(cells), RegionClass.TUMOUR,
-                                        "tumour mask M (maskllp)")])
+                                        "tumour mask M (maskllp)")], mapping)
 
 
 def write_cells_outputs(model: Stage1Model, image: ImageSource, cells: DetectedCells, out_dir: Path,
-                        stem: str, downsample: float) -> dict[str, Any]:
+                        stem: str, downsample: float, mapping: ClassMapping) -> dict[str, Any]:
     """Write ``<stem>.cells.geojson``, ``<stem>.mask.geojson`` (M as a ``Tumor`` annotation),
     ``<stem>.mask.png`` and ``<stem>.preview.png``; return a summary.
 
     GeoJSON: one QuPath detection per cell (tumour / non-tumour, or positive / negative tumour /
-    non-tumour for a three-class model) with its scores as measurements. The mask is M at one pixel
+    non-tumour for a three-class model, named by ``mapping``'s written names) with its scores as
+    measurements. The mask is M at one pixel
     per ``downsample`` level-0 pixels. The preview is the image (longer side <= 1024 px) with M and
     the cells drawn on it.
     """
     threshold = model.mask.tumour_threshold
     classes = cells.cell_classes(threshold)
     write_detections_geojson(out_dir / f"{stem}.cells.geojson", cells.yx, classes,
-                             cells.geojson_measurements())
-    write_mask_geojson(out_dir / f"{stem}.mask.geojson", model, cells)
+                             cells.geojson_measurements(), mapping=mapping)
+    write_mask_geojson(out_dir / f"{stem}.mask.geojson", model, cells, mapping)
     mask = model.tumour_mask(cells, downsample=downsample)
     write_mask_png(out_dir / f"{stem}.mask.png", mask, cells.mpp * downsample)
     scale = preview_scale(cells.shape, PREVIEW_MAX_SIDE)
@@ -121,7 +123,8 @@ def detect_images(run: DetectRun, config: Config,
                                                                            config.inference.precision):
                 # measured whatever the classifier: the cells GeoJSON carries their optical densities
                 cells = model.detect(reader, mpp=image_mpp(reader, default, path), measure=True)
-                summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample)
+                summary = write_cells_outputs(model, reader, cells, stage, stem, config.mask.downsample,
+                                              config.classes)
             results.append({"image": str(path), "name": stem, **summary})
             if progress is not None:
                 progress(len(results), len(images))

@@ -19,12 +19,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
 
 from maskllp.backbones import inference_autocast, inference_device, inference_devices
-from maskllp.classes import CellClass
+from maskllp.classes import CellClass, ClassMapping
 from maskllp.config import Config, save_config
 from maskllp.config.review import ReviewConfig
 from maskllp.detection.cells import DetectedCells
@@ -39,6 +40,7 @@ from maskllp.io.images import image_stems, open_image, write_image
 from maskllp.io.manifest import images_or_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
 from maskllp.predictions import PredictionRow, predictions_csv
+from maskllp.progress import terminal_progress
 from maskllp.proportion.inputs import InputFit
 from maskllp.proportion.uncertainty import RANGE_LEVEL, straddled_cut_offs
 from maskllp.report.cohort_report import write_cohort_report
@@ -247,6 +249,22 @@ def progress_line(i: int, n: int, row: PredictionRow) -> str:
             + (f"; {row.note}" if row.note else ""))
 
 
+def predict_progress(echo: Callable[[str], None], stream: TextIO | None = None
+                     ) -> Callable[[int, int, PredictionRow], None]:
+    """``predict``'s progress over cores: a bar redrawn in place when ``stream`` (standard output by
+    default) is a terminal (:func:`maskllp.progress.terminal_progress`); otherwise (a log file, a
+    pipe) the :func:`progress_line` of each core as it is done."""
+    bar = terminal_progress("predict", echo, stream)
+
+    def report(i: int, n: int, row: PredictionRow) -> None:
+        if bar.bar_stream is not None:
+            bar(i, n)
+        else:
+            echo(progress_line(i, n, row))
+
+    return report
+
+
 def predict_core(predictor: Predictor, core: CoreToPredict, figures: bool, config: Config,
                  stage: Path) -> PredictionRow:
     """Predict one core and write its files into ``stage`` (its JSON, cells and mask GeoJSON, and with
@@ -258,7 +276,7 @@ def predict_core(predictor: Predictor, core: CoreToPredict, figures: bool, confi
         if estimate.positivity in ("cell method", "counted"):  # the TPS is their count
             result.positive_cells = int((classes == CellClass.POSITIVE_TUMOUR).sum())
             result.negative_cells = int((classes == CellClass.NEGATIVE_TUMOUR).sum())
-        _write_cells(predictor.stage1, cells, classes, estimate, core, stage)
+        _write_cells(predictor.stage1, cells, classes, estimate, core, stage, config.classes)
         if figures:
             _write_preview(predictor.stage1, cells, classes, core, stage / f"{core.name}.preview.png")
     write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
@@ -279,19 +297,19 @@ POSITIVITY_NOTES = {
 
 
 def _write_cells(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarray, estimate: CoreEstimate,
-                 core: CoreToPredict, stage: Path) -> None:
+                 core: CoreToPredict, stage: Path, mapping: ClassMapping) -> None:
     """Stage-1 cells as QuPath detections: ``Tumor: Positive`` / ``Tumor: Negative`` by the method's
-    call on each tumour cell where it makes one (else ``Tumor``), ``Stroma`` for the others; scores
-    and optical densities as measurements; where the calls come from in each cell's metadata.
-    ``classes``: :func:`called_classes`."""
+    call on each tumour cell where it makes one (else ``Tumor``), ``Stroma`` for the others (or
+    ``mapping``'s written names); scores and optical densities as measurements; where the calls
+    come from in each cell's metadata. ``classes``: :func:`called_classes`."""
     measurements = cells.geojson_measurements()
     metadata = None
     if estimate.cell_positive is not None:
         measurements["Positive probability"] = estimate.cell_positive
         metadata = {"Positivity": POSITIVITY_NOTES[estimate.positivity or "maps"]}
     write_detections_geojson(stage / f"{core.name}.cells.geojson", cells.yx, classes, measurements,
-                             metadata)
-    write_mask_geojson(stage / f"{core.name}.mask.geojson", stage1, cells)
+                             metadata, mapping)
+    write_mask_geojson(stage / f"{core.name}.mask.geojson", stage1, cells, mapping)
 
 
 def called_classes(stage1: Stage1Model, cells: DetectedCells, estimate: CoreEstimate) -> np.ndarray:

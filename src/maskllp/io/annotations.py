@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from maskllp.classes import QUPATH_NAMES, QUPATH_REGION_NAMES, CellClass, ClassMapping, RegionClass
+from maskllp.classes import QUPATH_COLOURS, QUPATH_REGION_COLOURS, CellClass, ClassMapping, RegionClass
 from maskllp.errors import InputError
 from maskllp.io import geojson as gj
 from maskllp.io.atomic import atomic_file
@@ -331,13 +331,15 @@ def _qupath_xy(yx: np.ndarray) -> np.ndarray:
     return yx[:, ::-1] + 0.5
 
 
-def _write_checked(path: Path, features: list[dict[str, Any]], expect: Annotations) -> None:
-    """Write a FeatureCollection atomically after reading it back and comparing with ``expect``."""
+def _write_checked(path: Path, features: list[dict[str, Any]], expect: Annotations,
+                   mapping: ClassMapping) -> None:
+    """Write a FeatureCollection atomically after reading it back (with ``mapping``, whose written
+    names it uses) and comparing with ``expect``."""
     text = gj.feature_collection_text(features)
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
         problems = _Problems(path)
-        got = _read_geojson(tmp, ClassMapping(), problems)
+        got = _read_geojson(tmp, mapping, problems)
         _compare(path, expect, got, problems.all())
 
 
@@ -357,8 +359,11 @@ def _compare(path: Path, expect: Annotations, got: Annotations, problems: list[I
                            f"{[str(p) for p in problems][:3]}")
 
 
-def write_point_annotations_geojson(path: str | os.PathLike[str], points: PointAnnotations) -> None:
-    """Cells as QuPath point annotations: one Point / MultiPoint *annotation* Feature per class."""
+def write_point_annotations_geojson(path: str | os.PathLike[str], points: PointAnnotations,
+                                    mapping: ClassMapping | None = None) -> None:
+    """Cells as QuPath point annotations: one Point / MultiPoint *annotation* Feature per class, named
+    by ``mapping``'s written names (QuPath's built-in ones by default)."""
+    mapping = mapping or ClassMapping()
     path = Path(path)
     xy = _qupath_xy(points.yx)
     classes = _class_values(points.classes)
@@ -366,24 +371,27 @@ def write_point_annotations_geojson(path: str | os.PathLike[str], points: PointA
     for cls in CellClass:
         sel = classes == int(cls)
         if sel.any():
-            names, colour = QUPATH_NAMES[cls]
-            features.append(gj.feature(gj.point_geometry(xy[sel]), "annotation", names, colour))
+            features.append(gj.feature(gj.point_geometry(xy[sel]), "annotation", mapping.written_names(cls),
+                                       QUPATH_COLOURS[cls]))
     expect = Annotations(PointAnnotations(gj.rounded(xy)[:, ::-1] - 0.5, classes))
-    _write_checked(path, features, expect)
+    _write_checked(path, features, expect, mapping)
 
 
 def write_detections_geojson(
     path: str | os.PathLike[str], yx: np.ndarray, classes: np.ndarray,
     measurements: dict[str, np.ndarray] | None = None, metadata: dict[str, str] | None = None,
+    mapping: ClassMapping | None = None,
 ) -> None:
     """Detected cells as QuPath *detections*: one Point per cell, classified, with measurements.
 
     ``yx`` (N, 2) index coordinates, ``classes`` (N,) CellClass values, ``measurements`` name ->
     (N,) values (non-finite values are left out of that cell's measurements), ``metadata`` strings
-    given to every cell (QuPath 0.5+ shows them). A cell's id derives from its position only, so
-    ``maskllp detect`` and ``maskllp predict`` give the same cell the same id.
+    given to every cell (QuPath 0.5+ shows them), class names ``mapping``'s written ones (QuPath's
+    built-in names by default). A cell's id derives from its position only, so ``maskllp detect``
+    and ``maskllp predict`` give the same cell the same id.
     """
     path = Path(path)
+    mapping = mapping or ClassMapping()
     xy = _qupath_xy(yx)
     values = _class_values(classes)
     if len(values) != len(xy):
@@ -394,31 +402,36 @@ def write_detections_geojson(
             raise ValueError(f"measurement {k!r} has {len(v)} values for {len(xy)} cells")
     features = []
     for i in range(len(xy)):
-        names, colour = QUPATH_NAMES[CellClass(int(values[i]))]
+        cls = CellClass(int(values[i]))
         cell = {k: float(v[i]) for k, v in columns.items()}
-        f = gj.feature(gj.point_geometry(xy[i : i + 1]), "detection", names, colour, measurements=cell)
+        f = gj.feature(gj.point_geometry(xy[i : i + 1]), "detection", mapping.written_names(cls),
+                       QUPATH_COLOURS[cls], measurements=cell)
         if metadata:
             f["properties"]["metadata"] = {str(k): str(v) for k, v in metadata.items()}
         x, y = gj.rounded(xy[i])
         cell_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"maskllp-cell:{x},{y}"))
         features.append({"type": "Feature", "id": cell_id, **{k: v for k, v in f.items() if k != "type"}})
     expect = Annotations(PointAnnotations(gj.rounded(xy)[:, ::-1] - 0.5, values))
-    _write_checked(path, features, expect)
+    _write_checked(path, features, expect, mapping)
 
 
-def write_regions_geojson(path: str | os.PathLike[str], regions: Sequence[Region]) -> None:
-    """Regions as QuPath polygon annotations (valid, closed, 2 decimals; empty ones left out)."""
+def write_regions_geojson(path: str | os.PathLike[str], regions: Sequence[Region],
+                          mapping: ClassMapping | None = None) -> None:
+    """Regions as QuPath polygon annotations (valid, closed, 2 decimals; empty ones left out), named
+    by ``mapping``'s written names (QuPath's built-in ones by default)."""
     path = Path(path)
+    mapping = mapping or ClassMapping()
     features = []
     kept = []
     for region in regions:
         geometry = gj.polygon_geometry(region.geometry)
         if geometry is None:
             continue
-        names, colour = QUPATH_REGION_NAMES[RegionClass(region.cls)]
-        features.append(gj.feature(geometry, "annotation", names, colour, name=region.name))
-        kept.append(Region(gj.clean_polygonal(region.geometry), RegionClass(region.cls), region.name))
-    _write_checked(path, features, Annotations(regions=kept))
+        cls = RegionClass(region.cls)
+        features.append(gj.feature(geometry, "annotation", mapping.written_region_names(cls),
+                                   QUPATH_REGION_COLOURS[cls], name=region.name))
+        kept.append(Region(gj.clean_polygonal(region.geometry), cls, region.name))
+    _write_checked(path, features, Annotations(regions=kept), mapping)
 
 
 # ================================================================================ rasterising

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskllp.classes import QUPATH_NAMES
+from maskllp.classes import QUPATH_COLOURS
 from maskllp.io.atomic import atomic_file
 from maskllp.proportion.masked import mask_to_grid
 
@@ -153,7 +153,7 @@ def positive_share(f_p: np.ndarray, f_n: np.ndarray) -> np.ndarray:
     return np.divide(f_p, total, out=np.full(total.shape, 0.5), where=total > 0)
 
 
-CLASS_COLOURS = {c: tuple(v / 255 for v in rgb) for c, (_, rgb) in QUPATH_NAMES.items()}
+CLASS_COLOURS = {c: tuple(v / 255 for v in rgb) for c, rgb in QUPATH_COLOURS.items()}
 """Marker colours of the called cells, QuPath's class colours."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskllp.classes import QUPATH_NAMES, CellClass
+from maskllp.classes import QUPATH_COLOURS, CellClass
 from maskllp.detection.mask import disk_mask
 from maskllp.detection.tiling import tile_grid
 from maskllp.io.grid import ImageSource, ModelGrid, read_model_window
@@ -40,7 +40,7 @@ def draw_preview(rgb: np.ndarray, scale: float, yx: np.ndarray, classes: np.ndar
     out[mask] = 0.65 * out[mask] + 0.35 * MASK_TINT
     centre = (np.asarray(yx, np.float64) + 0.5) / scale - 0.5
     for cls in np.unique(classes):
-        colour = np.array(QUPATH_NAMES[CellClass(int(cls))][1], np.float32)
+        colour = np.array(QUPATH_COLOURS[CellClass(int(cls))], np.float32)
         dots = disk_mask(centre[classes == cls], mask.shape, dot_radius)
         out[dots] = colour
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
