@@ -156,6 +156,8 @@ def test_the_cells_geojson_recounts_to_the_reported_tps_and_shares_ids_with_dete
     assert (result.positive_cells, result.negative_cells) == (n_pos, n_neg)  # the report's counts too
     report = (tmp_path / "p" / "report.html").read_text()
     assert (tmp_path / "p" / f"{result.name}.preview.png").is_file()
+    assert (tmp_path / "p" / f"{result.name}.figure.png").is_file()  # the cell method's own figure
+    assert f'href="{result.name}.figure.png"' in report
     assert report.count('src="data:image/jpeg;base64,') == 1  # a thumbnail, embedded: one file
     assert "http" not in report and "sortBy" in report  # sorts offline, asks nothing of the network
     assert f'<td data-key="{float(n_pos):.6f}">{n_pos}</td>' in report

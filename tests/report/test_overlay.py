@@ -7,7 +7,7 @@ from PIL import Image
 
 from maskllp.classes import CellClass
 from maskllp.proportion.inputs import InputFit
-from maskllp.report.overlay import CloseUp, densest_window, positive_share, proportion_figure
+from maskllp.report.overlay import CloseUp, cell_calls_figure, densest_window, positive_share, proportion_figure
 
 
 def test_the_densest_window_holds_the_most_points() -> None:
@@ -44,3 +44,33 @@ def test_the_figure_is_written_with_and_without_a_close_up(tmp_path) -> None:
     both = proportion_figure(image, mask, f_p, f_n, "core", tmp_path / "close.png", close)
     with Image.open(plain) as a, Image.open(both) as b:
         assert b.size[1] > 1.6 * a.size[1] and a.size[0] == b.size[0]  # a second row
+
+
+def test_the_cell_method_figure_shows_the_core_the_calls_and_each_cell_s_probability(tmp_path) -> None:
+    """Three panels side by side; the title counts the uncertain cells (p in 0.3-0.7) among the cells
+    with a p(positive), so a non-tumour cell (NaN) is not counted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from unittest import mock
+
+    rng = np.random.default_rng(1)
+    preview = rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)
+    window = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    cells = np.array([[10.0, 20.0], [50.0, 60.0], [70.0, 30.0]])
+    classes = np.array([CellClass.POSITIVE_TUMOUR, CellClass.NEGATIVE_TUMOUR, CellClass.NON_TUMOUR], np.int8)
+    close = CloseUp(window, cells, classes, (5.0, 5.0, 40.0, 40.0), 0.5, np.array([0.9, 0.45, np.nan]))
+    import matplotlib.axes
+
+    titles: list[str] = []
+    real = matplotlib.axes.Axes.set_title
+
+    def keep(self, label, *args, **kwargs):
+        titles.append(label)
+        return real(self, label, *args, **kwargs)
+
+    with mock.patch.object(matplotlib.axes.Axes, "set_title", keep):
+        path = cell_calls_figure(preview, close, "core c: TPS 50 %", tmp_path / "cells.png")
+    assert "1 of 2 cells in 0.3-0.7" in titles[-1]
+    with Image.open(path) as im:
+        assert im.size[0] > 2.4 * im.size[1]  # one row of three panels

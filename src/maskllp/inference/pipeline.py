@@ -44,7 +44,7 @@ from maskllp.progress import terminal_progress
 from maskllp.proportion.inputs import InputFit
 from maskllp.proportion.uncertainty import RANGE_LEVEL, straddled_cut_offs
 from maskllp.report.cohort_report import write_cohort_report
-from maskllp.report.overlay import CloseUp, densest_window, proportion_figure, summary_figure
+from maskllp.report.overlay import CloseUp, cell_calls_figure, densest_window, proportion_figure, summary_figure
 from maskllp.report.preview import draw_preview, preview_scale, read_preview
 from maskllp.stains import StainRange
 
@@ -278,12 +278,21 @@ def predict_core(predictor: Predictor, core: CoreToPredict, figures: bool, confi
             result.negative_cells = int((classes == CellClass.NEGATIVE_TUMOUR).sum())
         _write_cells(predictor.stage1, cells, classes, estimate, core, stage, config.classes)
         if figures:
-            _write_preview(predictor.stage1, cells, classes, core, stage / f"{core.name}.preview.png")
+            preview, scale = _write_preview(predictor.stage1, cells, classes, core,
+                                            stage / f"{core.name}.preview.png")
+            if estimate.image is None and estimate.cell_positive is not None:  # a cell-level method
+                close_up = _close_up(core, cells, classes, (1 / scale, 1 / scale, 0.0, 0.0),
+                                     estimate.cell_positive)
+                cell_calls_figure(preview, close_up, _figure_title(predictor, result),
+                                  stage / f"{core.name}.figure.png")
     write_text_atomic(stage / f"{core.name}.tps.json", json.dumps(result.to_json(), indent=2) + "\n")
     if figures and estimate.image is not None:
-        close_up = (None if cells is None or estimate.fit is None or predictor.stage1 is None
-                    or estimate.maps is None  # only the maps figure shows a close-up
-                    else _close_up(core, cells, classes, estimate.fit))
+        close_up = None
+        if cells is not None and estimate.fit is not None and predictor.stage1 is not None \
+                and estimate.maps is not None:  # only the maps figure shows a close-up
+            shape = (cells.shape[0], cells.shape[1])
+            sy, sx = estimate.fit.level0_scale(shape)
+            close_up = _close_up(core, cells, classes, (sy, sx, estimate.fit.top, estimate.fit.left))
         _write_figure(predictor, result, estimate, stage / f"{core.name}.figure.png", close_up)
     return result
 
@@ -328,24 +337,29 @@ PREVIEW_SIDE = 512
 
 
 def _write_preview(stage1: Stage1Model, cells: DetectedCells, classes: np.ndarray, core: CoreToPredict,
-                   path: Path) -> None:
+                   path: Path) -> tuple[np.ndarray, float]:
     """The core reduced to at most :data:`PREVIEW_SIDE` px, the tumour mask tinted, each cell a dot in
-    the colour of its call (QuPath's: positive red, negative blue, stroma green)."""
+    the colour of its call (QuPath's: positive red, negative blue, stroma green); returns the drawn
+    preview and its scale (level-0 pixels per preview pixel)."""
     with open_image(core.path, core.mpp) as reader:
         scale = preview_scale(reader.shape, PREVIEW_SIDE)
         small = read_preview(reader, scale)
     mask = stage1.tumour_mask(cells, downsample=scale)[: small.shape[0], : small.shape[1]]
-    write_image(path, draw_preview(small, scale, cells.yx, classes, mask))
+    drawn = draw_preview(small, scale, cells.yx, classes, mask)
+    write_image(path, drawn)
+    return drawn, scale
 
 
 CLOSE_UP_UM = 120.0
 """Width (microns) of the figure's full-resolution close-up (a few dozen cells)."""
 
 
-def _close_up(core: CoreToPredict, cells: DetectedCells, classes: np.ndarray, fit: InputFit) -> CloseUp:
+def _close_up(core: CoreToPredict, cells: DetectedCells, classes: np.ndarray,
+              to_panel: tuple[float, float, float, float], positive: np.ndarray | None = None) -> CloseUp:
     """The window of :data:`CLOSE_UP_UM` at level 0 that holds the most tumour cells (the most cells
-    when there is none), read at full resolution, with its cells and where it lies on the network
-    image."""
+    when there is none), read at full resolution, with its cells (and their ``positive``, (N,)
+    p(positive), when given) and where it lies on the whole-core panel: ``to_panel`` = (sy, sx, oy,
+    ox), panel pixel = o + s * level-0 pixel."""
     with open_image(core.path, core.mpp) as reader:
         shape, mpp = reader.shape, reader.mpp
         side = max(64, round(CLOSE_UP_UM / mpp)) if mpp else 256
@@ -355,16 +369,22 @@ def _close_up(core: CoreToPredict, cells: DetectedCells, classes: np.ndarray, fi
         rgb = reader.read_window(top, left, height, width)
     yx = cells.yx - np.array([top, left], np.float64)
     inside = (yx[:, 0] >= 0) & (yx[:, 0] < height) & (yx[:, 1] >= 0) & (yx[:, 1] < width)
-    sy, sx = fit.level0_scale(shape)
-    box = (fit.top + top * sy, fit.left + left * sx, fit.top + (top + height) * sy,
-           fit.left + (left + width) * sx)
-    return CloseUp(rgb, yx[inside], classes[inside], box, mpp)
+    sy, sx, oy, ox = to_panel
+    box = (oy + top * sy, ox + left * sx, oy + (top + height) * sy, ox + (left + width) * sx)
+    return CloseUp(rgb, yx[inside], classes[inside], box, mpp,
+                   None if positive is None else np.asarray(positive)[inside])
+
+
+def _figure_title(predictor: Predictor, result: PredictionRow) -> str:
+    tps = "undefined" if result.proportion is None else f"{100 * result.proportion:.1f} %"
+    reach = ("" if result.proportion_low is None or result.proportion_high is None
+             else f", 90 % range {100 * result.proportion_low:.1f}-{100 * result.proportion_high:.1f} %")
+    return f"{result.name}: {predictor.method.display_name} — TPS {tps}{reach} ({result.interval or 'no interval'})"
 
 
 def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path,
                   close_up: CloseUp | None = None) -> None:
-    tps = "undefined" if result.proportion is None else f"{100 * result.proportion:.1f} %"
-    title = f"{result.name}: {predictor.method.display_name} — TPS {tps} ({result.interval or 'no interval'})"
+    title = _figure_title(predictor, result)
     if evidence.maps is None:
         summary_figure(evidence.image, evidence.mask, title, path)
     else:

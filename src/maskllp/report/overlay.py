@@ -110,8 +110,9 @@ class CloseUp:
 
     rgb: (h, w, 3) uint8 level-0 pixels; yx: (n, 2) float cell positions in the window's pixels;
     classes: (n,) CellClass of each (as ``predict`` calls them); box: (top, left, bottom, right) of
-    the window in the network image's pixels (where it is outlined on the whole core); mpp: level-0
-    pixel size in microns (for the scale bar), None when unknown.
+    the window in the pixels of the whole-core panel it is outlined on (the network image, or the
+    preview); mpp: level-0 pixel size in microns (for the scale bar), None when unknown; positive:
+    (n,) p(positive) of each cell (NaN for cells without one), None when the method gives none.
     """
 
     rgb: np.ndarray
@@ -119,6 +120,7 @@ class CloseUp:
     classes: np.ndarray
     box: tuple[float, float, float, float]
     mpp: float | None = None
+    positive: np.ndarray | None = None
 
 
 def densest_window(yx: np.ndarray, shape: tuple[int, int], side: int) -> tuple[int, int]:
@@ -188,8 +190,7 @@ def proportion_figure(
     density = positive_negative_rgb(f_p, f_n, weight=weight)
     mask_img = _resize_nearest(np.asarray(mask, np.float64), (h, w))
     extent = (-0.5, w - 0.5, h - 0.5, -0.5)
-    share_cmap = LinearSegmentedColormap.from_list("share", [(0.15, 0.3, 0.85), (0.93, 0.93, 0.93),
-                                                             (0.85, 0.15, 0.15)])
+    share_cmap = LinearSegmentedColormap.from_list("share", SHARE_COLOURS)
     rows = 2 if close_up is not None else 1
     fig, axes = plt.subplots(rows, 3, figsize=(13.5, 4.6 * rows), squeeze=False)
     ax = axes[0]
@@ -227,26 +228,8 @@ def _close_up_row(fig, ax, close_up: CloseUp, share: np.ndarray, weight: np.ndar
                   image_shape: tuple[int, int], cmap) -> None:  # noqa: ANN001
     """The second row: the full-resolution window with its cells by call, and the positive share
     over the same window (the maps interpolated to the window's pixels)."""
-    from matplotlib.lines import Line2D
-
-    from maskllp.classes import CellClass
-
     ch, cw = close_up.rgb.shape[:2]
-    ax[0].imshow(close_up.rgb, interpolation="antialiased")
-    handles = []
-    for cls, name in ((CellClass.POSITIVE_TUMOUR, "positive tumour"),
-                      (CellClass.NEGATIVE_TUMOUR, "negative tumour"),
-                      (CellClass.TUMOUR, "tumour"), (CellClass.NON_TUMOUR, "non-tumour")):
-        sel = close_up.classes == cls
-        if sel.any():
-            ax[0].scatter(close_up.yx[sel, 1], close_up.yx[sel, 0], s=60, facecolors="none",
-                          edgecolors=[CLASS_COLOURS[cls]], linewidths=1.4)
-            handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
-                                  markeredgecolor=CLASS_COLOURS[cls], label=f"{name} ({int(sel.sum())})"))
-    if handles:
-        ax[0].legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
-    scale = "" if close_up.mpp is None else f", {cw * close_up.mpp:.0f} um wide"
-    ax[0].set_title(f"close-up at full resolution{scale}: each cell's call", fontsize=10)
+    _draw_calls(ax[0], close_up)
     ax[1].imshow(close_up.rgb, interpolation="antialiased")
     top, left, bottom, right = close_up.box
     gh, gw = share.shape
@@ -261,6 +244,76 @@ def _close_up_row(fig, ax, close_up: CloseUp, share: np.ndarray, weight: np.ndar
     ax[1].set_title("the same window: positive share of the maps inside M", fontsize=10)
     ax[2].axis("off")
     ax[2].text(0.02, 0.95, _reading_guide(), va="top", fontsize=9, wrap=True, transform=ax[2].transAxes)
+
+
+def _draw_calls(ax, close_up: CloseUp) -> None:  # noqa: ANN001 - a matplotlib Axes
+    """The close-up at full resolution, each cell circled in the colour of its call, with a legend."""
+    from matplotlib.lines import Line2D
+
+    from maskllp.classes import CellClass
+
+    ax.imshow(close_up.rgb, interpolation="antialiased")
+    handles = []
+    for cls, name in ((CellClass.POSITIVE_TUMOUR, "positive tumour"),
+                      (CellClass.NEGATIVE_TUMOUR, "negative tumour"),
+                      (CellClass.TUMOUR, "tumour"), (CellClass.NON_TUMOUR, "non-tumour")):
+        sel = close_up.classes == cls
+        if sel.any():
+            ax.scatter(close_up.yx[sel, 1], close_up.yx[sel, 0], s=60, facecolors="none",
+                       edgecolors=[CLASS_COLOURS[cls]], linewidths=1.4)
+            handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
+                                  markeredgecolor=CLASS_COLOURS[cls], label=f"{name} ({int(sel.sum())})"))
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
+    scale = "" if close_up.mpp is None else f", {close_up.rgb.shape[1] * close_up.mpp:.0f} um wide"
+    ax.set_title(f"close-up at full resolution{scale}: each cell's call", fontsize=10)
+
+
+SHARE_COLOURS = [(0.15, 0.3, 0.85), (0.93, 0.93, 0.93), (0.85, 0.15, 0.15)]
+"""Blue (0, negative) - grey (0.5) - red (1, positive): the positive share and p(positive)."""
+
+
+def cell_calls_figure(preview: np.ndarray, close_up: CloseUp, title: str, path: str | Path) -> Path:
+    """The figure of a cell-level method (``ours-cells``, Det) for one core (PNG); returns ``path``.
+
+    Three panels: the whole core (``preview``, (h, w, 3) uint8: the tumour mask tinted, each cell a
+    dot in the colour of its call) with the close-up outlined (``close_up.box`` in the preview's
+    pixels); the close-up at full resolution with each cell circled by its call; the same window
+    with each tumour cell's p(positive) (blue 0 ... red 1, colour bar), so the uncertain calls (near
+    0.5, what the TPS range is made of) stand out. The TPS is the count of the calls.
+    """
+    from matplotlib.colors import LinearSegmentedColormap
+    from matplotlib.patches import Rectangle
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(1, 3, figsize=(13.5, 4.8), squeeze=True)
+    ax[0].imshow(preview, interpolation="antialiased")
+    top, left, bottom, right = close_up.box
+    ax[0].add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                              edgecolor="black", linewidth=1.2, linestyle="--"))
+    ax[0].set_title("core: tumour mask (amber), cells by call (dots)", fontsize=10)
+    _draw_calls(ax[1], close_up)
+    ax[2].imshow(_blend(close_up.rgb, np.zeros(close_up.rgb.shape), 0.35), interpolation="antialiased")
+    p = (np.full(len(close_up.yx), np.nan) if close_up.positive is None
+         else np.asarray(close_up.positive, np.float64))
+    called = np.isfinite(p)
+    cmap = LinearSegmentedColormap.from_list("share", SHARE_COLOURS)
+    shown = ax[2].scatter(close_up.yx[called, 1], close_up.yx[called, 0], c=p[called], cmap=cmap, vmin=0, vmax=1,
+                          s=70, edgecolors="black", linewidths=0.6)
+    bar = fig.colorbar(shown, ax=ax[2], fraction=0.046, pad=0.02)
+    bar.set_label("p(positive) of each tumour cell", fontsize=9)
+    uncertain = int(np.sum(np.abs(p[called] - 0.5) < 0.2))
+    ax[2].set_title(f"the same window: p(positive); {uncertain} of {int(called.sum())} cells in 0.3-0.7",
+                    fontsize=10)
+    ch, cw = close_up.rgb.shape[:2]
+    ax[2].set_xlim(-0.5, cw - 0.5)
+    ax[2].set_ylim(ch - 0.5, -0.5)
+    for a in ax:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)
 
 
 def _reading_guide() -> str:
