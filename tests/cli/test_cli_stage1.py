@@ -97,6 +97,30 @@ def test_train_detect_evaluate(run_cli, tiny_cohort):
     assert 0 <= report["overall"]["detection"]["recall"] <= 1
 
 
+def test_a_stage1_folder_records_the_stains_of_the_cores_it_learnt_from(run_cli, tmp_path, stained_pixels):
+    """``train tumour-classifier`` writes ``stain-range.json``: a three-class folder is Det's model, and
+    ``predict`` flags Det's cores stained unlike these as it flags a stage-2 model's."""
+    from maskllp.classes import CellClass
+
+    rows = []
+    for k in range(2):
+        rgb = stained_pixels((0.65, 0.70, 0.29), (0.27, 0.57, 0.78), 64 * 64, seed=k).reshape(64, 64, 3)
+        write_image(tmp_path / f"c{k}.png", rgb, mpp=1.0)
+        points = PointAnnotations(np.array([[10.0, 12.0], [40.0, 30.0]]),
+                                  np.array([CellClass.POSITIVE_TUMOUR, CellClass.NON_TUMOUR], np.int8))
+        write_point_annotations_geojson(tmp_path / f"c{k}.points.geojson", points)
+        rows.append({"image": f"c{k}.png", "points": f"c{k}.points.geojson"})
+    write_cohort(tmp_path / "cohort.csv", rows)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    for args in (("detector", tmp_path / "cohort.csv", "--out", tmp_path / "det"),
+                 ("tumour-classifier", tmp_path / "cohort.csv", "--detector", tmp_path / "det", "--out",
+                  tmp_path / "s1")):
+        code, _, err = run_cli("train", *args, "--config", tmp_path / "tiny.toml")
+        assert code in (0, None), err
+    recorded = json.loads((tmp_path / "s1" / "stain-range.json").read_text())
+    assert recorded["cores"] == 2 and recorded["hematoxylin_max_deg"] < 2.0
+
+
 def test_user_errors_are_one_line(run_cli, tiny_cohort):
     d = tiny_cohort
     write_cohort(d / "nopoints.csv", [{"image": str(d / "core0.png")}])

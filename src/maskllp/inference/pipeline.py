@@ -62,8 +62,9 @@ class Predictor:
     views: int = 1
     """Flipped / rotated views of each core a stage-2 network averages over (``[inference] views``)."""
     stain_range: StainRange | None = None
-    """The stains of the model's training cores (its folder's ``stain-range.json``); None: not
-    recorded (Det, or a folder saved before it was), and cores are not checked against it."""
+    """The stains of the model's training cores (its folder's ``stain-range.json``; for Det, a
+    three-class stage-1 folder, its annotated cores); None: not recorded (a folder saved before it
+    was), and cores are not checked against it."""
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", stage1_dir: str | Path | None = None,

@@ -125,13 +125,26 @@ def _train_classifier(cohort_path: Path, detector_dir: Path, out_dir: Path, conf
     work = training_work_dir(out_dir, config, [cohort_path, detector_dir], resume)
     try:
         model = train_classifier(images, detector, config, work)
-        return finish_model_folder(model, out_dir, work, config) if is_global_zero() else None
+        if not is_global_zero():
+            return None
+        path = finish_model_folder(model, out_dir, work, config)
+        # the stains of the cores it learnt from: a three-class folder is Det's model, whose
+        # predictions are then flagged on cores stained unlike them, as a stage-2 model's are
+        save_stain_range(path, [_image_stains(im) for im in images])
+        return path
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _stain_vectors(entry: CohortEntry) -> StainVectors | None:
     with open_image(entry.image, entry.mpp) as reader:
+        return core_stain_vectors(reader)
+
+
+def _image_stains(image: TrainingImage) -> StainVectors | None:
+    if not isinstance(image.source, Path):
+        return None
+    with open_image(image.source, image.mpp) as reader:
         return core_stain_vectors(reader)
 
 
