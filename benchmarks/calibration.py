@@ -141,7 +141,7 @@ def main() -> None:
     ax.set_ylabel("cores whose range holds it (%)")
     ax.set_xlim(40, 100)
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"TPS range calibration ({n} unseen cores)", fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out / "calibration.png")

@@ -229,3 +229,23 @@ def test_a_patch_network_reads_the_patches_and_round_trips(tmp_path) -> None:
         model.cell_logits(features)
     with pytest.raises(ValueError, match="16 px"):
         model.cell_logits(features, rng.integers(0, 9, (6, 2, 24, 24)).astype(np.uint8))
+
+
+def test_the_call_bias_is_the_smallest_shift_whose_counts_meet_the_intervals_and_shifts_every_call(tmp_path) -> None:
+    """Two cores by hand: '50-75 %' with logits (-0.3, -0.6, -1.5, 2.0) needs b >= 0.5 (2 of 4
+    called); '0-1 %' with (-0.8, -2.0) stays at 0 of 2 up to b < 0.8: b = 0.5 meets both. The model
+    adds b to every logit: the count, p(positive) and the folder follow."""
+    from maskllp.proportion.cells import fit_call_bias
+
+    cores = [np.array([-0.3, -0.6, -1.5, 2.0]), np.array([-0.8, -2.0])]
+    assert fit_call_bias(cores, [3, 0], PAPER_FIVE) == 0.5
+    assert fit_call_bias([np.zeros(0)], [2], PAPER_FIVE) == 0.0
+    model = _model()
+    features = np.random.default_rng(4).normal(size=(9, 5)).astype(np.float32)
+    raw = model.cell_logits(features)
+    model.call_bias = 0.75
+    assert np.allclose(model.cell_logits(features), raw + 0.75)
+    shifted = 1 / (1 + np.exp(-(raw.astype(np.float64) + 0.75)))
+    assert model.predict_features(features).proportion == pytest.approx(float(shifted.mean()), rel=1e-5)
+    loaded = load_cell_model(model.save(tmp_path / "m"))
+    assert loaded.call_bias == 0.75 and np.allclose(loaded.cell_logits(features), raw + 0.75)

@@ -101,6 +101,11 @@ class CellMethodConfig:
     estimate: Literal["mean", "count"] = "count"
     """A core's TPS: the share of its tumour cells with p(positive) > 0.5 (``count``: what a
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
+    calibrate_calls: bool = False
+    """Shift every cell's logit by one bias b chosen on the validation cores, the b whose counts fall
+    nearest their labelled intervals (:func:`maskllp.proportion.cells.fit_call_bias`): a network
+    trained on bags of mostly negative cores leans negative on the cells it cannot separate. The
+    calls, the count, p(positive) and the range all use the shifted logits."""
 
     def __post_init__(self) -> None:
         if self.ensemble > MAX_ENSEMBLE:

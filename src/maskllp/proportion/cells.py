@@ -141,7 +141,7 @@ class CellProportionModel:
     def __init__(self, net: CellNet, method_name: str, scheme: IntervalScheme,
                  feature_names: Sequence[str], estimate: Estimate = "mean",
                  summary: TrainingSummary | None = None, range_temperature: float = 1.0,
-                 range_margin: float | None = None) -> None:
+                 range_margin: float | None = None, call_bias: float = 0.0) -> None:
         if len(feature_names) != net.spec.n_inputs:
             raise ValueError(f"{len(feature_names)} feature names for {net.spec.n_inputs} inputs")
         self.net = net.eval()
@@ -154,6 +154,8 @@ class CellProportionModel:
         """T of the probabilities behind the TPS range, chosen on validation cores
         (:func:`maskllp.proportion.uncertainty.fit_range_temperature`)."""
         self.range_margin = range_margin
+        self.call_bias = call_bias
+        """Added to every logit the network gives (:func:`fit_call_bias`; 0: the network's own)."""
         """The split-conformal margin that widens :meth:`count_range` into the reported range, chosen
         on validation cores (:func:`maskllp.proportion.uncertainty.interval_margin`); None: not
         widened (folders saved before it existed)."""
@@ -186,7 +188,7 @@ class CellProportionModel:
             p = None if not self.reads_patches else torch.from_numpy(
                 np.ascontiguousarray(patches[start: start + 4096]))  # type: ignore[index]
             out.append(self.net(f, p).float().numpy())
-        return np.concatenate(out)
+        return np.concatenate(out) + np.float32(self.call_bias)
 
     def cell_probabilities(self, features: np.ndarray, temperature: float = 1.0,
                            patches: np.ndarray | None = None) -> np.ndarray:
@@ -236,6 +238,7 @@ class CellProportionModel:
         return save_model_folder(path, ModelFolder(CELL_MODEL_KIND, config, {"net": state},
                                                    {"scheme": scheme_to_mapping(self.scheme),
                                                     "range_temperature": self.range_temperature,
+                                                    "call_bias": self.call_bias,
                                                     **({} if self.range_margin is None
                                                        else {"range_margin": self.range_margin})}))
 
@@ -257,6 +260,9 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
         temperature = float(folder.thresholds.get("range_temperature", 1.0))
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"range_temperature {temperature!r} must be a positive number")
+        bias = float(folder.thresholds.get("call_bias", 0.0))
+        if not math.isfinite(bias):
+            raise ValueError(f"call_bias {bias!r} must be a finite number")
         margin = folder.thresholds.get("range_margin")
         if margin is not None and not (isinstance(margin, int | float) and not isinstance(margin, bool)
                                        and 0.0 <= float(margin) <= 1.0):
@@ -267,6 +273,33 @@ def load_cell_model(path: str | Path) -> CellProportionModel:
     load_network_weights(net, folder.weights.get("net", {}), path)
     try:
         return CellProportionModel(net, method, scheme, names, estimate, range_temperature=temperature,
-                                   range_margin=None if margin is None else float(margin))
+                                   range_margin=None if margin is None else float(margin), call_bias=bias)
     except ValueError as e:
         raise InputError(path, f"broken cell model folder ({e})") from None
+
+
+CALL_BIASES = tuple(float(b) for b in np.arange(-4.0, 4.001, 0.25))
+"""The logit shifts :func:`fit_call_bias` tries."""
+
+
+def fit_call_bias(logits: Sequence[np.ndarray], intervals: Sequence[int], scheme: IntervalScheme) -> float:
+    """The shift b (of :data:`CALL_BIASES`) whose counts, the share of each core's cells with logit +
+    b > 0, lie nearest the cores' labelled intervals: the least sum of distances to the intervals
+    (:func:`~maskllp.proportion.uncertainty.distance_to_interval`), ties to the smallest |b|; 0 without
+    a core with cells.
+
+    >>> from maskllp.intervals import PAPER_FIVE
+    >>> fit_call_bias([np.array([-0.3, -0.6, -1.5, 2.0])], [3], PAPER_FIVE)  # 1 of 4 called; '50-75 %'
+    0.5
+    """
+    from maskllp.proportion.uncertainty import distance_to_interval
+
+    cores = [(np.asarray(z, np.float64), int(k)) for z, k in zip(logits, intervals, strict=True) if len(z)]
+    if not cores:
+        return 0.0
+
+    def cost(b: float) -> float:
+        counts = [(float(np.mean(z + b > 0)), k) for z, k in cores]
+        return sum(distance_to_interval(r, r, k, scheme) for r, k in counts)
+
+    return min(CALL_BIASES, key=lambda b: (round(cost(b), 12), abs(b)))

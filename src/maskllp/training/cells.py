@@ -45,6 +45,7 @@ from maskllp.proportion.cells import (
     CellNetSpec,
     CellPositivityNet,
     CellProportionModel,
+    fit_call_bias,
 )
 from maskllp.proportion.losses import BagLoss, BagMeanLoss, bag_means
 from maskllp.proportion.model import TrainingSummary
@@ -299,6 +300,9 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
     first = CellProportionModel(net, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
     scored = [b for b in val if b.interval is not None]
     scored_logits = [first.cell_logits(b.features, b.patches) for b in scored]
+    if cc.calibrate_calls:
+        first.call_bias = fit_call_bias(scored_logits, [int(b.interval) for b in scored], scheme)
+        scored_logits = [z + np.float32(first.call_bias) for z in scored_logits]
     first.range_temperature = fit_range_temperature(scored_logits, [int(b.interval) for b in scored], scheme)
     ranges = [first.count_range(z) or (np.nan, np.nan) for z in scored_logits]
     margin = interval_margin(np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges]),
@@ -336,7 +340,8 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
                        for k in range(cc.ensemble)]
         ensemble = members[0] if len(members) == 1 else CellEnsembleNet(members)
     model = CellProportionModel(ensemble, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
-    model.range_temperature, model.range_margin = first.range_temperature, margin
-    log.info("%s: TPS range temperature %.3g, margin %s (chosen on %d validation cores)", method_name,
-             model.range_temperature, "none" if margin is None else f"{100 * margin:.1f} pp", len(scored))
+    model.range_temperature, model.range_margin, model.call_bias = first.range_temperature, margin, first.call_bias
+    log.info("%s: call bias %.2f, TPS range temperature %.3g, margin %s (chosen on %d validation cores)",
+             method_name, model.call_bias, model.range_temperature,
+             "none" if margin is None else f"{100 * margin:.1f} pp", len(scored))
     return model
