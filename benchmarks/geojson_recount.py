@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     mapping = load_config(run_config).classes if run_config.is_file() else ClassMapping()
     recounts = [recount_core(f, mapping) for f in files]
     bad = 0
-    print(f"core | reported TPS | {mapping.write_positive} | {mapping.write_negative} | other | recount | check")
+    print(f"core | reported TPS | {mapping.write_positive} | {mapping.write_negative} | other | recount "
+          "| check")
     for r in recounts:
         shown = "undefined" if r.reported is None else f"{100 * r.reported:.2f} %"
         again = "undefined" if r.recount is None else f"{100 * r.recount:.2f} %"

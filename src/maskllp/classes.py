@@ -109,7 +109,8 @@ class ClassMapping:
     """Class written for a non-tumour cell."""
 
     def __post_init__(self) -> None:
-        for key, cls in (("write_positive", CellClass.POSITIVE_TUMOUR), ("write_negative", CellClass.NEGATIVE_TUMOUR),
+        for key, cls in (("write_positive", CellClass.POSITIVE_TUMOUR),
+                         ("write_negative", CellClass.NEGATIVE_TUMOUR),
                          ("write_tumour", CellClass.TUMOUR), ("write_non_tumour", CellClass.NON_TUMOUR)):
             name = getattr(self, key)
             try:
@@ -123,7 +124,8 @@ class ClassMapping:
 
     def written_names(self, cls: CellClass) -> list[str]:
         """The class ``cls`` is written as, split into QuPath's ``names`` (``["Tumor", "Positive"]``)."""
-        name = {CellClass.POSITIVE_TUMOUR: self.write_positive, CellClass.NEGATIVE_TUMOUR: self.write_negative,
+        name = {CellClass.POSITIVE_TUMOUR: self.write_positive,
+                CellClass.NEGATIVE_TUMOUR: self.write_negative,
                 CellClass.TUMOUR: self.write_tumour, CellClass.NON_TUMOUR: self.write_non_tumour}[cls]
         return [p.strip() for p in name.split(":") if p.strip()]
 

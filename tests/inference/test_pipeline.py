@@ -378,8 +378,8 @@ def test_the_recount_script_checks_counted_files_and_only_shows_map_ones(tmp_pat
     from maskllp.classes import ClassMapping
     from maskllp.config import Config, save_config
 
-    save_config(Config(classes=ClassMapping(tumour=["Tumor", "Carcinoma"], write_positive="Carcinoma: Positive")),
-                tmp_path / "config.yaml")
+    own = ClassMapping(tumour=["Tumor", "Carcinoma"], write_positive="Carcinoma: Positive")
+    save_config(Config(classes=own), tmp_path / "config.yaml")
     note["Positivity"] = "each tumour cell's call by the cell-level method; counting them gives the TPS"
     features[:2] = [cell(["Carcinoma", "Positive"])] * 2  # 2 positive of 3 tumour cells by the run's names
     (tmp_path / "a.cells.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))

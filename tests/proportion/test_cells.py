@@ -231,7 +231,7 @@ def test_a_patch_network_reads_the_patches_and_round_trips(tmp_path) -> None:
         model.cell_logits(features, rng.integers(0, 9, (6, 2, 24, 24)).astype(np.uint8))
 
 
-def test_the_call_bias_is_the_smallest_shift_whose_counts_meet_the_intervals_and_shifts_every_call(tmp_path) -> None:
+def test_the_call_bias_is_the_smallest_shift_whose_counts_meet_the_intervals_and_moves_every_call(tmp_path):
     """Two cores by hand: '50-75 %' with logits (-0.3, -0.6, -1.5, 2.0) needs b >= 0.5 (2 of 4
     called); '0-1 %' with (-0.8, -2.0) stays at 0 of 2 up to b < 0.8: b = 0.5 meets both. The model
     adds b to every logit: the count, p(positive) and the folder follow."""

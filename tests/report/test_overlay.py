@@ -7,7 +7,13 @@ from PIL import Image
 
 from maskllp.classes import CellClass
 from maskllp.proportion.inputs import InputFit
-from maskllp.report.overlay import CloseUp, cell_calls_figure, densest_window, positive_share, proportion_figure
+from maskllp.report.overlay import (
+    CloseUp,
+    cell_calls_figure,
+    densest_window,
+    positive_share,
+    proportion_figure,
+)
 
 
 def test_the_densest_window_holds_the_most_points() -> None:

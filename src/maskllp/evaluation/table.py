@@ -136,7 +136,8 @@ def table_footer(scores: Sequence[MethodScores], n_cores: int, n_folds: int, mas
     if ranged:
         def cover(r: RangeCoverage) -> str:
             exact = "" if r.holds_exact is None else f", holds the exact TPS {100 * r.holds_exact:.0f} %"
-            return f"meets the labelled interval {100 * r.meets_label:.0f} %{exact}, mean width {100 * r.mean_width:.1f} pp"
+            return (f"meets the labelled interval {100 * r.meets_label:.0f} %{exact}, "
+                    f"mean width {100 * r.mean_width:.1f} pp")
 
         lines.append("90 % TPS range on the held-out cores: "
                      + "; ".join(f"{s.display_name} {cover(s.ranges)}" for s in ranged if s.ranges) + ".")

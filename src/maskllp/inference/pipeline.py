@@ -41,10 +41,15 @@ from maskllp.io.manifest import images_or_cohort
 from maskllp.methods import CoreEstimate, FittedMethod, Method, load_fitted
 from maskllp.predictions import PredictionRow, predictions_csv
 from maskllp.progress import terminal_progress
-from maskllp.proportion.inputs import InputFit
 from maskllp.proportion.uncertainty import RANGE_LEVEL, straddled_cut_offs
 from maskllp.report.cohort_report import write_cohort_report
-from maskllp.report.overlay import CloseUp, cell_calls_figure, densest_window, proportion_figure, summary_figure
+from maskllp.report.overlay import (
+    CloseUp,
+    cell_calls_figure,
+    densest_window,
+    proportion_figure,
+    summary_figure,
+)
 from maskllp.report.preview import draw_preview, preview_scale, read_preview
 from maskllp.stains import StainRange
 
@@ -380,7 +385,8 @@ def _figure_title(predictor: Predictor, result: PredictionRow) -> str:
     tps = "undefined" if result.proportion is None else f"{100 * result.proportion:.1f} %"
     reach = ("" if result.proportion_low is None or result.proportion_high is None
              else f", 90 % range {100 * result.proportion_low:.1f}-{100 * result.proportion_high:.1f} %")
-    return f"{result.name}: {predictor.method.display_name} — TPS {tps}{reach} ({result.interval or 'no interval'})"
+    interval = result.interval or "no interval"
+    return f"{result.name}: {predictor.method.display_name} — TPS {tps}{reach} ({interval})"
 
 
 def _write_figure(predictor: Predictor, result: PredictionRow, evidence: CoreEstimate, path: Path,

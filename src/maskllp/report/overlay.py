@@ -298,8 +298,8 @@ def cell_calls_figure(preview: np.ndarray, close_up: CloseUp, title: str, path: 
          else np.asarray(close_up.positive, np.float64))
     called = np.isfinite(p)
     cmap = LinearSegmentedColormap.from_list("share", SHARE_COLOURS)
-    shown = ax[2].scatter(close_up.yx[called, 1], close_up.yx[called, 0], c=p[called], cmap=cmap, vmin=0, vmax=1,
-                          s=70, edgecolors="black", linewidths=0.6)
+    shown = ax[2].scatter(close_up.yx[called, 1], close_up.yx[called, 0], c=p[called], cmap=cmap, vmin=0,
+                          vmax=1, s=70, edgecolors="black", linewidths=0.6)
     bar = fig.colorbar(shown, ax=ax[2], fraction=0.046, pad=0.02)
     bar.set_label("p(positive) of each tumour cell", fontsize=9)
     uncertain = int(np.sum(np.abs(p[called] - 0.5) < 0.2))

@@ -340,7 +340,8 @@ def train_cell_model(bags: Sequence[CellBag], method_name: str, loss: nn.Module,
                        for k in range(cc.ensemble)]
         ensemble = members[0] if len(members) == 1 else CellEnsembleNet(members)
     model = CellProportionModel(ensemble, method_name, scheme, feature_names(n_trunk), cc.estimate, summary)
-    model.range_temperature, model.range_margin, model.call_bias = first.range_temperature, margin, first.call_bias
+    model.range_temperature, model.range_margin = first.range_temperature, margin
+    model.call_bias = first.call_bias
     log.info("%s: call bias %.2f, TPS range temperature %.3g, margin %s (chosen on %d validation cores)",
              method_name, model.call_bias, model.range_temperature,
              "none" if margin is None else f"{100 * margin:.1f} pp", len(scored))

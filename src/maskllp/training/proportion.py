@@ -254,6 +254,7 @@ def train_proportion_model(
     if len(val_idx):  # the TPS range of predict: validation cores only
         val = [kept[i] for i in val_idx]
         ranges = [model.base_range(p) or (np.nan, np.nan) for p in model.predict_items(val, pc.batch_size)]
-        model.range_margin = interval_margin(np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges]),
-                                             np.array([it.interval for it in val]), scheme, RANGE_LEVEL)
+        lows, highs = np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges])
+        model.range_margin = interval_margin(lows, highs, np.array([it.interval for it in val]), scheme,
+                                             RANGE_LEVEL)
     return model
