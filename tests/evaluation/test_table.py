@@ -69,3 +69,6 @@ def test_the_footer_says_how_often_the_ranges_held() -> None:
     assert line == ("90 % TPS range on the held-out cores: Ours meets the labelled interval 80 %, holds the "
                     "exact TPS 50 %, mean width 12.3 pp.")
     assert not any(f.startswith("90 % TPS range") for f in table_footer(scores(), 6, 2, "stage1", 0))
+    whole = replace(ours, ranges=RangeCoverage(5, 1.0, 2, 1.0, 1.0))  # margin 1: too few validation cores
+    line = next(f for f in table_footer([cls, whole], 6, 2, "stage1", 0) if f.startswith("90 % TPS range"))
+    assert "0-100 % on every core (too few validation cores" in line
