@@ -104,12 +104,16 @@ def main() -> None:
     ap.add_argument("--sizes", default="25,50,100", help="training cores per fold for the learning curve")
     ap.add_argument("--site-b-cores", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--config", "-c", type=Path, action="append", default=[],
+                    help="settings over the Table 1 run's config.yaml (repeatable), e.g. an option to try")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     parts = {p.strip() for p in args.parts.split(",")}
     t1, out = args.table1, args.out
     cohort, truth, models = t1 / "cohort" / "cohort.csv", t1 / "cohort" / "truth.csv", t1 / "models"
     data = read_config_mapping(t1 / "config.yaml")
+    for extra in args.config:
+        data = merge_mappings(data, read_config_mapping(extra))
     # every run reads site A's stage-2 input cache (keyed by each image's absolute path)
     cache = str((t1 / "cohort" / ".maskllp-cache").resolve())
     data = merge_mappings(data, {"proportion": {"cache_dir": cache}})

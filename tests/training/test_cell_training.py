@@ -281,3 +281,60 @@ def test_turned_patches_are_the_eight_symmetries_of_each_patch() -> None:
     seen = {next(k for k, s in enumerate(symmetries) if torch.equal(o, s)) for o in out[::2]}
     assert seen == set(range(8))  # every one drawn, and each output is one of them
     assert torch.equal(out.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))
+
+
+def test_stain_affine_is_what_the_measurements_of_the_restained_image_give() -> None:
+    from maskllp.detection.measurements import stain_measurements
+    from maskllp.training.cells import stain_affine
+
+    rng = np.random.default_rng(3)
+    stains = rng.uniform(0.0, 1.2, (48, 48, 3)).astype(np.float32)
+    yx = np.array([[20.0, 20.0], [30.5, 12.2], [10.0, 37.0]])
+    (h_scale, h_shift), (d_scale, d_shift) = (0.8, 0.05), (1.15, -0.1)
+    restained = stains * np.float32([h_scale, 1.3, d_scale]) + np.float32([h_shift, 0.2, d_shift])
+    before = torch.from_numpy(stain_measurements(stains, yx, 2.0))
+    after = stain_measurements(restained, yx, 2.0)
+    trunk = torch.arange(3 * 4, dtype=torch.float32).reshape(3, 4)
+    scale = torch.tensor([[h_scale, d_scale]] * 3)
+    shift = torch.tensor([[h_shift, d_shift]] * 3)
+    got = stain_affine(torch.cat([before, trunk], dim=1), scale, shift)
+    np.testing.assert_allclose(got[:, :F].numpy(), after, atol=1e-5)
+    assert torch.equal(got[:, F:], trunk)  # trunk features are not stains
+
+
+def test_stain_jitter_moves_the_cells_of_one_core_together_and_zero_is_off() -> None:
+    from maskllp.training.cells import stain_jittered
+
+    batch = collate_bags(_toy_bags(3, 0)[0])
+    x, bag = batch["features"], batch["bag"]
+    assert stain_jittered(x, bag, 3, 0.0) is x
+    y = stain_jittered(x, bag, 3, 0.2, torch.Generator().manual_seed(0))
+    assert not torch.allclose(x, y)
+    for b in range(3):  # one (scale, shift) per stain and core: solve it from two cells, check all
+        xb, yb = x[bag == b], y[bag == b]
+        col = 1  # a DAB column ("DAB mean 0-2 um")
+        a = (yb[0, col] - yb[1, col]) / (xb[0, col] - xb[1, col])
+        shift = yb[0, col] - a * xb[0, col]
+        assert 0.8 - 1e-4 <= float(a) <= 1.2 + 1e-4 and abs(float(shift)) <= 0.2 + 1e-4
+        torch.testing.assert_close(yb[:, col], a * xb[:, col] + shift, atol=1e-4, rtol=1e-4)
+
+
+def test_stain_jitter_reaches_training_only(tmp_path) -> None:
+    from maskllp.proportion.cells import CellNetSpec, CellPositivityNet
+    from maskllp.training.cells import CellBagModule
+
+    batch = collate_bags(_toy_bags(3, 0)[0])
+    net = CellPositivityNet(CellNetSpec(F, 0, 8, 0.0))
+    module = CellBagModule(net, weighted_focal_proportion_loss(PAPER_FIVE, LossConfig()), PAPER_FIVE,
+                           0.0, 1e-3, 0.0, stain_jitter=0.2)
+    plain = net(batch["features"])
+    torch.testing.assert_close(module._logits(batch), plain)
+    assert not torch.allclose(module._logits(batch, train=True), plain)
+    cfg = Config()
+    cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.progress_bar = "cpu", "1", False
+    cfg.proportion.cells.max_epochs, cfg.proportion.cells.stain_jitter = 3, 0.1
+    model = train_cell_model(_toy_bags(12, 0)[0], "ours-cells", weighted_focal_proportion_loss(
+        PAPER_FIVE, LossConfig()), 0, cfg, tmp_path)
+    assert model.summary is not None
+    with pytest.raises(ValueError, match="stain_jitter"):
+        replace(cfg.proportion.cells, stain_jitter=1.0)

@@ -105,6 +105,13 @@ class CellMethodConfig:
     estimate: Literal["mean", "count"] = "count"
     """A core's TPS: the share of its tumour cells with p(positive) > 0.5 (``count``: what a
     pathologist, or QuPath, would count from the per-cell calls), or their mean p(positive)."""
+    stain_jitter: float = 0.0
+    """Strength s of a random stain variation of each training core, drawn anew every epoch: its
+    hematoxylin and DAB optical densities scaled by ``1 + U(-s, s)`` and shifted by ``U(-s, s)``
+    (HED jitter, Tellez et al. 2018), applied to the cells' stain measurements directly (they change
+    exactly as they would on the re-stained image; :func:`maskllp.training.cells.stain_jittered`).
+    The label of a core does not change with its stain, so the network learns calls that hold across
+    slides and labs. ``ours-cells-cnn``'s patches are not re-stained. 0: off."""
     calibrate_calls: bool = False
     """Shift every cell's logit by one bias b chosen on the validation cores, the b whose counts fall
     nearest their labelled intervals (:func:`maskllp.proportion.cells.fit_call_bias`): a network
@@ -118,6 +125,8 @@ class CellMethodConfig:
                self.ensemble) < 1 or self.lr <= 0:
             raise ValueError("cells: hidden, batch_size, max_epochs, patch_width, patch_max_epochs, ensemble "
                              "must be >= 1 and lr > 0")
+        if not 0 <= self.stain_jitter < 1:
+            raise ValueError("cells: stain_jitter must be in [0, 1) (a scale 1 +- s must stay positive)")
         if not 0 <= self.dropout < 1 or min(self.weight_decay, self.click_weight, self.entropy_weight,
                                             self.self_label_weight, self.self_label_rounds) < 0:
             raise ValueError("cells: dropout in [0, 1), weight_decay, click_weight, entropy_weight, "

@@ -36,6 +36,12 @@ MEASUREMENT_NAMES: tuple[str, ...] = tuple(
           for k in range(N_SECTORS))
 """Names of the columns of :func:`stain_measurements`: ring by ring, then each DAB annulus's sectors
 from the brightest (``1/8``) to the darkest (``8/8``), then the hematoxylin sectors."""
+STAIN_OF_COLUMN: tuple[int, ...] = tuple(0 if name.startswith("hematoxylin") else 1
+                                         for name in MEASUREMENT_NAMES)
+"""The stain each column of :func:`stain_measurements` measures: 0 hematoxylin, 1 DAB. Every column is
+a mean, a quantile or a sorted sector mean of that one stain's optical density, so a stain scaled by
+a > 0 and shifted by b (the HED jitter of :func:`maskllp.detection.augment.stain_jitter`) changes
+each of its columns to a * x + b."""
 CONTEXT_UM = RING_EDGES_UM[-1]
 """How far from a cell centre the measurements look."""
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from maskllp.classes import ClassMapping
 from maskllp.config import Config
 from maskllp.detection.cells import DetectedCells
-from maskllp.detection.measurements import MEASUREMENT_NAMES
+from maskllp.detection.measurements import MEASUREMENT_NAMES, STAIN_OF_COLUMN
 from maskllp.detection.patches import OD_STEPS_PER_UNIT, PATCH_CHANNELS
 from maskllp.errors import InputError
 from maskllp.evaluation.detection_metrics import match_points
@@ -148,6 +148,35 @@ def interval_consistent_labels(p: np.ndarray, interval: int, scheme: IntervalSch
     return labels
 
 
+def stain_affine(features: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The cell features as they would be measured on stains scaled and shifted in optical density.
+
+    features: (M, F) float, the first ``len(MEASUREMENT_NAMES)`` columns stain measurements (any
+    trunk features after them are left alone); scale, shift: (M, 2) float per cell for (hematoxylin,
+    DAB), scale > 0. Returns a new (M, F) tensor whose measurement columns are ``scale * x + shift``
+    of their stain (:data:`maskllp.detection.measurements.STAIN_OF_COLUMN`): what
+    :func:`maskllp.detection.measurements.stain_measurements` gives on the transformed stains."""
+    stain = torch.as_tensor(STAIN_OF_COLUMN, dtype=torch.int64, device=features.device)
+    n = len(STAIN_OF_COLUMN)
+    out = features.clone()
+    out[:, :n] = features[:, :n] * scale[:, stain] + shift[:, stain]
+    return out
+
+
+def stain_jittered(features: torch.Tensor, bag: torch.Tensor, n_bags: int, strength: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """(M, F) cell features, each bag (core) re-stained by its own random HED jitter (Tellez et al.
+    2018, as :func:`maskllp.detection.augment.stain_jitter` does to an image): hematoxylin and DAB
+    each scaled by ``1 + U(-s, s)`` and shifted by ``U(-s, s)``, one draw per core, so that all cells
+    of a core move together as they do between slides and labs. bag: (M,) int64 bag of each cell.
+    ``strength`` 0 returns ``features`` itself."""
+    if strength <= 0:
+        return features
+    draw = torch.rand((2, n_bags, 2), generator=generator, dtype=torch.float64).to(features)
+    scale, shift = 1.0 + strength * (2 * draw[0] - 1), strength * (2 * draw[1] - 1)
+    return stain_affine(features, scale[bag], shift[bag])
+
+
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Elementwise entropy (nats) of Bernoulli(sigmoid(logits)), computed stably from the logits."""
     p = torch.sigmoid(logits)
@@ -159,13 +188,14 @@ class CellBagModule(L.LightningModule):
 
     def __init__(self, net: CellPositivityNet, loss: nn.Module, scheme: IntervalScheme, click_weight: float,
                  lr: float, weight_decay: float, entropy_weight: float = 0.0,
-                 self_label_weight: float = 0.0) -> None:
+                 self_label_weight: float = 0.0, stain_jitter: float = 0.0) -> None:
         super().__init__()
         self.net, self.scheme = net, scheme
         self.loss = loss if isinstance(loss, BagLoss) else BagMeanLoss(loss)
         """Over bags: a proportion loss of the cores' mean p(positive), or a likelihood of the counts."""
         self.click_weight, self.lr, self.weight_decay = click_weight, lr, weight_decay
         self.entropy_weight, self.self_label_weight = entropy_weight, self_label_weight
+        self.stain_jitter = stain_jitter
         self._val_true: list[torch.Tensor] = []
         self._val_pred: list[torch.Tensor] = []
 
@@ -184,10 +214,11 @@ class CellBagModule(L.LightningModule):
         return total
 
     def _logits(self, batch: dict[str, torch.Tensor], train: bool = False) -> torch.Tensor:
-        patches = batch.get("patches")
-        if patches is not None and train:
-            patches = turned_patches(patches)
-        return self.net(batch["features"], patches)
+        patches, features = batch.get("patches"), batch["features"]
+        if train:
+            patches = turned_patches(patches) if patches is not None else None
+            features = stain_jittered(features, batch["bag"], len(batch["interval"]), self.stain_jitter)
+        return self.net(features, patches)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch, self._logits(batch, train=True))
@@ -230,7 +261,7 @@ def _fit_bags(train: Sequence[CellBag], val: Sequence[CellBag], spec: CellNetSpe
     net = CellPositivityNet(spec)
     net.standardise_on(torch.from_numpy(np.concatenate([b.features for b in train]).astype(np.float32)))
     module = CellBagModule(net, loss, scheme, cc.click_weight, cc.lr, cc.weight_decay, cc.entropy_weight,
-                           cc.self_label_weight)
+                           cc.self_label_weight, cc.stain_jitter)
     train_loader = DataLoader(_Bags(train), batch_size=cc.batch_size, shuffle=True, collate_fn=collate_bags)
     val_loader = DataLoader(_Bags(val), batch_size=cc.batch_size, collate_fn=collate_bags) if val else None
     trainer, best = build_trainer(config.trainer, work_dir, max_epochs=max_epochs,
