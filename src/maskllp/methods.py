@@ -445,9 +445,9 @@ class CountingFitting:
         three = replace(config, classifier=replace(config.classifier, classes="three"))
         scheme = config.intervals.build()
         entries = [it.entry for it in items if it.entry is not None]
-        annotated = [e for e in entries if e.points is not None or e.regions is not None]
+        annotated = [e for e in entries if e.annotated]
         images = images_from_cohort(Cohort(Path(setup.cohort or "."), scheme, annotated), three)
-        if not any(im.has_points for im in images):
+        if not any(len(im.labelled_points_yx) for im in images):
             raise InputError(setup.cohort, "Det: no training core has point annotations to learn positive "
                                            "and negative tumour cells from (or give a trained three-class "
                                            "model, --det-model)")

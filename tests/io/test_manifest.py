@@ -206,3 +206,27 @@ def test_write_cohort_is_atomic_and_checks_rows(tmp_path):
     with pytest.raises(ValueError):
         write_cohort(tmp_path / "m.csv", [{"image": "a.png"}, {"label": "0-1 %"}])
     assert os.listdir(tmp_path) == []
+
+
+def test_partial_points_are_a_column_of_their_own(cohort_dir):
+    some = PointAnnotations(np.array([[3.0, 4.0], [20.0, 30.0]]),
+                            np.array([CellClass.NON_TUMOUR, CellClass.POSITIVE_TUMOUR]))
+    write_point_annotations_geojson(cohort_dir / "ann" / "c2_some.geojson", some)
+    rows = _rows(cohort_dir)
+    rows[1]["partial_points"] = str(cohort_dir / "ann" / "c2_some.geojson")
+    path = cohort_dir / "cohort.csv"
+    write_cohort(path, rows)
+    assert path.read_text().splitlines()[0] == "image,patient,label,points,regions,partial_points,mpp"
+    entries = read_cohort(path, PAPER_FIVE).entries
+    assert entries[1].partial_points == cohort_dir / "ann" / "c2_some.geojson" and entries[1].points is None
+    assert [e.annotated for e in entries] == [True, True, False]
+    summary = validate_cohort(path, Config().intervals.build()).summary()
+    assert "Cell points: 1 core, 3 cells" in summary  # the complete clicks alone
+    assert "Partial points: 1 core, 2 cells (positive tumour 1, negative tumour 0" in summary
+    write_point_annotations_geojson(cohort_dir / "ann" / "far.geojson", PointAnnotations(
+        np.array([[100.0, 4.0]]), np.array([CellClass.NON_TUMOUR])))
+    rows[1]["partial_points"] = str(cohort_dir / "ann" / "far.geojson")
+    write_cohort(path, rows)
+    with pytest.raises(ProblemList, match="line 3, column partial_points: ann/far.geojson: 1 of 1 points lie "
+                                          "outside"):
+        read_cohort(path, PAPER_FIVE)

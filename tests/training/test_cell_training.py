@@ -338,3 +338,21 @@ def test_stain_jitter_reaches_training_only(tmp_path) -> None:
     assert model.summary is not None
     with pytest.raises(ValueError, match="stain_jitter"):
         replace(cfg.proportion.cells, stain_jitter=1.0)
+
+
+def test_partial_points_are_clicks_too(tmp_path) -> None:
+    from maskllp.classes import CellClass
+    from maskllp.io.annotations import PointAnnotations, write_point_annotations_geojson
+    from maskllp.io.images import write_image
+    from maskllp.io.manifest import write_cohort
+
+    write_image(tmp_path / "c.png", np.zeros((40, 40, 3), np.uint8), mpp=0.5)
+    write_point_annotations_geojson(tmp_path / "all.geojson", PointAnnotations(
+        np.array([[5.0, 5.0]]), np.array([CellClass.NEGATIVE_TUMOUR])))
+    write_point_annotations_geojson(tmp_path / "some.geojson", PointAnnotations(
+        np.array([[20.0, 20.0], [30.0, 30.0]]), np.array([CellClass.POSITIVE_TUMOUR, CellClass.NON_TUMOUR])))
+    write_cohort(tmp_path / "m.csv", [{"image": "c.png", "label": "1-25 %", "points": "all.geojson",
+                                       "partial_points": "some.geojson"}])
+    entry = read_cohort(tmp_path / "m.csv", PAPER_FIVE).entries[0]
+    yx = np.array([[5.0, 5.0], [20.0, 20.0], [30.0, 30.0]])
+    assert click_labels(yx, entry, Config().classes, radius_px=2.0).tolist() == [0, 1, -1]

@@ -176,3 +176,30 @@ def test_a_stage1_folder_from_before_the_patch_classifier_loads_as_it_was(tmp_pa
     assert again.classifier.encoder is None
     image = ArrayImage(images[0].source.rgb, 0.5)
     np.testing.assert_array_equal(model.detect(image).tumour_score, again.detect(image).tumour_score)
+
+
+def test_partial_points_label_cells_for_the_classifier_and_never_reach_the_detector(tmp_path):
+    from maskllp.classes import CellClass
+    from maskllp.config import Config
+    from maskllp.errors import InputError
+    from maskllp.io.annotations import PointAnnotations, write_point_annotations_geojson
+    from maskllp.io.images import write_image
+    from maskllp.io.manifest import read_cohort, write_cohort
+    from maskllp.training.stage1 import images_from_cohort
+    from maskllp.workflows.train import run_train_detector
+
+    write_image(tmp_path / "c.png", np.zeros((40, 40, 3), np.uint8), mpp=0.5)
+    some = PointAnnotations(np.array([[10.0, 10.0], [30.0, 20.0]]),
+                            np.array([CellClass.NON_TUMOUR, CellClass.NEGATIVE_TUMOUR]))
+    write_point_annotations_geojson(tmp_path / "some.geojson", some)
+    write_cohort(tmp_path / "m.csv", [{"image": "c.png", "partial_points": "some.geojson"}])
+    config = Config()
+    [image] = images_from_cohort(read_cohort(tmp_path / "m.csv", config.intervals.build()), config)
+    assert not image.has_points and len(image.points_yx) == 0
+    np.testing.assert_allclose(np.sort(image.labelled_points_yx, axis=0), np.sort(some.yx, axis=0), atol=1e-3)
+    cells = np.array([[10.0, 11.0], [30.0, 20.0], [5.0, 35.0]])
+    assert cell_labels(cells, image, "tumour", 3.0).tolist() == [0, 1, -1]
+    assert cell_labels(cells, image, "three", 3.0).tolist() == [2, 1, -1]
+    with pytest.raises(InputError, match="partial_points never count"):
+        run_train_detector(tmp_path / "m.csv", tmp_path / "det", config)
+    assert not (tmp_path / "det").exists()

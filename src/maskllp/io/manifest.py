@@ -7,8 +7,10 @@ way with a warning)::
     patient   patient id (groups cores in cross-validation); default: the image file's stem
     label     an interval of the configured scheme ('1-25 %', '<1 %', '>=50 %') or an exact
               proportion ('0.12', '12 %'); empty = unlabelled
-    points    cell-point annotation file (QuPath GeoJSON or x,y,class CSV)
+    points    cell-point annotation file (QuPath GeoJSON or x,y,class CSV) marking every cell
     regions   tumour / non-tumour polygon file (QuPath GeoJSON)
+    partial_points  a point file that labels only some cells (``maskllp suggest``'s, classified):
+              the tumour classifier and the cell methods learn from it, the detector never does
     mpp       microns per pixel at level 0; default: read from the image
 
 The file is UTF-8 (a BOM is fine), comma-, semicolon- or tab-separated (sniffed from the header),
@@ -36,14 +38,15 @@ import numpy as np
 from maskllp.classes import CellClass, ClassMapping, RegionClass
 from maskllp.errors import InputError, ProblemList
 from maskllp.intervals import IntervalScheme, Label, LabelError
-from maskllp.io.annotations import Annotations, read_annotations_collecting
+from maskllp.io.annotations import Annotations, read_annotations, read_annotations_collecting
 from maskllp.io.atomic import write_text_atomic
 from maskllp.io.files import read_text_file
 from maskllp.io.images import MPP_RANGE, expand_image_inputs, open_image
 from maskllp.io.limits import current_limits
 
-COLUMNS = ("image", "patient", "label", "points", "regions", "mpp")
-PATH_COLUMNS = ("image", "points", "regions")
+COLUMNS = ("image", "patient", "label", "points", "regions", "partial_points", "mpp")
+PATH_COLUMNS = ("image", "points", "regions", "partial_points")
+ANNOTATION_COLUMNS = ("points", "regions", "partial_points")
 CELL_NAMES = {CellClass.POSITIVE_TUMOUR: "positive tumour", CellClass.NEGATIVE_TUMOUR: "negative tumour",
               CellClass.TUMOUR: "tumour (stain not given)", CellClass.NON_TUMOUR: "non-tumour"}
 """Accepted microns per pixel in the ``mpp`` column (a value outside is almost surely in other units)."""
@@ -62,6 +65,13 @@ class CohortEntry:
     regions: Path | None
     mpp: float | None
     """Level-0 microns per pixel: the manifest's value, else the image's (when files were checked)."""
+    partial_points: Path | None = None
+    """Points that label some of the core's cells only (never read by the detector)."""
+
+    @property
+    def annotated(self) -> bool:
+        """Whether any annotation file (points, regions, partial points) is given."""
+        return any(getattr(self, c) is not None for c in ANNOTATION_COLUMNS)
 
 
 @dataclass
@@ -96,6 +106,7 @@ class CoreCheck:
     levels: int
     cell_counts: dict[CellClass, int] | None = None
     skipped_points: int = 0
+    partial_counts: dict[CellClass, int] | None = None
     region_fractions: dict[RegionClass, float] | None = None
     """Fraction of the image area covered by each region class."""
 
@@ -243,7 +254,7 @@ def _parse_entries(
             except ValueError as e:
                 out.add(line, "mpp", str(e))
         files: dict[str, Path | None] = {}
-        for name in ("points", "regions"):
+        for name in ANNOTATION_COLUMNS:
             text = get(name)
             files[name] = _resolve(base, text) if text else None
             if check_files and text and not files[name].is_file():  # type: ignore[union-attr]
@@ -251,9 +262,22 @@ def _parse_entries(
         entry = CohortEntry(
             line=line, image=image, patient=get("patient") or image_stem(image),
             label=label, label_text=label_text, points=files["points"], regions=files["regions"], mpp=mpp,
+            partial_points=files["partial_points"],
         )
         entries.append((entry, len(out.problems) == before))
     return entries
+
+
+def clicked_tumour_cells(entry: CohortEntry, mapping: ClassMapping) -> tuple[np.ndarray, np.ndarray]:
+    """The clicked positive and negative tumour cells of ``entry``'s ``points`` and ``partial_points``
+    files: ((K, 2) level-0 yx, (K,) bool positive); empty without either file."""
+    yx, positive = [np.zeros((0, 2))], [np.zeros(0, bool)]
+    for path in (entry.points, entry.partial_points):
+        if path is not None:
+            a, b = read_annotations(path, mapping).points.stained_tumour()
+            yx.append(a)
+            positive.append(b)
+    return np.concatenate(yx), np.concatenate(positive)
 
 
 VALIDATE_STAGE1_MPP = 0.5
@@ -281,6 +305,11 @@ def _check_core(entry: CohortEntry, base: Path, mapping: ClassMapping, out: _Col
                                  "limits.max_working_pixels: stage 1 will refuse it (raise the setting, or "
                                  "check the pixel size)")
     check = CoreCheck(_with_mpp(entry, entry_mpp), shape, levels)
+    if entry.partial_points is not None:
+        ann = _read_annotation_file(entry, "partial_points", base, mapping, out)
+        if ann is not None:
+            _check_points(entry, ann, shape, base, out, "partial_points")
+            check.partial_counts = ann.points.counts()
     if entry.points is not None:
         ann = _read_annotation_file(entry, "points", base, mapping, out)
         if ann is not None:
@@ -321,7 +350,7 @@ def _read_annotation_file(
 
 
 def _check_points(entry: CohortEntry, ann: Annotations, shape: tuple[int, int], base: Path,
-                  out: _Collector) -> None:
+                  out: _Collector, column: str = "points") -> None:
     yx = ann.points.yx
     if not len(yx):
         return
@@ -330,7 +359,8 @@ def _check_points(entry: CohortEntry, ann: Annotations, shape: tuple[int, int], 
     n = int(outside.sum())
     if n:
         y, x = yx[np.argmax(outside)] + 0.5
-        out.add(entry.line, "points", f"{_display(entry.points, base)}: {n} of {len(yx)} points lie outside "  # type: ignore[arg-type]
+        shown = _display(getattr(entry, column), base)
+        out.add(entry.line, column, f"{shown}: {n} of {len(yx)} points lie outside "
                 f"the {w} x {h} image (first at x={x:g}, y={y:g}; coordinates are level-0 pixels)")
 
 
@@ -517,6 +547,14 @@ class ValidationReport:
                        + (f"; {skipped} unclassified points skipped" if skipped else ""))
         else:
             out.append("Cell points: none")
+        with_partial = [c for c in self.cores if c.partial_counts is not None]
+        if with_partial:
+            total = Counter()
+            for c in with_partial:
+                total.update({k: v for k, v in (c.partial_counts or {}).items()})
+            names = ", ".join(f"{CELL_NAMES[k]} {total.get(k, 0)}" for k in CellClass)
+            cells = _count(sum(total.values()), "cell")
+            out.append(f"Partial points: {_count(len(with_partial), 'core')}, {cells} ({names})")
         with_regions = [c for c in self.cores if c.region_fractions is not None]
         if with_regions:
             parts = []

@@ -36,8 +36,7 @@ from maskllp.errors import InputError
 from maskllp.evaluation.detection_metrics import match_points
 from maskllp.evaluation.metrics import interval_metrics
 from maskllp.intervals import IntervalScheme
-from maskllp.io.annotations import read_annotations
-from maskllp.io.manifest import CohortEntry
+from maskllp.io.manifest import CohortEntry, clicked_tumour_cells
 from maskllp.predictions import UNDEFINED
 from maskllp.proportion.cells import (
     CellBag,
@@ -64,12 +63,12 @@ def feature_names(n_trunk: int) -> list[str]:
 def click_labels(tumour_yx: np.ndarray, entry: CohortEntry, mapping: ClassMapping, radius_px: float
                  ) -> np.ndarray:
     """(n,) int8 labels of tumour cells at level-0 ``tumour_yx``: 1 / 0 where a clicked positive /
-    negative tumour cell of ``entry``'s points file matches (one-to-one within ``radius_px``), -1
-    elsewhere (and everywhere for a core without points)."""
+    negative tumour cell of ``entry``'s points or partial points file matches (one-to-one within
+    ``radius_px``), -1 elsewhere (and everywhere for a core without clicks)."""
     labels = np.full(len(tumour_yx), -1, np.int8)
-    if entry.points is None or not len(tumour_yx):
+    if not len(tumour_yx):
         return labels
-    yx, positive = read_annotations(entry.points, mapping).points.stained_tumour()
+    yx, positive = clicked_tumour_cells(entry, mapping)
     if not len(yx):
         return labels
     p, t = match_points(tumour_yx, yx, radius_px)

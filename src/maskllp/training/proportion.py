@@ -35,8 +35,8 @@ from maskllp.config import Config
 from maskllp.errors import InputError
 from maskllp.evaluation.metrics import interval_metrics
 from maskllp.intervals import IntervalScheme
-from maskllp.io.annotations import read_annotations
 from maskllp.io.images import open_image
+from maskllp.io.manifest import clicked_tumour_cells
 from maskllp.proportion.inputs import InputSpec, Stage2Dataset, Stage2Item, collate_inputs
 from maskllp.proportion.losses import ClickShareLoss
 from maskllp.proportion.model import ProportionModel, Stage2Recipe, TrainingSummary, predicted_intervals
@@ -174,13 +174,13 @@ def validation_split(intervals: np.ndarray, fraction: float, seed: int) -> tuple
 
 def canvas_clicks(item: Stage2Item, mapping: ClassMapping) -> np.ndarray | None:
     """(K, 3) float64 canvas row, column and 1 / 0 of the clicked positive / negative tumour cells of
-    ``item``'s points file (:attr:`~maskllp.proportion.inputs.Stage2Item.clicks`); None for a core
-    without a points file or without such clicks. Level-0 points are placed on the canvas where
+    ``item``'s points and partial points files (:attr:`~maskllp.proportion.inputs.Stage2Item.clicks`);
+    None for a core without such clicks. Level-0 points are placed on the canvas where
     :meth:`~maskllp.proportion.inputs.InputSpec.fit` put the core."""
     entry = item.entry
-    if entry is None or entry.points is None:
+    if entry is None:
         return None
-    yx, positive = read_annotations(entry.points, mapping).points.stained_tumour()
+    yx, positive = clicked_tumour_cells(entry, mapping)
     if not len(yx):
         return None
     level0 = tuple(open_image(entry.image, entry.mpp).shape)

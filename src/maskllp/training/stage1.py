@@ -80,16 +80,31 @@ class TrainingImage:
     source: Path | ImageSource
     mpp: float
     points_yx: np.ndarray
-    """(N, 2) float64 level-0 index coordinates of annotated cells."""
+    """(N, 2) float64 level-0 index coordinates of annotated cells (every cell of the core clicked:
+    the detector learns from these)."""
     point_classes: np.ndarray
     """(N,) int8 CellClass values."""
     regions: list[Region] = field(default_factory=list)
     """Region polygons (QuPath coordinates)."""
     name: str = ""
+    partial_yx: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    """(M, 2) level-0 coordinates of cells labelled by partial points (some cells only: the
+    classifier learns from them, the detector never does)."""
+    partial_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
 
     @property
     def has_points(self) -> bool:
+        """Whether the core's cells were all clicked (what the detector needs)."""
         return len(self.points_yx) > 0
+
+    @property
+    def labelled_points_yx(self) -> np.ndarray:
+        """(N + M, 2): the clicked cells and the partial points, for the classifier."""
+        return np.concatenate([self.points_yx.reshape(-1, 2), self.partial_yx.reshape(-1, 2)])
+
+    @property
+    def labelled_point_classes(self) -> np.ndarray:
+        return np.concatenate([self.point_classes, self.partial_classes]).astype(np.int8)
 
 
 class _Readers:
@@ -121,20 +136,29 @@ def images_from_cohort(cohort: Cohort, config: Config) -> list[TrainingImage]:
     """
     out = []
     for entry in cohort.entries:
-        if entry.points is None and entry.regions is None:
+        if not entry.annotated:
             continue
         mpp = entry.mpp
         if mpp is None:
             with open_image(entry.image) as reader:
                 mpp = image_mpp(reader, config.detector.default_mpp, f"{entry.image} (line {entry.line})")
-        yx, classes, regions = np.zeros((0, 2)), np.zeros(0, np.int8), []
-        for path in dict.fromkeys(p for p in (entry.points, entry.regions) if p is not None):
+        points = {"complete": (np.zeros((0, 2)), np.zeros(0, np.int8)),
+                  "partial": (np.zeros((0, 2)), np.zeros(0, np.int8))}
+        regions = []
+        files: dict[Path, str] = {}
+        for path, kind in ((entry.points, "complete"), (entry.regions, "complete"),
+                           (entry.partial_points, "partial")):
+            if path is not None:
+                files.setdefault(path, kind)  # a file named in two columns is read once, as the first
+        for path, kind in files.items():
             ann = read_annotations(path, config.classes)
             if len(ann.points):
-                yx = np.concatenate([yx, ann.points.yx])
-                classes = np.concatenate([classes, ann.points.classes])
+                yx, classes = points[kind]
+                points[kind] = (np.concatenate([yx, ann.points.yx]),
+                                np.concatenate([classes, ann.points.classes]))
             regions += list(ann.regions)
-        out.append(TrainingImage(entry.image, float(mpp), yx, classes, regions, entry.image.name))
+        out.append(TrainingImage(entry.image, float(mpp), *points["complete"], regions, entry.image.name,
+                                 *points["partial"]))
     return out
 
 
@@ -405,8 +429,8 @@ def cell_labels(cells_yx: np.ndarray, image: TrainingImage, classes: str, radius
     """Training labels of detected cells: (N,) int64, -1 where no annotation says anything.
 
     cells_yx: (N, 2) level-0 coordinates. A cell matched one-to-one (within ``radius_px``) to an
-    annotated point takes the point's class; otherwise a cell inside an annotated region takes the
-    region's. ``classes`` ``tumour``: 1 tumour, 0 non-tumour. ``three``: 0 positive tumour,
+    annotated point (clicked or partial) takes the point's class; otherwise a cell inside an annotated
+    region takes the region's. ``classes`` ``tumour``: 1 tumour, 0 non-tumour. ``three``: 0 positive tumour,
     1 negative tumour, 2 non-tumour (tumour points of unknown stain and tumour regions say nothing).
     """
     n = len(cells_yx)
@@ -416,9 +440,10 @@ def cell_labels(cells_yx: np.ndarray, image: TrainingImage, classes: str, radius
         if classes == "tumour":
             labels[codes == RegionClass.TUMOUR] = 1
         labels[codes == RegionClass.NON_TUMOUR] = 0 if classes == "tumour" else 2
-    if image.has_points and n:
-        p, t = match_points(cells_yx, image.points_yx, radius_px)
-        point_class = image.point_classes[t]
+    points_yx = image.labelled_points_yx
+    if len(points_yx) and n:
+        p, t = match_points(cells_yx, points_yx, radius_px)
+        point_class = image.labelled_point_classes[t]
         if classes == "tumour":
             labels[p] = (point_class != CellClass.NON_TUMOUR).astype(np.int64)
         else:

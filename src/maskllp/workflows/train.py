@@ -87,7 +87,8 @@ def run_train_detector(cohort_path: Path, out_dir: Path, config: Config, overwri
 def _train_detector(cohort_path: Path, out_dir: Path, config: Config, resume: bool) -> Path | None:
     images = _cohort_images(cohort_path, config)
     if not any(im.has_points for im in images):
-        raise InputError(cohort_path, "no core has point annotations: the detector needs some")
+        raise InputError(cohort_path, "no core has point annotations: the detector needs some (cores with "
+                                      "every cell clicked, in the points column; partial_points never count)")
     for im in images:
         covered = partially_clicked(im)
         if covered is not None:
