@@ -422,6 +422,11 @@ _many("option", [
                                         ["--devices", "1 or more"])),
     ("predict-gpus-listed-and-counted", lambda w: (["predict", w.model, w.image, "--out", w.out("o24"),
                                                     "--device", "cuda:0,1", "--devices", 2], ["drop --devices"])),
+    ("suggest-n-zero", lambda w: (["suggest", w.stage1, w.csv, "--out", w.out("o25"), "--n", 0], ["--n"])),
+    ("suggest-strategy-unknown", lambda w: (["suggest", w.stage1, w.csv, "--out", w.out("o26"), "--strategy",
+                                             "best"], ["best", "--strategy"])),
+    ("suggest-stage1-missing", lambda w: (["suggest", w.root / "bad" / "nostage1", w.csv, "--out", w.out("o27")],
+                                          ["nostage1"])),
     ("predict-mask-method-with-dead-stage1", lambda w: (["predict", w.model, w.image, "--out", w.out("o19"),
                                                          "--stage1", w.root / "bad" / "nostage1"], ["nostage1"])),
 ])
@@ -442,6 +447,10 @@ _many("out", [
     ("synth-into-the-cohort", lambda w: (["synth", "--n", 1, "--out", w.csv.parent, "--overwrite"], ["cohort"])),
     ("train-into-the-stage1", lambda w: (["train", "proportion", w.csv, "--out", w.stage1, "--stage1", w.stage1,
                                           "--overwrite"], ["stage1"])),
+    ("suggest-into-the-cohort", lambda w: (["suggest", w.stage1, w.csv, "--out", w.csv.parent, "--overwrite"],
+                                           ["cohort"])),
+    ("suggest-into-a-user-folder", lambda w: (["suggest", w.stage1, w.csv, "--out", _user_folder(w),
+                                              "--overwrite"], ["mine"])),
     ("locked-by-a-live-run", lambda w: (["detect", w.stage1, w.image, "--out", _locked(w)], ["locked-out"])),
 ])
 

@@ -201,3 +201,64 @@ def test_evaluate_against_synthetic_truth(run_cli, tmp_path, random_stage1):
         t, d = truth[core["name"]], core["detection"]
         assert d["tp"] + d["fn"] == t.n_positive + t.n_negative + t.n_non_tumour > 0
     assert report["config"]["mask"]["alpha_um"] == 5.0
+
+
+def test_suggest_writes_unclassified_points_of_unlabelled_cells_for_qupath(run_cli, tiny_cohort,
+                                                                          random_stage1):
+    import csv
+
+    from maskllp.config import Config
+    from maskllp.io.manifest import read_cohort
+    from maskllp.training.inputs import Stage1MaskSource
+    from maskllp.training.stage1 import cell_labels, images_from_cohort
+
+    d = tiny_cohort
+    write_cohort(d / "half.csv", [{"image": "core0.png", "points": "core0.points.geojson", "mpp": 0.5},
+                                  {"image": "core1.png", "mpp": 0.5}])
+    code, out, err = run_cli("suggest", random_stage1, d / "half.csv", "--out", d / "sug", "--n", "10000",
+                             "--strategy", "uncertain")
+    assert code in (0, None), err
+    assert "cells suggested in 2 cores" in out
+    rows = list(csv.DictReader(open(d / "sug" / "suggestions.csv")))
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    margins = [abs(float(r["tumour_score"]) - 0.5) for r in rows]
+    assert margins == sorted(margins)
+    # every detected cell is suggested except those the points of core0 label
+    config = Config()
+    cohort = read_cohort(d / "half.csv", config.intervals.build())
+    source = Stage1MaskSource(random_stage1)
+    cells = [source.cells(e) for e in cohort.entries]
+    image = images_from_cohort(cohort, config)[0]
+    taken = int((cell_labels(cells[0].yx, image, "tumour", config.detector.match_radius_um / 0.5) >= 0).sum())
+    assert taken > 0 and len(rows) == len(cells[0]) + len(cells[1]) - taken
+    # QuPath reads the points unclassified; once a user classifies them they are annotations
+    for name in {r["points_file"] for r in rows}:
+        path = d / "sug" / name
+        n = sum(r["points_file"] == name for r in rows)
+        ann = read_annotations(path)
+        assert len(ann.points) == 0 and ann.skipped_points == n
+        data = json.loads(path.read_text())
+        for f in data["features"]:
+            assert f["geometry"]["type"] == "Point" and f["properties"]["name"].startswith("suggestion ")
+            f["properties"]["classification"] = {"name": "Tumor", "color": [200, 0, 0]}
+        path.write_text(json.dumps(data))
+        assert len(read_annotations(path).points) == n
+    # named in the manifest's partial_points column, the classified cells are not suggested again
+    core1 = next(r["points_file"] for r in rows if r["image"].endswith("core1.png"))
+    n1 = sum(r["points_file"] == core1 for r in rows)
+    write_cohort(d / "half.csv", [{"image": "core0.png", "points": "core0.points.geojson", "mpp": 0.5},
+                                  {"image": "core1.png", "mpp": 0.5,
+                                   "partial_points": str(d / "sug" / core1)}])
+    code, out, err = run_cli("suggest", random_stage1, d / "half.csv", "--out", d / "sug2", "--n", "10000")
+    assert code in (0, None), err
+    again = list(csv.DictReader(open(d / "sug2" / "suggestions.csv")))
+    assert len(again) == len(rows) - n1 and not any(r["image"].endswith("core1.png") for r in again)
+
+
+def test_suggest_refuses_bad_requests_in_one_line(run_cli, tiny_cohort, random_stage1):
+    d = tiny_cohort
+    for args, message in ((("--n", "0"), "--n must be at least 1"),
+                          (("--strategy", "best"), "unknown strategy")):
+        code, out, err = run_cli("suggest", random_stage1, d / "cohort.csv", "--out", d / "sug", *args)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+        assert not (d / "sug").exists()

@@ -164,3 +164,34 @@ def evaluate_detection(
     typer.echo(summary_line(report["overall"]))
     if report["skipped"]:
         typer.echo(f"skipped (no truth): {', '.join(report['skipped'])}")
+
+
+@app.command("suggest")
+def suggest(
+    model: Path = typer.Argument(..., help="Stage-1 model folder."),
+    cohort: Path = typer.Argument(..., help="Cohort manifest; its annotated cells are left out."),
+    out: Path = typer.Option(..., "--out", help="Output folder: suggestions.csv and points/*.geojson."),
+    n: int = typer.Option(100, "--n", help="How many cells to suggest."),
+    strategy: str = typer.Option("diverse", "--strategy", help="'diverse' (the least certain tumour calls, "
+                                 "spread over the kinds of cell among them), 'uncertain' (the least certain "
+                                 "only) or 'random' (an unbiased sample, to measure stage 1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the clustering and of ties."),
+    device: str = DEVICE_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
+    config: list[Path] | None = CONFIG_OPTION,
+) -> None:
+    """Suggest the cells to label next for the tumour classifier: QuPath points to classify, then
+    'train tumour-classifier' again."""
+    from maskllp.cli.common import load_run_config
+    from maskllp.progress import terminal_progress
+    from maskllp.workflows.suggest import SuggestRun, suggest_cells
+
+    run = SuggestRun(model, cohort, out, n, strategy, seed, device, overwrite)  # type: ignore[arg-type]
+    cfg = load_run_config(config, {})
+    rows = suggest_cells(run, cfg, terminal_progress("stage 1", typer.echo))
+    cores = len({r.points_file for r in rows})
+    called = sum(r.called_tumour for r in rows)
+    typer.echo(f"{len(rows)} cells suggested in {cores} cores ({called} now called tumour); wrote {out}")
+    typer.echo("Next: import each points/*.suggested.geojson into QuPath, classify the points, export "
+               "them, name the file in the manifest's partial_points column and run 'maskllp train "
+               "tumour-classifier' again.")

@@ -377,6 +377,33 @@ def write_point_annotations_geojson(path: str | os.PathLike[str], points: PointA
     _write_checked(path, features, expect, mapping)
 
 
+SUGGESTION_COLOUR = (255, 200, 0)
+
+
+def write_suggested_points_geojson(path: str | os.PathLike[str], yx: np.ndarray,
+                                   names: Sequence[str]) -> None:
+    """Cells to be labelled, as QuPath point annotations: one unclassified Point annotation per cell
+    (so each can be given its own class in QuPath), named ``names``, drawn in amber. Read back, the
+    points a user left unclassified are skipped (counted in ``Annotations.skipped_points``).
+
+    yx: (N, 2) level-0 array-index coordinates.
+    """
+    path = Path(path)
+    xy = _qupath_xy(yx)
+    names = list(names)
+    if len(names) != len(xy):
+        raise ValueError(f"{len(xy)} points but {len(names)} names")
+    features = [gj.feature(gj.point_geometry(p[None]), "annotation", [], SUGGESTION_COLOUR, name)
+                for p, name in zip(xy, names, strict=True)]
+    text = gj.feature_collection_text(features)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        problems = _Problems(path)
+        got = _read_geojson(tmp, ClassMapping(), problems)
+        if problems.all() or len(got.points) or got.skipped_points != len(xy):
+            raise RuntimeError(f"{path}: written GeoJSON does not read back the same (bug in maskllp)")
+
+
 def write_detections_geojson(
     path: str | os.PathLike[str], yx: np.ndarray, classes: np.ndarray,
     measurements: dict[str, np.ndarray] | None = None, metadata: dict[str, str] | None = None,

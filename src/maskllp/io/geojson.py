@@ -333,15 +333,18 @@ def feature(
     geometry: dict[str, Any], object_type: str, class_names: Sequence[str],
     colour: tuple[int, int, int], name: str | None = None, measurements: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """A QuPath Feature (its ``id`` is set on writing), a classification with its colour, finite
-    measurements."""
+    """A QuPath Feature (its ``id`` is set on writing), a classification with its colour (none when
+    ``class_names`` is empty: an unclassified object, drawn in ``colour``), finite measurements."""
     names = list(class_names)
-    classification: dict[str, Any] = {"name": names[0]} if len(names) == 1 else {"names": names}
-    classification["color"] = [int(c) for c in colour]
     props: dict[str, Any] = {"objectType": object_type}
     if name is not None:
         props["name"] = str(name)
-    props["classification"] = classification
+    if names:
+        classification: dict[str, Any] = {"name": names[0]} if len(names) == 1 else {"names": names}
+        classification["color"] = [int(c) for c in colour]
+        props["classification"] = classification
+    else:
+        props["color"] = [int(c) for c in colour]
     if measurements:
         finite = {str(k): float(v) for k, v in measurements.items() if math.isfinite(float(v))}
         if finite:
