@@ -66,14 +66,18 @@ def matmul_rate(threads: int, device: str, seconds: float = 2.0, n: int = 2048,
                 dtype: torch.dtype = torch.float32) -> float:
     """Measured FLOP/s of an (n x n) @ (n x n) product of ``dtype``, repeated for about ``seconds``."""
     torch.set_num_threads(threads)
+    cuda = device.startswith("cuda")
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    a @ b  # warm-up
+    for _ in range(3 if cuda else 1):  # warm-up
+        a @ b
+    if cuda:
+        torch.cuda.synchronize()
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
         reps += 1
-    if device.startswith("cuda"):
+    if cuda:
         torch.cuda.synchronize()
     return 2.0 * n ** 3 * reps / (time.perf_counter() - t0)
 
@@ -173,7 +177,9 @@ def main() -> None:
     cell_flops = patch_flops(model, len(cells))
     flops = tile_flops + cell_flops
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    rate = matmul_rate(args.threads, args.device, dtype=dtype)
+    # A GPU reaches its matmul rate only on large products (an H200's bf16 needs n of several thousand).
+    rate = matmul_rate(args.threads, args.device, dtype=dtype,
+                       n=8192 if args.device.startswith("cuda") else 2048)
     floor = flops / rate
     print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP ({tile_flops / 1e9:.0f} over {n_tiles} windows, "
           f"{cell_flops / 1e9:.0f} in the patch encoder over {len(cells)} cells); a bare "
@@ -183,6 +189,10 @@ def main() -> None:
     print(f"peak RSS: {base:.0f} MiB after loading, {detect_rss:.0f} MiB after detection, "
           f"{peak_rss_mib():.0f} MiB after the masks (a full-resolution float32 heatmap alone would be "
           f"{args.size * args.size * 4 / 2**20:.0f} MiB)")
+    if args.device.startswith("cuda"):
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated, "
+              f"{torch.cuda.max_memory_reserved() / 2**20:.0f} MiB reserved "
+              f"({torch.cuda.get_device_name()})")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,12 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 ORACLE_METHODS = "lpi,prop,wprop,wprop-listnet,focalprop,ours"
 
 
+def gpu_line() -> str:
+    if not torch.cuda.is_available():
+        return "CPU only"
+    return f"{torch.cuda.get_device_name()} (trainer: see config.yaml)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="run folder (must not exist)")
@@ -66,6 +72,8 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None, help="settings over benchmarks/table1.toml")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma-separated: ablations, oracle")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the stage-1 evaluation (training and cv follow [trainer])")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -105,7 +113,7 @@ def main() -> None:
     truth = out / "cohort" / "truth.csv"
     report = step("stage-1 evaluation",
                   f"maskllp evaluate-detection {models / 'stage1'} {cohort} --truth {truth} {c}",
-                  lambda: evaluate_detection(models / "stage1", cohort, cfg, truth, "cpu"))
+                  lambda: evaluate_detection(models / "stage1", cohort, cfg, truth, args.device))
     stage1_line = (f"Stage 1 against every true cell, {summary_line(report['overall'])} "
                    "(mean over cores).")
     print(stage1_line, flush=True)
@@ -138,7 +146,7 @@ def main() -> None:
         f"# Table 1 on a synthetic cohort ({args.cores} cores)",
         "",
         f"maskllp {__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{args.threads} threads, CPU only; total {total / 60:.1f} min.",
+        f"{args.threads} threads, {gpu_line()}; total {total / 60:.1f} min.",
         "",
         "| step | minutes |",
         "|---|---|",
