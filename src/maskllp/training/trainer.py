@@ -35,6 +35,9 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*limit_val_batches=1.0.*")
+    # The tip to raise DataLoader workers, once per training on a many-core GPU host: that is the
+    # setting [trainer] num_workers, which the user chooses (0 by default).
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
 class BestWeights(Callback):
