@@ -147,6 +147,66 @@ def inference_autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv name, batch-norm name) of every Conv2d that a BatchNorm2d of its output
+    channels directly follows: neighbours in an ``nn.Sequential`` (the U-Net, the patch encoder, a
+    ResNet's downsample) or the ``convK`` / ``bnK`` siblings of torchvision's ResNet blocks and stem,
+    whose forward applies ``bnK`` right after ``convK``."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    pairs = []
+    for parent in module.modules():
+        children = dict(parent.named_children())
+        if isinstance(parent, nn.Sequential):
+            names = list(children)
+            candidates = list(zip(names, names[1:], strict=False))
+        elif isinstance(parent, (BasicBlock, Bottleneck, ResNet)):
+            candidates = [(n, "bn" + n[4:]) for n in children
+                          if n.startswith("conv") and "bn" + n[4:] in children]
+        else:
+            candidates = []
+        for conv_name, bn_name in candidates:
+            conv, bn = children[conv_name], children[bn_name]
+            if (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats
+                    and bn.num_features == conv.out_channels):
+                pairs.append((parent, conv_name, bn_name))
+    return pairs
+
+
+@contextlib.contextmanager
+def batch_norms_folded(*modules: nn.Module | None) -> Iterator[None]:
+    """Inside, every convolution followed by a batch normalisation (:func:`_conv_bn_pairs`) in the
+    eval-mode ``modules`` runs as one convolution with the normalisation folded into its weights and
+    bias; the original layers are put back on exit, so weights, state-dict keys and training are
+    untouched. The same function of the input up to rounding (fp32: ~1e-7 relative); it saves one
+    pass over every activation: 1.3x for the U-Net and 2.4x for the patch encoder on this project's
+    AVX-512 BF16 CPU under bf16 autocast (``benchmarks/bench_stage1.py``). Modules in training
+    mode (batch statistics) are left as they are."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    swapped: list[tuple[nn.Module, str, nn.Module, str, nn.Module]] = []
+    try:
+        for module in modules:
+            if module is None or module.training:
+                continue
+            for parent, conv_name, bn_name in _conv_bn_pairs(module):
+                conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+                if bn.training:
+                    continue
+                with torch.no_grad():
+                    fused = fuse_conv_bn_eval(conv, bn)
+                if conv.weight.is_contiguous(memory_format=torch.channels_last):
+                    fused = fused.to(memory_format=torch.channels_last)
+                setattr(parent, conv_name, fused)
+                setattr(parent, bn_name, nn.Identity())
+                swapped.append((parent, conv_name, conv, bn_name, bn))
+        yield
+    finally:
+        for parent, conv_name, conv, bn_name, bn in reversed(swapped):
+            setattr(parent, conv_name, conv)
+            setattr(parent, bn_name, bn)
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

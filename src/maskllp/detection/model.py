@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskllp.backbones import inference_device, rgb_to_tensor
+from maskllp.backbones import batch_norms_folded, inference_device, rgb_to_tensor
 from maskllp.config import section_from_mapping, to_mapping
 from maskllp.config.detection import ClassifierConfig, DetectorConfig, MaskConfig, TilingConfig
 from maskllp.detection.cell_classifier import MeasurementClassifier, MeasurementClassifierSpec
@@ -274,6 +274,15 @@ class Stage1Model:
         (:mod:`maskllp.detection.patches`, on the model grid; a classifier that reads them cuts them
         anyway, and keeps them only when asked).
         """
+        self._channels_last()
+        self.detector.net.eval()
+        if isinstance(self.classifier, torch.nn.Module):
+            self.classifier.eval()
+        with batch_norms_folded(self.detector.net, self.classifier):
+            return self._detect(image, mpp, region, tile, measure, nucleus, patches)
+
+    def _detect(self, image: ImageSource, mpp: float | None, region: tuple[int, int, int, int] | None,
+                tile: int | None, measure: bool, nucleus: bool, patches: bool) -> DetectedCells:
         size = self.pixel_size(image, mpp)
         grid = self.grid_for(image, size)
         det = self.detector
@@ -283,7 +292,6 @@ class Stage1Model:
                               and self.classifier.spec.nucleus)
         reads_patches = isinstance(self.classifier, MeasurementClassifier) and self.classifier.spec.patches
         cut_patches = patches or reads_patches
-        self._channels_last()
         yx_parts, peak_parts, prob_parts = [], [], []
         measured: list[np.ndarray] = []
         nuclei: list[np.ndarray] = []
