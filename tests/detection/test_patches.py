@@ -65,3 +65,18 @@ def test_the_patch_encoder_pools_before_its_relu_with_the_values_and_weights_of_
     x = torch.randn(5, 1, 24, 24)
     with torch.no_grad():
         torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), reference(x))
+
+
+def test_patches_equal_clipped_indexing_at_and_past_the_edges() -> None:
+    rng = np.random.default_rng(5)
+    stains = (rng.random((60, 50, 3)) * 3).astype(np.float32)
+    yx = np.concatenate([rng.uniform(-40, 100, (200, 2)), [[0, 0], [59, 49], [-500, 700]]])
+    for px_per_um in (2.0, 0.7):
+        side = patch_side_px(px_per_um)
+        quantised = np.clip(np.rint(stains[..., [0, 2]] * 64.0), 0, 255).astype(np.uint8)
+        c = np.rint(yx).astype(np.int64)
+        offsets = np.arange(side) - side // 2
+        rows = np.clip(c[:, :1] + offsets, 0, 59)[:, :, None]
+        cols = np.clip(c[:, 1:] + offsets, 0, 49)[:, None, :]
+        expected = quantised[rows, cols].transpose(0, 3, 1, 2)
+        np.testing.assert_array_equal(cell_patches(stains, yx, px_per_um), expected)

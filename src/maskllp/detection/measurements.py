@@ -79,6 +79,49 @@ def sector_offsets(px_per_um: float, inner_um: float, outer_um: float, n_sectors
     return np.stack([dy[sel], dx[sel]], axis=1).astype(np.int64), sector
 
 
+class SquareWindows:
+    """Square neighbourhoods of pixels of one (H, W) image, edge pixels repeated past its border.
+
+    ``windows(centres)`` gives (n, (2 reach + 1)^2) copies, flattened row by row, with
+    ``out[i, (reach + dy) * (2 reach + 1) + reach + dx] == image[clip(cy + dy), clip(cx + dx)]``
+    exactly for integer centres (n, 2) anywhere: one row copy per cell and row of the square (a
+    strided view of the image padded once), not one index per pixel."""
+
+    def __init__(self, image: np.ndarray, reach: int) -> None:
+        self.shape = image.shape
+        self.reach = reach
+        self.pad = 2 * reach  # a centre up to ``reach`` outside the image still lands in the padded one
+        side = 2 * reach + 1
+        self.view = np.lib.stride_tricks.sliding_window_view(np.pad(image, self.pad, mode="edge"),
+                                                             (side, side))
+
+    def windows(self, centres: np.ndarray) -> np.ndarray:
+        h, w = self.shape
+        r, shift = self.reach, self.pad - self.reach
+        cy = np.clip(centres[:, 0], -r, h - 1 + r) + shift  # past ``reach`` outside, every pixel
+        cx = np.clip(centres[:, 1], -r, w - 1 + r) + shift  # is the edge's anyway
+        return self.view[cy, cx].reshape(len(centres), -1)
+
+
+def row_quantile(values: np.ndarray, q: float) -> np.ndarray:
+    """``np.quantile(values, q, axis=1)`` (its default linear method), bit for bit, through a sort of
+    each row: numpy sorts float rows with SIMD, several times faster than the partition that
+    ``np.quantile`` runs. values: (n, k) float with k >= 1 and no NaN; returns (n,) of its dtype."""
+    k = values.shape[1]
+    position = (k - 1) * q
+    lo = int(np.floor(position))
+    hi, t = min(lo + 1, k - 1), float(position - lo)
+    ordered = np.sort(values, axis=1)
+    below, above = ordered[:, lo], ordered[:, hi]
+    step = above - below
+    return above - step * (1 - t) if t >= 0.5 else below + step * t  # numpy's _lerp
+
+
+def _columns(offsets: np.ndarray, reach: int) -> np.ndarray:
+    """Flat indices in a (2 reach + 1)^2 square of pixel offsets (K, 2) from its centre."""
+    return (offsets[:, 0] + reach) * (2 * reach + 1) + offsets[:, 1] + reach
+
+
 def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> np.ndarray:
     """The radial stain profile of cells.
 
@@ -88,37 +131,41 @@ def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> 
     float32.
     """
     yx = np.asarray(yx, np.float64).reshape(-1, 2)
-    h, w = stains.shape[:2]
     out = np.zeros((len(yx), len(MEASUREMENT_NAMES)), np.float32)
     if len(yx) == 0:
         return out
-    hema = np.ascontiguousarray(stains[..., 0], np.float32)
-    dab = np.ascontiguousarray(stains[..., 2], np.float32)
     centres = np.rint(yx).astype(np.int64)
-    rings = ring_offsets(px_per_um)
-    sectors = [(dab, *sector_offsets(px_per_um, a, b)) for a, b in SECTOR_ANNULI_UM]
-    sectors.append((hema, *sector_offsets(px_per_um, *NUCLEUS_ANNULUS_UM)))
-    first_sector = len(rings) * len(STATISTICS)
-
-    def gather(image: np.ndarray, c: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        rr = np.clip(c[:, None, 0] + offsets[None, :, 0], 0, h - 1)
-        cc = np.clip(c[:, None, 1] + offsets[None, :, 1], 0, w - 1)
-        return image[rr, cc]
+    reach = int(np.ceil(CONTEXT_UM * px_per_um))  # every ring and annulus lies inside this square
+    n_pixels = (2 * reach + 1) ** 2
+    rings = [_columns(offsets, reach) for offsets in ring_offsets(px_per_um)]
+    n_stats = len(STATISTICS)
+    # Every mean is a weighted sum of a cell's square: one matrix per stain gives them all at once,
+    # in the columns of ``out`` they belong to (ring means, then the sectors of the annuli).
+    weights = [np.zeros((n_pixels, len(MEASUREMENT_NAMES)), np.float32) for _ in range(2)]
+    for k, columns in enumerate(rings):
+        for stain in (0, 1):
+            weights[stain][columns, k * n_stats + stain] = 1.0 / len(columns)
+    first_sector = len(rings) * n_stats
+    for k, (stain, (a, b)) in enumerate([(1, ab) for ab in SECTOR_ANNULI_UM] + [(0, NUCLEUS_ANNULUS_UM)]):
+        offsets, sector = sector_offsets(px_per_um, a, b)
+        counts = np.maximum(np.bincount(sector, minlength=N_SECTORS), 1)
+        weights[stain][_columns(offsets, reach), first_sector + k * N_SECTORS + sector] = 1.0 / counts[sector]
+    used = [np.flatnonzero(wt.any(axis=0)) for wt in weights]
+    weights = [wt[:, cols] for wt, cols in zip(weights, used, strict=True)]
+    squares = [SquareWindows(np.ascontiguousarray(stains[..., channel], np.float32), reach)
+               for channel in (0, 2)]
 
     for start in range(0, len(yx), _CHUNK):
         c = centres[start: start + _CHUNK]
         rows = slice(start, start + len(c))
-        for k, offsets in enumerate(rings):
-            hv, dv = gather(hema, c, offsets), gather(dab, c, offsets)
-            col = k * len(STATISTICS)
-            out[rows, col] = hv.mean(axis=1)
-            out[rows, col + 1] = dv.mean(axis=1)
-            out[rows, col + 2] = np.quantile(dv, 0.9, axis=1)
-        for k, (image, offsets, sector) in enumerate(sectors):
-            one_hot = np.eye(N_SECTORS, dtype=np.float32)[sector]
-            means = gather(image, c, offsets) @ one_hot / np.maximum(one_hot.sum(axis=0), 1.0)
+        hema, dab = (square.windows(c) for square in squares)
+        out[rows, used[0]] = hema @ weights[0]
+        out[rows, used[1]] = dab @ weights[1]
+        for k, columns in enumerate(rings):
+            out[rows, k * n_stats + 2] = row_quantile(dab[:, columns], 0.9)
+        for k in range(len(SECTOR_ANNULI_UM) + 1):
             col = first_sector + k * N_SECTORS
-            out[rows, col: col + N_SECTORS] = -np.sort(-means, axis=1)
+            out[rows, col: col + N_SECTORS] = -np.sort(-out[rows, col: col + N_SECTORS], axis=1)
     return out
 
 

@@ -48,14 +48,17 @@ def cell_patches(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> np.nda
         return out
     h, w = stains.shape[:2]
     quantised = np.clip(np.rint(stains[..., [0, 2]] * OD_STEPS_PER_UNIT), 0, 255).astype(np.uint8)
-    offsets = np.arange(side) - side // 2
+    # Edge-padded once, then one strided view: each cell's patch is a copy of S rows, not S * S
+    # indexed pixels. A centre more than S / 2 outside the window sees only edge pixels, so it is
+    # clipped to S / 2 outside, where it sees the same.
+    half = side // 2
+    padded = np.pad(quantised, ((side, side), (side, side), (0, 0)), mode="edge")
+    view = np.lib.stride_tricks.sliding_window_view(padded, (side, side), axis=(0, 1))  # (.., .., 2, S, S)
     centres = np.rint(yx).astype(np.int64)
+    top = np.clip(centres[:, 0], -half, h - 1 + half) + side - half
+    left = np.clip(centres[:, 1], -half, w - 1 + half) + side - half
     for start in range(0, len(yx), 512):
-        c = centres[start: start + 512]
-        rows = np.clip(c[:, 0, None] + offsets[None, :], 0, h - 1)  # (n, S)
-        cols = np.clip(c[:, 1, None] + offsets[None, :], 0, w - 1)
-        patch = quantised[rows[:, :, None], cols[:, None, :]]  # (n, S, S, 2)
-        out[start: start + len(c)] = patch.transpose(0, 3, 1, 2)
+        out[start: start + 512] = view[top[start: start + 512], left[start: start + 512]]
     return out
 
 
