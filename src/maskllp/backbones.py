@@ -230,6 +230,24 @@ def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.
     return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """``nn.MaxPool2d(2)`` (stride 2, odd sides floored), the same values. When no gradient is
+    needed it takes the maximum of the four strided sub-grids instead: PyTorch's CPU kernel also
+    computes the argmax indices, and for the patch encoder's ~600 cells a tile that pooling was
+    ~40 % of its time (2048 px benchmark core, bf16, 2 threads: detect 4.75 -> 4.30 s). Training
+    keeps the library kernel, so gradients and their tie-breaking are PyTorch's own."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return super().forward(x)
+        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+        return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 1::2, 0::2]),
+                             torch.maximum(x[..., 0::2, 1::2], x[..., 1::2, 1::2]))
+
+
 def patch_encoder(channels: int, width: int) -> nn.Sequential:
     """(M, channels, S, S) float optical densities -> (M, 4 * width): three 3x3 convolution blocks with
     batch norm, ReLU and 2x2 max pooling (width, 2 width, 4 width channels), a fourth without
@@ -241,7 +259,7 @@ def patch_encoder(channels: int, width: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for k, out in enumerate((width, 2 * width, 4 * width, 4 * width)):
         layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)]
-        layers += [nn.MaxPool2d(2), nn.ReLU(inplace=True)] if k < 3 else [nn.ReLU(inplace=True)]
+        layers += [MaxPool2x2(), nn.ReLU(inplace=True)] if k < 3 else [nn.ReLU(inplace=True)]
         channels = out
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 

@@ -1,5 +1,6 @@
-"""Batch norms folded into their convolutions at inference (maskllp.backbones.batch_norms_folded):
-the same outputs, the original layers back afterwards, training-mode modules left alone."""
+"""Faster inference layers with the same results: batch norms folded into their convolutions
+(maskllp.backbones.batch_norms_folded: the same outputs, the original layers back afterwards,
+training-mode modules left alone) and the strided 2x2 max pool (MaxPool2x2)."""
 
 from __future__ import annotations
 
@@ -111,3 +112,20 @@ def test_stage1_detection_is_the_same_with_folded_batch_norms(ihc_rgb, monkeypat
     assert len(plain) > 5 and len(folded) == len(plain)
     np.testing.assert_allclose(folded.yx, plain.yx, atol=1e-4)
     np.testing.assert_allclose(folded.tumour_score, plain.tumour_score, atol=1e-5)
+
+
+def test_the_strided_max_pool_equals_the_library_kernel_and_trains_through_it():
+    from maskllp.backbones import MaxPool2x2
+
+    pool, reference = MaxPool2x2(), nn.MaxPool2d(2)
+    for shape in [(3, 4, 8, 8), (2, 16, 7, 9), (1, 1, 2, 2)]:
+        x = torch.randn(shape)
+        x[0, 0, :2, :2] = 1.0  # a tie
+        for layout in (torch.contiguous_format, torch.channels_last):
+            y = x.contiguous(memory_format=layout)
+            with torch.no_grad():
+                assert torch.equal(pool(y), reference(y))
+            assert torch.equal(pool(y.to(torch.bfloat16)), reference(y.to(torch.bfloat16)))
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)  # training: the library kernel and its gradient
+    pool(x).sum().backward()
+    assert x.grad is not None and int(x.grad.sum()) == 2 * 3 * 3 * 3
