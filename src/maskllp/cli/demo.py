@@ -22,7 +22,7 @@ def demo(
 ) -> None:
     """Draw a synthetic PD-L1 cohort, train stage 1, cross-validate the cell-level method and Ours
     against Det and Class, print the table, then predict the real IHC sample that scikit-image
-    ships. About two minutes on two CPU cores (1.6-2.0 min measured with bf16; 3.9 min on an AVX2 CPU,
+    ships. About two minutes on two CPU cores (1.6-2.3 min measured with bf16; 3.9 min on an AVX2 CPU,
     earlier code). A --config file's settings win over the demo's small budget."""
     from maskllp.config import read_config_files
     from maskllp.workflows.demo import BUDGET_NOTE, REAL_SAMPLE_MPP, DemoRun, run_demo
