@@ -1,6 +1,6 @@
 """How far two ``maskllp predict`` runs of the same cores differ (e.g. bf16 against fp32): TPS in
 percentage points, and the cells found, matched by position between the two runs' per-core cell
-GeoJSON within the stage-1 match radius.
+GeoJSON (read as maskllp reads annotations) within the stage-1 match radius.
 
     python benchmarks/compare_predictions.py PRED_FP32 PRED_BF16 [--radius-px 6]
 """
@@ -9,32 +9,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
 from maskllp.evaluation.detection_metrics import detection_scores
+from maskllp.io.annotations import read_annotations
 
 
 def read_rows(folder: Path) -> dict[str, dict[str, str]]:
     with open(folder / "predictions.csv", newline="") as f:
         return {row["name"]: row for row in csv.DictReader(f)}
-
-
-def cell_centres(path: Path) -> np.ndarray:
-    """(n, 2) x, y centroids of the point or polygon features of a QuPath GeoJSON file."""
-    data = json.loads(path.read_text())
-    features = data["features"] if isinstance(data, dict) else data
-    out = []
-    for feature in features:
-        geometry = feature["geometry"]
-        coords = np.asarray(geometry["coordinates"], float)
-        if geometry["type"] == "Point":
-            out.append(coords)
-        else:
-            out.append(coords.reshape(-1, 2).mean(0))
-    return np.asarray(out, float).reshape(-1, 2)
 
 
 def main() -> None:
@@ -52,7 +37,8 @@ def main() -> None:
             diffs.append(abs(float(p) - float(q)) * 100.0)
         cells = [args.reference / f"{name}.cells.geojson", args.other / f"{name}.cells.geojson"]
         if all(c.exists() for c in cells):
-            scores = detection_scores(cell_centres(cells[1]), cell_centres(cells[0]), args.radius_px)
+            ref_yx, other_yx = (read_annotations(c).points.yx for c in cells)
+            scores = detection_scores(other_yx, ref_yx, args.radius_px)
             f1s.append(1.0 if scores.f1 is None else scores.f1)
     print(f"{len(names)} cores in both runs; TPS |difference|: mean {np.mean(diffs):.3f} pp, "
           f"max {np.max(diffs):.3f} pp over {len(diffs)} cores with a defined TPS" if diffs else

@@ -17,7 +17,12 @@ same at any pixel size.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
+
+from maskllp.detection.patches import CellWindows
 
 RING_EDGES_UM: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0)
 """Ring boundaries in microns (a tumour nucleus is ~4-6 µm in radius, its membrane at ~7-13 µm)."""
@@ -79,30 +84,6 @@ def sector_offsets(px_per_um: float, inner_um: float, outer_um: float, n_sectors
     return np.stack([dy[sel], dx[sel]], axis=1).astype(np.int64), sector
 
 
-class SquareWindows:
-    """Square neighbourhoods of pixels of one (H, W) image, edge pixels repeated past its border.
-
-    ``windows(centres)`` gives (n, (2 reach + 1)^2) copies, flattened row by row, with
-    ``out[i, (reach + dy) * (2 reach + 1) + reach + dx] == image[clip(cy + dy), clip(cx + dx)]``
-    exactly for integer centres (n, 2) anywhere: one row copy per cell and row of the square (a
-    strided view of the image padded once), not one index per pixel."""
-
-    def __init__(self, image: np.ndarray, reach: int) -> None:
-        self.shape = image.shape
-        self.reach = reach
-        self.pad = 2 * reach  # a centre up to ``reach`` outside the image still lands in the padded one
-        side = 2 * reach + 1
-        self.view = np.lib.stride_tricks.sliding_window_view(np.pad(image, self.pad, mode="edge"),
-                                                             (side, side))
-
-    def windows(self, centres: np.ndarray) -> np.ndarray:
-        h, w = self.shape
-        r, shift = self.reach, self.pad - self.reach
-        cy = np.clip(centres[:, 0], -r, h - 1 + r) + shift  # past ``reach`` outside, every pixel
-        cx = np.clip(centres[:, 1], -r, w - 1 + r) + shift  # is the edge's anyway
-        return self.view[cy, cx].reshape(len(centres), -1)
-
-
 def row_quantile(values: np.ndarray, q: float) -> np.ndarray:
     """``np.quantile(values, q, axis=1)`` (its default linear method), bit for bit, through a sort of
     each row: numpy sorts float rows with SIMD, several times faster than the partition that
@@ -122,6 +103,45 @@ def _columns(offsets: np.ndarray, reach: int) -> np.ndarray:
     return (offsets[:, 0] + reach) * (2 * reach + 1) + offsets[:, 1] + reach
 
 
+@dataclass(frozen=True)
+class _MeasurementPlan:
+    """What :func:`stain_measurements` computes at one pixel size, the same for every window."""
+
+    reach: int
+    """Half the side of the square around a cell that holds every ring and annulus."""
+    rings: tuple[np.ndarray, ...]
+    """Flat indices in that square of each ring's pixels."""
+    columns: tuple[np.ndarray, np.ndarray]
+    """Columns of the output that are means of hematoxylin, of DAB (rings and sectors)."""
+    weights: tuple[np.ndarray, np.ndarray]
+    """(square pixels, len(columns)) float32: a cell's square times it gives those means."""
+    first_sector: int
+
+
+@functools.lru_cache(maxsize=8)
+def _measurement_plan(px_per_um: float) -> _MeasurementPlan:
+    reach = int(np.ceil(CONTEXT_UM * px_per_um))
+    n_pixels = (2 * reach + 1) ** 2
+    rings = tuple(_columns(offsets, reach) for offsets in ring_offsets(px_per_um))
+    n_stats = len(STATISTICS)
+    # Every mean is a weighted sum of a cell's square: one matrix per stain gives them all at once,
+    # in the columns of the output they belong to (ring means, then the sectors of the annuli).
+    weights = [np.zeros((n_pixels, len(MEASUREMENT_NAMES)), np.float32) for _ in range(2)]
+    for k, columns in enumerate(rings):
+        for stain in (0, 1):
+            weights[stain][columns, k * n_stats + stain] = 1.0 / len(columns)
+    first_sector = len(rings) * n_stats
+    for k, (stain, (a, b)) in enumerate([(1, ab) for ab in SECTOR_ANNULI_UM] + [(0, NUCLEUS_ANNULUS_UM)]):
+        offsets, sector = sector_offsets(px_per_um, a, b)
+        counts = np.maximum(np.bincount(sector, minlength=N_SECTORS), 1)
+        weights[stain][_columns(offsets, reach), first_sector + k * N_SECTORS + sector] = 1.0 / counts[sector]
+    used = tuple(np.flatnonzero(wt.any(axis=0)) for wt in weights)
+    kept = tuple(np.ascontiguousarray(wt[:, cols]) for wt, cols in zip(weights, used, strict=True))
+    for array in (*rings, *used, *kept):
+        array.setflags(write=False)  # shared by every call at this pixel size
+    return _MeasurementPlan(reach, rings, (used[0], used[1]), (kept[0], kept[1]), first_sector)
+
+
 def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> np.ndarray:
     """The radial stain profile of cells.
 
@@ -135,33 +155,19 @@ def stain_measurements(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> 
     if len(yx) == 0:
         return out
     centres = np.rint(yx).astype(np.int64)
-    reach = int(np.ceil(CONTEXT_UM * px_per_um))  # every ring and annulus lies inside this square
-    n_pixels = (2 * reach + 1) ** 2
-    rings = [_columns(offsets, reach) for offsets in ring_offsets(px_per_um)]
-    n_stats = len(STATISTICS)
-    # Every mean is a weighted sum of a cell's square: one matrix per stain gives them all at once,
-    # in the columns of ``out`` they belong to (ring means, then the sectors of the annuli).
-    weights = [np.zeros((n_pixels, len(MEASUREMENT_NAMES)), np.float32) for _ in range(2)]
-    for k, columns in enumerate(rings):
-        for stain in (0, 1):
-            weights[stain][columns, k * n_stats + stain] = 1.0 / len(columns)
-    first_sector = len(rings) * n_stats
-    for k, (stain, (a, b)) in enumerate([(1, ab) for ab in SECTOR_ANNULI_UM] + [(0, NUCLEUS_ANNULUS_UM)]):
-        offsets, sector = sector_offsets(px_per_um, a, b)
-        counts = np.maximum(np.bincount(sector, minlength=N_SECTORS), 1)
-        weights[stain][_columns(offsets, reach), first_sector + k * N_SECTORS + sector] = 1.0 / counts[sector]
-    used = [np.flatnonzero(wt.any(axis=0)) for wt in weights]
-    weights = [wt[:, cols] for wt, cols in zip(weights, used, strict=True)]
-    squares = [SquareWindows(np.ascontiguousarray(stains[..., channel], np.float32), reach)
+    plan = _measurement_plan(float(px_per_um))
+    side = 2 * plan.reach + 1
+    squares = [CellWindows(np.ascontiguousarray(stains[..., channel], np.float32), side, plan.reach)
                for channel in (0, 2)]
+    n_stats, first_sector = len(STATISTICS), plan.first_sector
 
     for start in range(0, len(yx), _CHUNK):
         c = centres[start: start + _CHUNK]
         rows = slice(start, start + len(c))
-        hema, dab = (square.windows(c) for square in squares)
-        out[rows, used[0]] = hema @ weights[0]
-        out[rows, used[1]] = dab @ weights[1]
-        for k, columns in enumerate(rings):
+        hema, dab = (square.at(c).reshape(len(c), -1) for square in squares)
+        out[rows, plan.columns[0]] = hema @ plan.weights[0]
+        out[rows, plan.columns[1]] = dab @ plan.weights[1]
+        for k, columns in enumerate(plan.rings):
             out[rows, k * n_stats + 2] = row_quantile(dab[:, columns], 0.9)
         for k in range(len(SECTOR_ANNULI_UM) + 1):
             col = first_sector + k * N_SECTORS
@@ -202,7 +208,6 @@ def nucleus_measurements(hematoxylin: np.ndarray, yx: np.ndarray, px_per_um: flo
     reach = int(np.ceil(NUCLEUS_REACH_UM * px_per_um))
     dy, dx = np.mgrid[-reach: reach + 1, -reach: reach + 1]
     dist_um = np.hypot(dy, dx).ravel() / px_per_um
-    square = np.stack([dy.ravel(), dx.ravel()], axis=1)
     inside = dist_um <= NUCLEUS_REACH_UM
     core = dist_um <= 1.5
     angles = np.arange(N_RAYS) * (2 * np.pi / N_RAYS)
@@ -211,12 +216,11 @@ def nucleus_measurements(hematoxylin: np.ndarray, yx: np.ndarray, px_per_um: flo
     ray_dx = np.cos(angles)[:, None] * steps[None, :] * px_per_um
     ray_width = 2 * np.pi / N_RAYS
     pixel_ray = np.rint((np.arctan2(dy, dx).ravel() % (2 * np.pi)) / ray_width).astype(int) % N_RAYS
+    windows = CellWindows(hema, 2 * reach + 1, reach)
     centres = np.rint(yx).astype(np.int64)
     for start in range(0, len(yx), _CHUNK):
         c = centres[start: start + _CHUNK]
-        rr = np.clip(c[:, None, 0] + square[None, :, 0], 0, h - 1)
-        cc = np.clip(c[:, None, 1] + square[None, :, 1], 0, w - 1)
-        win = hema[rr, cc]  # (n, S*S)
+        win = windows.at(c).reshape(len(c), -1)  # (n, S*S), row by row as ``dy``, ``dx``
         centre_od = win[:, core].mean(axis=1)
         background = np.quantile(win[:, inside], 0.1, axis=1)
         level = background + 0.5 * (centre_od - background)

@@ -46,20 +46,39 @@ def cell_patches(stains: np.ndarray, yx: np.ndarray, px_per_um: float) -> np.nda
     out = np.zeros((len(yx), len(PATCH_CHANNELS), side, side), np.uint8)
     if len(yx) == 0:
         return out
-    h, w = stains.shape[:2]
     quantised = np.clip(np.rint(stains[..., [0, 2]] * OD_STEPS_PER_UNIT), 0, 255).astype(np.uint8)
-    # Edge-padded once, then one strided view: each cell's patch is a copy of S rows, not S * S
-    # indexed pixels. A centre more than S / 2 outside the window sees only edge pixels, so it is
-    # clipped to S / 2 outside, where it sees the same.
-    half = side // 2
-    padded = np.pad(quantised, ((side, side), (side, side), (0, 0)), mode="edge")
-    view = np.lib.stride_tricks.sliding_window_view(padded, (side, side), axis=(0, 1))  # (.., .., 2, S, S)
+    windows = CellWindows(quantised, side, side // 2)
     centres = np.rint(yx).astype(np.int64)
-    top = np.clip(centres[:, 0], -half, h - 1 + half) + side - half
-    left = np.clip(centres[:, 1], -half, w - 1 + half) + side - half
     for start in range(0, len(yx), 512):
-        out[start: start + 512] = view[top[start: start + 512], left[start: start + 512]]
+        out[start: start + 512] = windows.at(centres[start: start + 512])
     return out
+
+
+class CellWindows:
+    """Squares of ``side`` pixels of an (H, W) or (H, W, C) image around integer cell centres, pixels
+    past the image's edge repeating the edge.
+
+    ``at(centres)`` for (n, 2) int centres is (n, side, side), or (n, C, side, side), with
+    ``out[i, ..., a, b] == image[clip(cy - before + a), clip(cx - before + b)]`` exactly, wherever
+    the centres lie: the image is edge-padded once and each square is a copy of its rows out of a
+    strided view, not one indexed pixel at a time (the stain measurements and the patches both cut
+    their cells' neighbourhoods this way)."""
+
+    def __init__(self, image: np.ndarray, side: int, before: int) -> None:
+        self.shape = image.shape[:2]
+        self.side, self.before = side, before
+        widths = ((side, side), (side, side)) + ((0, 0),) * (image.ndim - 2)
+        self.view = np.lib.stride_tricks.sliding_window_view(np.pad(image, widths, mode="edge"),
+                                                             (side, side), axis=(0, 1))
+
+    def at(self, centres: np.ndarray) -> np.ndarray:
+        h, w = self.shape
+        after = self.side - 1 - self.before
+        # A centre more than ``after`` above the image (or ``before`` below it) sees only edge rows,
+        # as it does when clipped to there; the padding of ``side`` then holds every square.
+        top = np.clip(centres[:, 0], -after, h - 1 + self.before) - self.before + self.side
+        left = np.clip(centres[:, 1], -after, w - 1 + self.before) - self.before + self.side
+        return self.view[top, left]
 
 
 def patches_to_od(patches: np.ndarray) -> np.ndarray:
